@@ -1,0 +1,40 @@
+"""Typed configuration, read from ``MODELHOST_*`` environment variables.
+
+Built once at an entry point (CLI, Client, server) and passed down; nothing else in the
+package reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELHOST_", extra="ignore")
+
+    home: Path = Field(default=Path(".modelhost"),
+                       description="where the embedded database and artifacts live")
+    db_url: str | None = Field(default=None,
+                               description="SQLAlchemy URL; default sqlite:///$HOME/modelhost.db")
+    artifacts: str | None = Field(default=None,
+                                  description="artifact store URI; default $HOME/artifacts")
+    redis_url: str | None = None
+    db_busy_timeout_s: float = Field(default=5.0, gt=0,
+                                     description="how long SQLite waits for a lock")
+    db_connect_timeout_s: float = Field(default=5.0, gt=0,
+                                        description="how long to wait for a database server")
+    trust_pickle: bool = Field(default=False,
+                               description="allow loading pickle-family artifacts")
+
+    @property
+    def resolved_db_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{(self.home / 'modelhost.db').as_posix()}"
+
+    @property
+    def resolved_artifacts(self) -> str:
+        return self.artifacts or str(self.home / "artifacts")

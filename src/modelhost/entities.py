@@ -1,0 +1,352 @@
+"""The nouns of modelhost as frozen dataclasses and closed Enums. Standard library only.
+
+Stores return these, never ORM rows; every layer above speaks in them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelhost.errors import InvalidVersionError
+
+# --- stages ---------------------------------------------------------------------------
+
+
+class Stage(str, enum.Enum):
+    """Lifecycle of a model version; a closed set with an explicit transition table."""
+
+    NONE = "none"
+    STAGING = "staging"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+    def allowed_targets(self) -> tuple[Stage, ...]:
+        return _STAGE_TRANSITIONS[self]
+
+    def can_move_to(self, target: Stage) -> bool:
+        return target in _STAGE_TRANSITIONS[self]
+
+
+# A version reaches production only through staging. Archived versions may go straight
+# back to production: that is what a rollback to the previous stable version does.
+_STAGE_TRANSITIONS: dict[Stage, tuple[Stage, ...]] = {
+    Stage.NONE: (Stage.STAGING, Stage.ARCHIVED),
+    Stage.STAGING: (Stage.PRODUCTION, Stage.NONE, Stage.ARCHIVED),
+    Stage.PRODUCTION: (Stage.STAGING, Stage.ARCHIVED),
+    Stage.ARCHIVED: (Stage.STAGING, Stage.PRODUCTION),
+}
+
+
+class RunStatus(str, enum.Enum):
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+
+
+class Bump(enum.IntEnum):
+    """How far a new version must move, ordered so that ``max`` picks the strongest."""
+
+    PATCH = 0
+    MINOR = 1
+    MAJOR = 2
+
+
+# --- semantic versions ----------------------------------------------------------------
+
+_SEMVER = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
+
+
+@dataclass(frozen=True, order=True)
+class SemVer:
+    major: int
+    minor: int
+    patch: int
+
+    @classmethod
+    def parse(cls, text: str) -> SemVer:
+        match = _SEMVER.match(text.strip()) if isinstance(text, str) else None
+        if match is None:
+            raise InvalidVersionError(str(text))
+        return cls(int(match[1]), int(match[2]), int(match[3]))
+
+    @classmethod
+    def looks_like(cls, text: str) -> bool:
+        return bool(_SEMVER.match(text))
+
+    def bump(self, kind: Bump) -> SemVer:
+        if kind is Bump.MAJOR:
+            return SemVer(self.major + 1, 0, 0)
+        if kind is Bump.MINOR:
+            return SemVer(self.major, self.minor + 1, 0)
+        return SemVer(self.major, self.minor, self.patch + 1)
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+
+# --- signatures -----------------------------------------------------------------------
+
+
+class ColumnType(str, enum.Enum):
+    DOUBLE = "double"
+    FLOAT = "float"
+    LONG = "long"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    STRING = "string"
+    DATETIME = "datetime"
+
+    @property
+    def is_numeric(self) -> bool:
+        return self in (ColumnType.DOUBLE, ColumnType.FLOAT, ColumnType.LONG, ColumnType.INTEGER)
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One named input or output column.
+
+    ``required``: a request must carry the column. ``nullable``: null/NaN values are
+    accepted (inferred from missing values in the training data).
+    """
+
+    name: str
+    type: ColumnType
+    required: bool = True
+    nullable: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type.value, "required": self.required,
+                "nullable": self.nullable}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ColumnSpec:
+        return cls(name=str(data["name"]), type=ColumnType(data["type"]),
+                   required=bool(data.get("required", True)),
+                   nullable=bool(data.get("nullable", False)))
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named (or unnamed) tensor; ``-1`` in ``shape`` is a free dimension (the batch)."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TensorSpec:
+        return cls(dtype=str(data["dtype"]), shape=tuple(int(d) for d in data["shape"]),
+                   name=data.get("name"))
+
+
+Spec = ColumnSpec | TensorSpec
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The input/output contract of a model version.
+
+    Inputs are either all columns (tabular models) or one or more tensors.
+    """
+
+    inputs: tuple[Spec, ...]
+    outputs: tuple[Spec, ...] = ()
+
+    @property
+    def is_tensor(self) -> bool:
+        return bool(self.inputs) and isinstance(self.inputs[0], TensorSpec)
+
+    @property
+    def columns(self) -> tuple[ColumnSpec, ...]:
+        return tuple(s for s in self.inputs if isinstance(s, ColumnSpec))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": [_spec_to_dict(s) for s in self.inputs],
+                "outputs": [_spec_to_dict(s) for s in self.outputs]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Signature:
+        return cls(inputs=tuple(_spec_from_dict(s) for s in data.get("inputs", ())),
+                   outputs=tuple(_spec_from_dict(s) for s in data.get("outputs", ())))
+
+
+def _spec_to_dict(spec: Spec) -> dict[str, Any]:
+    kind = "tensor" if isinstance(spec, TensorSpec) else "column"
+    return {"kind": kind, **spec.to_dict()}
+
+
+def _spec_from_dict(data: Mapping[str, Any]) -> Spec:
+    if data.get("kind") == "tensor" or "dtype" in data:
+        return TensorSpec.from_dict(data)
+    return ColumnSpec.from_dict(data)
+
+
+# --- registry -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a version came from: run, datasets, code and environment."""
+
+    run_id: str | None = None
+    dataset_versions: tuple[str, ...] = ()  # "name@version"
+    git_commit: str | None = None
+    python_version: str | None = None
+    packages: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "dataset_versions": list(self.dataset_versions),
+                "git_commit": self.git_commit, "python_version": self.python_version,
+                "packages": dict(self.packages)}
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model: str
+    version: str
+    flavor: str
+    stage: Stage
+    artifact_digest: str
+    artifact_size: int
+    signature: Signature | None
+    input_example: Any
+    metrics: Mapping[str, float]
+    params: Mapping[str, str]
+    lineage: Lineage
+    flavor_meta: Mapping[str, Any]
+    tags: Mapping[str, str]
+    aliases: tuple[str, ...]
+    description: str
+    sunset: dt.date | None
+    created_at: dt.datetime
+
+    @property
+    def semver(self) -> SemVer:
+        return SemVer.parse(self.version)
+
+    @property
+    def deprecated(self) -> bool:
+        return self.sunset is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "version": self.version, "flavor": self.flavor,
+            "stage": self.stage.value, "artifact_digest": self.artifact_digest,
+            "artifact_size": self.artifact_size,
+            "signature": self.signature.to_dict() if self.signature else None,
+            "input_example": self.input_example, "metrics": dict(self.metrics),
+            "params": dict(self.params), "lineage": self.lineage.to_dict(),
+            "flavor_meta": dict(self.flavor_meta), "tags": dict(self.tags),
+            "aliases": list(self.aliases), "description": self.description,
+            "sunset": self.sunset.isoformat() if self.sunset else None,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    description: str
+    tags: Mapping[str, str]
+    aliases: Mapping[str, str]  # alias -> version
+    latest_version: str | None
+    production_version: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "tags": dict(self.tags),
+                "aliases": dict(self.aliases), "latest_version": self.latest_version,
+                "production_version": self.production_version,
+                "created_at": self.created_at.isoformat(),
+                "updated_at": self.updated_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class StageChange:
+    model: str
+    version: str
+    from_stage: Stage
+    to_stage: Stage
+    reason: str
+    at: dt.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version,
+                "from_stage": self.from_stage.value, "to_stage": self.to_stage.value,
+                "reason": self.reason, "at": self.at.isoformat()}
+
+
+# --- tracking -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    created_at: dt.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    key: str
+    value: float
+    step: int
+    timestamp: dt.datetime
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    experiment: str
+    name: str
+    status: RunStatus
+    start_time: dt.datetime
+    end_time: dt.datetime | None
+    params: Mapping[str, str]
+    metrics: Mapping[str, float]  # latest value of each metric
+    tags: Mapping[str, str]
+    git_commit: str | None
+    artifacts: Mapping[str, str]  # relative path -> sha256
+    datasets: tuple[str, ...]  # "name@version"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "experiment": self.experiment, "name": self.name,
+                "status": self.status.value, "start_time": self.start_time.isoformat(),
+                "end_time": self.end_time.isoformat() if self.end_time else None,
+                "params": dict(self.params), "metrics": dict(self.metrics),
+                "tags": dict(self.tags), "git_commit": self.git_commit,
+                "artifacts": dict(self.artifacts), "datasets": list(self.datasets)}
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    name: str
+    version: int
+    digest: str
+    format: str
+    n_rows: int
+    schema: Mapping[str, str]  # column -> ColumnType value
+    profile: Mapping[str, Any]
+    size: int
+    created_at: dt.datetime
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "digest": self.digest,
+                "format": self.format, "n_rows": self.n_rows, "schema": dict(self.schema),
+                "profile": dict(self.profile), "size": self.size,
+                "created_at": self.created_at.isoformat()}
