@@ -28,3 +28,8 @@ def validate_name(value: object, kind: str = "model") -> str:
         shown = unicodedata.normalize("NFC", value)[:80]
         raise InvalidNameError(kind, shown, _NAME_RULE)
     return value
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """SQLite drops the zone of stored datetimes; every stored time is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)

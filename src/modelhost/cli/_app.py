@@ -1,0 +1,153 @@
+"""The Typer application, its global options, and the one table of exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from modelhost.client import Client
+from modelhost.config import Settings
+from modelhost.errors import (
+    ConflictError,
+    ModelhostError,
+    NotFoundError,
+    StoreUnavailableError,
+)
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
+EXIT_UNAVAILABLE = 5
+
+# The one table from errors to exit codes (PRODUCT.md §2); the first match wins.
+_EXIT_CODES: tuple[tuple[type[ModelhostError], int], ...] = (
+    (NotFoundError, EXIT_NOT_FOUND),
+    (ConflictError, EXIT_CONFLICT),
+    (StoreUnavailableError, EXIT_UNAVAILABLE),
+    (ModelhostError, EXIT_USER_ERROR),
+)
+
+
+def exit_code_for(error: ModelhostError) -> int:
+    return next(code for kind, code in _EXIT_CODES if isinstance(error, kind))
+
+
+app = typer.Typer(
+    name="modelhost", no_args_is_help=True, add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Turn trained models into versioned prediction APIs and keep them healthy.")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+@dataclass
+class State:
+    home: Path | None = None
+    db_url: str | None = None
+    artifacts: str | None = None
+    debug: bool = False
+    _client: Client | None = field(default=None, repr=False)
+
+    def settings(self) -> Settings:
+        overrides: dict[str, Any] = {}
+        if self.home is not None:
+            overrides["home"] = self.home
+        if self.db_url is not None:
+            overrides["db_url"] = self.db_url
+        if self.artifacts is not None:
+            overrides["artifacts"] = self.artifacts
+        return Settings(**overrides)
+
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.settings())
+        return self._client
+
+
+STATE = State()
+
+
+@app.callback()
+def _root(
+    home: Path | None = typer.Option(None, "--home", envvar="MODELHOST_HOME",
+                                     help="Folder of the embedded database and artifacts."),
+    db_url: str | None = typer.Option(None, "--db-url", envvar="MODELHOST_DB_URL",
+                                      help="Database URL (default: SQLite in --home).",
+                                      show_default=False),
+    artifacts: str | None = typer.Option(None, "--artifacts", envvar="MODELHOST_ARTIFACTS",
+                                         help="Artifact store URI (folder or s3://...)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+) -> None:
+    STATE.home, STATE.db_url, STATE.artifacts, STATE.debug = home, db_url, artifacts, debug
+
+
+def emit(data: Any, *, as_json: bool, table: Table | str | None = None) -> None:
+    """Print ``data`` as JSON, or ``table`` (a rich table or text) for people."""
+    if as_json:
+        out.print_json(json.dumps(data, default=str))
+    elif table is not None:
+        out.print(table)
+
+
+def make_table(*headers: str, rows: list[tuple[Any, ...]]) -> Table:
+    table = Table(*headers, box=None, header_style="bold")
+    for row in rows:
+        table.add_row(*("" if c is None else str(c) for c in row))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return (and exit with) its exit code. Never shows a traceback for
+    user errors unless ``--debug`` is given."""
+    code = run(argv)
+    sys.exit(code)
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    STATE.__init__()  # type: ignore[misc]  # a fresh state per invocation (tests run many)
+    try:
+        # Standalone mode: Typer reports usage errors itself (exit code 2) and exits
+        # through SystemExit; our own errors pass through to the handlers below.
+        app(args=args, prog_name="modelhost")
+        return EXIT_OK
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    except ModelhostError as exc:
+        _report(exc, f"error: {exc.message}")
+        return exit_code_for(exc)
+    except ValidationError as exc:
+        _report(exc, f"error: invalid configuration: {_first_validation_error(exc)}")
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    finally:
+        if STATE._client is not None:
+            STATE._client.close()
+
+
+def _report(exc: BaseException, line: str) -> None:
+    if STATE.debug:
+        traceback.print_exception(exc)
+    err.print(line, markup=False, highlight=False)
+
+
+def _first_validation_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{where}: {first.get('msg', 'invalid value')}"

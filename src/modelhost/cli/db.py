@@ -1,0 +1,27 @@
+"""Database maintenance commands."""
+
+from __future__ import annotations
+
+import typer
+
+from modelhost.cli._app import JSON_OPTION, STATE, app, emit
+from modelhost.store import Database
+
+db_app = typer.Typer(help="Metadata database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def upgrade(as_json: bool = JSON_OPTION) -> None:
+    """Apply pending migrations (serve and quickstart also do this at start)."""
+    settings = STATE.settings()
+    db = Database(settings.resolved_db_url, busy_timeout_s=settings.db_busy_timeout_s,
+                  connect_timeout_s=settings.db_connect_timeout_s)
+    try:
+        before = db.current_revision()
+        after = db.upgrade()
+    finally:
+        db.dispose()
+    emit({"from": before, "to": after}, as_json=as_json,
+         table=f"Database at revision {after}" + ("" if before == after
+                                                  else f" (was {before or 'empty'})"))

@@ -1,0 +1,99 @@
+"""``modelhost quickstart``: the whole loop on data bundled with scikit-learn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelhost.cli._app import JSON_OPTION, STATE, app, emit, out
+
+MODEL_NAME = "breast-cancer"
+
+
+@app.command("quickstart")
+def quickstart(as_json: bool = JSON_OPTION) -> None:
+    """Train two versions of a demo model, register them with lineage, promote the
+    better one to production, and print what to try next."""
+    from rich.progress import Progress
+
+    client = STATE.client()
+    with Progress(transient=True, console=out, disable=as_json) as progress:
+        task = progress.add_task("Training and registering", total=3)
+        data_path, frame, target = _write_dataset(client.settings.home)
+        progress.advance(task)
+        results = [_train_and_register(client, data_path, frame, target, candidate)
+                   for candidate in _CANDIDATES]
+        progress.advance(task)
+        best = max(results, key=lambda r: r["auc"])
+        client.registry.transition(MODEL_NAME, best["version"], "staging",
+                                   reason="quickstart: best holdout AUC")
+        client.registry.transition(MODEL_NAME, best["version"], "production",
+                                   reason="quickstart: best holdout AUC")
+        client.registry.set_alias(MODEL_NAME, "champion", best["version"])
+        progress.advance(task)
+    summary = {"model": MODEL_NAME, "versions": results, "production": best["version"],
+               "home": str(client.settings.home)}
+    if as_json:
+        emit(summary, as_json=True)
+        return
+    out.print(f"[bold green]Registered {MODEL_NAME}[/bold green] from scikit-learn's "
+              "breast cancer dataset:")
+    for r in results:
+        marker = "  <- production (alias champion)" if r is best else ""
+        out.print(f"  {r['version']}  {r['kind']:<20} holdout AUC {r['auc']:.4f}{marker}")
+    out.print("\nTry next:")
+    for line in (f"modelhost models show {MODEL_NAME}",
+                 f"modelhost card {MODEL_NAME} {best['version']}",
+                 "modelhost runs list",
+                 "modelhost data versions breast-cancer-train"):
+        out.print(f"  {line}", markup=False, highlight=False)
+
+
+_CANDIDATES = (
+    {"kind": "logistic-regression", "params": {"C": 0.05}},
+    {"kind": "random-forest", "params": {"n_estimators": 100, "max_depth": 6}},
+)
+
+
+def _write_dataset(home: Any) -> tuple[Any, Any, Any]:
+    from pathlib import Path
+
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    frame = bunch.frame.rename(columns=lambda c: str(c).replace(" ", "_"))
+    folder = Path(home) / "quickstart"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "breast_cancer.csv"
+    frame.to_csv(path, index=False)
+    return path, frame, "target"
+
+
+def _train_and_register(client: Any, data_path: Any, frame: Any, target: str,
+                        candidate: dict[str, Any]) -> dict[str, Any]:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = frame.drop(columns=[target])
+    y = frame[target]
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0,
+                                                        stratify=y)
+    params = candidate["params"]
+    model: Any
+    if candidate["kind"] == "logistic-regression":
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=params["C"], max_iter=1000))
+    else:
+        model = RandomForestClassifier(random_state=0, n_jobs=1, **params)
+    with client.tracking.start_run("quickstart", name=candidate["kind"],
+                                   params={"model": candidate["kind"], **params}) as run:
+        run.log_dataset(data_path, name="breast-cancer-train")
+        model.fit(X_train, y_train)
+        auc = float(roc_auc_score(y_test, model.predict_proba(X_test)[:, 1]))
+        run.log_metrics({"auc": auc, "accuracy": float(accuracy_score(y_test,
+                                                                       model.predict(X_test)))})
+        mv = run.log_model(model, name=MODEL_NAME, input_example=X_test.head(5),
+                           description=f"{candidate['kind']} on the breast cancer dataset")
+    return {"version": mv.version, "kind": candidate["kind"], "auc": auc, "run_id": run.run_id}

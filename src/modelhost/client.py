@@ -1,0 +1,77 @@
+"""The composition root for Python users: one object that wires every service.
+
+``Client()`` reads ``MODELHOST_*`` settings, opens the metadata database (migrating it
+to the current schema) and the artifact store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modelhost.artifacts import ArtifactStore, open_artifact_store
+from modelhost.config import Settings
+from modelhost.entities import Model, ModelVersion, Stage, StageChange
+from modelhost.registry import LoadedVersion, Registry
+from modelhost.store import Database, DatasetStore, ModelStore, TrackingStore
+from modelhost.tracking import Datasets, Tracker
+
+
+class Client:
+    """Local access to the registry, runs and datasets.
+
+    Args:
+        settings: configuration; read from the environment when omitted.
+        home: shortcut for ``Settings(home=...)``.
+        migrate: apply pending database migrations now (the default).
+        today: the clock used for sunset dates.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, home: str | Path | None = None,
+                 migrate: bool = True,
+                 today: Callable[[], dt.date] = dt.date.today) -> None:
+        if settings is None:
+            settings = Settings(home=Path(home)) if home is not None else Settings()
+        self.settings = settings
+        self.db = Database(settings.resolved_db_url, busy_timeout_s=settings.db_busy_timeout_s,
+                           connect_timeout_s=settings.db_connect_timeout_s)
+        self.artifacts: ArtifactStore = open_artifact_store(settings.resolved_artifacts)
+        self.registry = Registry(ModelStore(self.db), self.artifacts, today=today,
+                                 trust_pickle=settings.trust_pickle)
+        self.datasets = Datasets(DatasetStore(self.db), self.artifacts)
+        self.tracking = Tracker(TrackingStore(self.db), datasets=self.datasets,
+                                registry=self.registry, artifacts=self.artifacts)
+        if migrate:
+            self.db.upgrade()
+
+    # The most used registry operations, by the names MLflow users look for.
+
+    def register_model(self, model: object = None, *, name: str, **kwargs: Any) -> ModelVersion:
+        return self.registry.register(model, name=name, **kwargs)
+
+    def list_models(self) -> list[Model]:
+        return self.registry.list_models()
+
+    def get_model_version(self, name: str, ref: str = "latest") -> ModelVersion:
+        return self.registry.get_version(name, ref)
+
+    def transition_stage(self, name: str, ref: str, stage: Stage | str, *,
+                         reason: str = "") -> list[StageChange]:
+        return self.registry.transition(name, ref, stage, reason=reason)
+
+    def set_alias(self, name: str, alias: str, ref: str) -> ModelVersion:
+        return self.registry.set_alias(name, alias, ref)
+
+    def load_model(self, name: str, ref: str = "latest") -> LoadedVersion:
+        return self.registry.load(name, ref)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

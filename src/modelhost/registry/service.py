@@ -1,0 +1,288 @@
+"""The registry's use cases: register, stage, alias, tag, deprecate, card, load."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelhost._utils import validate_name
+from modelhost.artifacts import ArtifactStore
+from modelhost.entities import (
+    DatasetVersion,
+    Lineage,
+    Model,
+    ModelVersion,
+    SemVer,
+    Signature,
+    Stage,
+    StageChange,
+)
+from modelhost.errors import (
+    FileNotFoundInputError,
+    InvalidInputError,
+    ModelhostError,
+    ModelLoadError,
+    ReservedAliasError,
+    VersionExistsError,
+)
+from modelhost.flavors import LoadedModel, flavor_for_object, flavor_for_path, get_flavor
+from modelhost.registry import card, environment
+from modelhost.registry.versioning import choose_version
+from modelhost.signature import InputValidator, infer_signature, to_jsonable
+from modelhost.store import ModelStore, NewVersion
+
+log = logging.getLogger(__name__)
+
+_RESERVED_ALIASES = {"latest"}
+_AUTO_BUMP_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A version and its model, loaded from verified artifacts and ready to predict."""
+
+    version: ModelVersion
+    model: LoadedModel
+
+
+class Registry:
+    """Registry use cases over a model store and an artifact store.
+
+    ``today`` is the clock used for sunset dates; pass a fixed one in tests.
+    """
+
+    def __init__(self, models: ModelStore, artifacts: ArtifactStore, *,
+                 today: Callable[[], dt.date] = dt.date.today,
+                 trust_pickle: bool = False) -> None:
+        self._models = models
+        self._artifacts = artifacts
+        self._today = today
+        self._trust_pickle = trust_pickle
+
+    # --- register -------------------------------------------------------------------
+
+    def register(
+        self,
+        model: object = None,
+        *,
+        name: str,
+        path: str | Path | None = None,
+        flavor: str | None = None,
+        version: str | None = None,
+        force: bool = False,
+        input_example: Any = None,
+        signature: Signature | None = None,
+        metrics: Mapping[str, float] | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str = "",
+        run_id: str | None = None,
+        git_commit: str | None = None,
+        datasets: Iterable[DatasetVersion | str] = (),
+        trust_pickle: bool = False,
+    ) -> ModelVersion:
+        """Register a new version of ``name`` from a Python object or a file/folder.
+
+        Everything is checked before anything is written: the name, the version rule,
+        that the artifact loads, and that it predicts on the input example. Artifacts
+        are then stored content-addressed and the version row is written in one
+        transaction; if that fails, blobs this call created are removed again.
+        """
+        validate_name(name)
+        explicit = SemVer.parse(version) if version is not None else None
+        if (model is None) == (path is None):
+            raise InvalidInputError("register needs exactly one of a model object or a path")
+        dataset_refs = [_dataset_ref(d) for d in datasets]
+        trust = trust_pickle or self._trust_pickle
+        with tempfile.TemporaryDirectory(prefix="modelhost-register-") as tmp:
+            dest = Path(tmp) / "model"
+            dest.mkdir()
+            if path is not None:
+                source = Path(path)
+                if not source.exists():
+                    raise FileNotFoundInputError(str(path))
+                chosen = get_flavor(flavor) if flavor else flavor_for_path(source)
+                saved = chosen.import_path(source, dest, trust_pickle=trust)
+            else:
+                chosen = get_flavor(flavor) if flavor else flavor_for_object(model)
+                saved = chosen.save(model, dest)
+            loaded = chosen.load(dest, saved.meta, trust_pickle=trust)
+            example = input_example if input_example is not None else saved.input_example
+            signature = _signature_for(signature or saved.signature, example, loaded)
+            tree = self._artifacts.put_tree(dest)
+        new = NewVersion(
+            model=name, flavor=chosen.name, flavor_meta=saved.meta,
+            artifact_digest=tree.digest, artifact_size=tree.size, signature=signature,
+            input_example=to_jsonable(example) if example is not None else None,
+            lineage=Lineage(
+                run_id=run_id, dataset_versions=tuple(f"{n}@{v}" for n, v in dataset_refs),
+                git_commit=git_commit or environment.git_commit(),
+                python_version=environment.python_version(),
+                packages=environment.package_versions()),
+            metrics={k: float(v) for k, v in (metrics or {}).items()},
+            params={k: str(v) for k, v in (params or {}).items()},
+            tags=dict(tags or {}), description=description)
+        choose = functools.partial(choose_version, name=name, signature=signature,
+                                   explicit=explicit, force=force)
+        try:
+            return self._create(new, choose, dataset_refs, auto=explicit is None)
+        except BaseException:
+            self._discard_unreferenced(set(tree.created_blobs))
+            raise
+
+    def _create(self, new: NewVersion, choose: Callable[[ModelVersion | None], SemVer],
+                dataset_refs: list[tuple[str, int]], *, auto: bool) -> ModelVersion:
+        for attempt in range(_AUTO_BUMP_ATTEMPTS):
+            try:
+                return self._models.create_version(new, choose, dataset_refs=dataset_refs)
+            except VersionExistsError:
+                # An auto-bumped number taken by a concurrent registration: pick again.
+                if not auto or attempt == _AUTO_BUMP_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _discard_unreferenced(self, blobs: set[str]) -> None:
+        """Remove blobs a failed registration created, unless something now uses them."""
+        try:
+            referenced: set[str] = set()
+            for digest in self._models.versions_referencing(blobs):
+                referenced |= self._artifacts.tree_blobs(digest)
+            for digest in blobs - referenced:
+                self._artifacts.delete(digest)
+        except ModelhostError:  # best effort: an orphan blob is harmless, never wrong
+            log.warning("could not clean up %d unreferenced blob(s)", len(blobs))
+
+    # --- read -----------------------------------------------------------------------
+
+    def list_models(self) -> list[Model]:
+        return self._models.list_models()
+
+    def get_model(self, name: str) -> Model:
+        return self._models.get_model(validate_name(name))
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        return self._models.list_versions(validate_name(name))
+
+    def get_version(self, name: str, ref: str) -> ModelVersion:
+        """A version by number, alias, ``latest`` or ``@stage``."""
+        return self._models.resolve(validate_name(name), ref)
+
+    def stage_history(self, name: str) -> list[StageChange]:
+        return self._models.stage_history(validate_name(name))
+
+    # --- change ---------------------------------------------------------------------
+
+    def transition(self, name: str, ref: str, stage: Stage | str, *,
+                   reason: str = "") -> list[StageChange]:
+        target = _stage(stage)
+        mv = self.get_version(name, ref)
+        return self._models.transition(name, mv.version, target, reason=reason)
+
+    def set_alias(self, name: str, alias: str, ref: str) -> ModelVersion:
+        validate_name(alias, "alias")
+        if alias in _RESERVED_ALIASES or SemVer.looks_like(alias):
+            raise ReservedAliasError(alias)
+        mv = self.get_version(name, ref)
+        return self._models.set_alias(name, alias, mv.version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._models.delete_alias(validate_name(name), alias)
+
+    def set_tags(self, name: str, tags: Mapping[str, str], *, version: str | None = None) -> None:
+        if version is None:
+            self._models.set_model_tags(validate_name(name), tags)
+        else:
+            mv = self.get_version(name, version)
+            self._models.set_version_tags(name, mv.version, tags)
+
+    def deprecate(self, name: str, ref: str, *, sunset: dt.date | str) -> ModelVersion:
+        """Mark a version deprecated; after ``sunset`` it answers 410 Gone."""
+        when = _parse_date(sunset)
+        if when < self._today():
+            raise InvalidInputError(
+                f"sunset date {when.isoformat()} is in the past; give today or a later date")
+        mv = self.get_version(name, ref)
+        return self._models.set_sunset(name, mv.version, when)
+
+    def undeprecate(self, name: str, ref: str) -> ModelVersion:
+        mv = self.get_version(name, ref)
+        return self._models.set_sunset(name, mv.version, None)
+
+    def is_past_sunset(self, mv: ModelVersion) -> bool:
+        return mv.sunset is not None and self._today() > mv.sunset
+
+    # --- card and load --------------------------------------------------------------
+
+    def card(self, name: str, ref: str, *, format: str = "md") -> str:
+        mv = self.get_version(name, ref)
+        history = [c for c in self.stage_history(name) if c.version == mv.version]
+        if format == "md":
+            return card.render_markdown(mv, history)
+        if format == "html":
+            return card.render_html(mv, history)
+        raise InvalidInputError(f"unknown card format {format!r}: use 'md' or 'html'")
+
+    def load(self, name: str, ref: str, *, trust_pickle: bool = False) -> LoadedVersion:
+        """Fetch a version's artifact, verify every byte's sha256 and load the model."""
+        mv = self.get_version(name, ref)
+        flavor = get_flavor(mv.flavor)
+        with tempfile.TemporaryDirectory(prefix="modelhost-load-") as tmp:
+            dest = self._artifacts.get_tree(mv.artifact_digest, Path(tmp) / "model")
+            model = flavor.load(dest, mv.flavor_meta,
+                                trust_pickle=trust_pickle or self._trust_pickle)
+        return LoadedVersion(version=mv, model=model)
+
+
+def _signature_for(given: Signature | None, example: Any,
+                   loaded: LoadedModel) -> Signature | None:
+    """The signature to record, checked by predicting on the example once."""
+    if example is None:
+        return given
+    signature = given or infer_signature(example)
+    frame = InputValidator(signature).validate(to_jsonable(example, max_rows=5))
+    try:
+        predictions = loaded.predict(frame)
+    except Exception as exc:  # a user model may raise anything; report, don't crash
+        raise ModelLoadError("the model", f"predicting on the input example failed "
+                             f"({type(exc).__name__})") from exc
+    rows = len(frame) if hasattr(frame, "__len__") else None
+    if rows is not None and len(predictions) != rows:
+        raise ModelLoadError("the model", f"it returned {len(predictions)} predictions "
+                             f"for {rows} input rows")
+    if not signature.outputs:
+        signature = Signature(inputs=signature.inputs,
+                              outputs=infer_signature(example, predictions).outputs)
+    return signature
+
+
+def _dataset_ref(ref: DatasetVersion | str) -> tuple[str, int]:
+    if isinstance(ref, DatasetVersion):
+        return ref.name, ref.version
+    name, sep, number = str(ref).partition("@")
+    if not sep or not number.isdigit():
+        raise InvalidInputError(f"dataset reference {ref!r} must look like 'name@3'")
+    return validate_name(name, "dataset"), int(number)
+
+
+def _stage(value: Stage | str) -> Stage:
+    try:
+        return value if isinstance(value, Stage) else Stage(str(value).lower())
+    except ValueError:
+        raise InvalidInputError(
+            f"unknown stage {value!r}: use one of {', '.join(s.value for s in Stage)}"
+        ) from None
+
+
+def _parse_date(value: dt.date | str) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInputError(f"invalid date {value!r}: use YYYY-MM-DD") from None

@@ -1,0 +1,12 @@
+"""Metadata persistence: SQLAlchemy 2 tables, one managed session, Alembic migrations.
+
+Returns entities, never ORM rows.
+"""
+
+from modelhost.store.database import Database
+from modelhost.store.datasets import DatasetStore
+from modelhost.store.models import ChooseVersion, ModelStore, NewVersion
+from modelhost.store.tracking import TrackingStore
+
+__all__ = ["ChooseVersion", "Database", "DatasetStore", "ModelStore", "NewVersion",
+           "TrackingStore"]

@@ -1,0 +1,395 @@
+"""Persistence of models, versions, aliases, tags and stage history.
+
+Every method runs in its own transaction and returns entities. Invariants that races
+could break (unique semver per model, one production version) are enforced by the
+database; this module turns the resulting integrity errors into modelhost errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from modelhost._utils import as_utc, utcnow
+from modelhost.entities import (
+    Lineage,
+    Model,
+    ModelVersion,
+    SemVer,
+    Signature,
+    Stage,
+    StageChange,
+)
+from modelhost.errors import (
+    AliasNotFoundError,
+    ConflictError,
+    DatasetNotFoundError,
+    IllegalTransitionError,
+    ModelNotFoundError,
+    RunNotFoundError,
+    VersionExistsError,
+    VersionNotFoundError,
+)
+from modelhost.store.database import Database
+from modelhost.store.schema import (
+    AliasRow,
+    DatasetRow,
+    DatasetVersionRow,
+    ModelRow,
+    ModelTagRow,
+    ModelVersionRow,
+    RunRow,
+    StageHistoryRow,
+    VersionDatasetRow,
+    VersionTagRow,
+)
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """Everything a registration writes, except the version number itself."""
+
+    model: str
+    flavor: str
+    flavor_meta: Mapping[str, Any]
+    artifact_digest: str
+    artifact_size: int
+    signature: Signature | None
+    input_example: Any
+    lineage: Lineage
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+# Decides the version number from the current latest version, inside the transaction
+# that inserts it, so that concurrent registrations see each other.
+ChooseVersion = Callable[[ModelVersion | None], SemVer]
+
+
+class ModelStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # --- reads ----------------------------------------------------------------------
+
+    def list_models(self) -> list[Model]:
+        with self._db.session() as s:
+            rows = s.scalars(select(ModelRow).order_by(ModelRow.name)).all()
+            return [self._model(s, row) for row in rows]
+
+    def get_model(self, name: str) -> Model:
+        with self._db.session() as s:
+            return self._model(s, self._model_row(s, name))
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        with self._db.session() as s:
+            model = self._model_row(s, name)
+            rows = s.scalars(
+                select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)
+                .order_by(ModelVersionRow.major, ModelVersionRow.minor, ModelVersionRow.patch)
+            ).all()
+            return [self._version(s, model, row) for row in rows]
+
+    def get_version(self, name: str, version: str) -> ModelVersion:
+        with self._db.session() as s:
+            model = self._model_row(s, name)
+            return self._version(s, model, self._version_row(s, model, version))
+
+    def resolve(self, name: str, ref: str) -> ModelVersion:
+        """A version by number (``1.2.0``), alias, ``latest``, or stage (``@production``)."""
+        with self._db.session() as s:
+            model = self._model_row(s, name)
+            row = self._resolve_row(s, model, ref)
+            return self._version(s, model, row)
+
+    def latest_version(self, name: str) -> ModelVersion | None:
+        with self._db.session() as s:
+            model = s.scalar(select(ModelRow).where(ModelRow.name == name))
+            if model is None:
+                return None
+            row = self._latest_row(s, model.id)
+            return self._version(s, model, row) if row else None
+
+    def stage_history(self, name: str) -> list[StageChange]:
+        with self._db.session() as s:
+            model = self._model_row(s, name)
+            q = (select(StageHistoryRow, ModelVersionRow)
+                 .join(ModelVersionRow, StageHistoryRow.version_id == ModelVersionRow.id)
+                 .where(ModelVersionRow.model_id == model.id).order_by(StageHistoryRow.id))
+            return [StageChange(model=name, version=_semver(v), from_stage=Stage(h.from_stage),
+                                to_stage=Stage(h.to_stage), reason=h.reason, at=as_utc(h.at))
+                    for h, v in s.execute(q).all()]
+
+    def versions_referencing(self, digests: set[str]) -> set[str]:
+        """Which of these artifact digests some version still points at."""
+        if not digests:
+            return set()
+        with self._db.session() as s:
+            q = select(ModelVersionRow.artifact_digest).where(
+                ModelVersionRow.artifact_digest.in_(digests))
+            return set(s.scalars(q).all())
+
+    # --- writes ---------------------------------------------------------------------
+
+    def create_version(self, new: NewVersion, choose: ChooseVersion, *,
+                       dataset_refs: Sequence[tuple[str, int]] = ()) -> ModelVersion:
+        """Insert a version whose number ``choose`` picks from the current latest.
+
+        Raises VersionExistsError if the chosen number is taken (an explicit version);
+        RunNotFoundError / DatasetNotFoundError for dangling lineage.
+        """
+        try:
+            with self._db.session(write=True) as s:
+                model = self._lock_or_create_model(s, new.model)
+                latest = self._latest_row(s, model.id)
+                number = choose(self._version(s, model, latest) if latest else None)
+                if new.lineage.run_id is not None and s.get(RunRow, new.lineage.run_id) is None:
+                    raise RunNotFoundError(new.lineage.run_id)
+                dataset_ids = [self._dataset_version_id(s, n, v) for n, v in dataset_refs]
+                if self._find_version_row(s, model.id, number) is not None:
+                    raise VersionExistsError(new.model, str(number))
+                now = utcnow()
+                row = ModelVersionRow(
+                    model_id=model.id, major=number.major, minor=number.minor,
+                    patch=number.patch, flavor=new.flavor, flavor_meta=dict(new.flavor_meta),
+                    stage=Stage.NONE.value, artifact_digest=new.artifact_digest,
+                    artifact_size=new.artifact_size,
+                    signature=new.signature.to_dict() if new.signature else None,
+                    input_example=new.input_example, metrics=dict(new.metrics),
+                    params={k: str(v) for k, v in new.params.items()},
+                    lineage=new.lineage.to_dict(), run_id=new.lineage.run_id,
+                    description=new.description, created_at=now)
+                s.add(row)
+                s.flush()
+                s.add_all(VersionDatasetRow(version_id=row.id, dataset_version_id=d)
+                          for d in dict.fromkeys(dataset_ids))
+                s.add_all(VersionTagRow(version_id=row.id, key=k, value=str(v))
+                          for k, v in new.tags.items())
+                model.updated_at = now
+                s.flush()
+                return self._version(s, model, row)
+        except IntegrityError as exc:
+            # Lost a race with a concurrent registration (PostgreSQL without the row
+            # lock yet, e.g. the model row itself was created concurrently).
+            raise VersionExistsError(new.model, "chosen concurrently") from exc
+
+    def transition(self, name: str, version: str, target: Stage, *,
+                   reason: str = "") -> list[StageChange]:
+        """Move a version to ``target``; promoting archives the previous production."""
+        try:
+            with self._db.session(write=True) as s:
+                model = self._lock_model(s, name)
+                row = self._version_row(s, model, version)
+                source = Stage(row.stage)
+                if source is target:
+                    return []
+                if not source.can_move_to(target):
+                    raise IllegalTransitionError(name, version, source.value, target.value,
+                                                 [t.value for t in source.allowed_targets()])
+                now = utcnow()
+                changes: list[StageChange] = []
+                if target is Stage.PRODUCTION:
+                    current = s.scalar(select(ModelVersionRow).where(
+                        ModelVersionRow.model_id == model.id,
+                        ModelVersionRow.stage == Stage.PRODUCTION.value))
+                    if current is not None:
+                        changes.append(self._move(s, name, current, Stage.ARCHIVED,
+                                                  f"replaced by {version}", now))
+                        s.flush()  # free the one-production slot before taking it
+                changes.append(self._move(s, name, row, target, reason, now))
+                model.updated_at = now
+                return changes
+        except IntegrityError as exc:
+            raise ConflictError(
+                f"another change to {name!r} happened at the same time; try again") from exc
+
+    def set_alias(self, name: str, alias: str, version: str) -> ModelVersion:
+        with self._db.session(write=True) as s:
+            model = self._lock_model(s, name)
+            row = self._version_row(s, model, version)
+            existing = s.get(AliasRow, (model.id, alias))
+            now = utcnow()
+            if existing is None:
+                s.add(AliasRow(model_id=model.id, alias=alias, version_id=row.id, updated_at=now))
+            else:
+                existing.version_id = row.id
+                existing.updated_at = now
+            model.updated_at = now
+            s.flush()
+            return self._version(s, model, row)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        with self._db.session(write=True) as s:
+            model = self._model_row(s, name)
+            existing = s.get(AliasRow, (model.id, alias))
+            if existing is None:
+                raise AliasNotFoundError(name, alias)
+            s.delete(existing)
+
+    def set_model_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        with self._db.session(write=True) as s:
+            model = self._model_row(s, name)
+            for key, value in tags.items():
+                s.merge(ModelTagRow(model_id=model.id, key=key, value=value))
+
+    def set_version_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        with self._db.session(write=True) as s:
+            row = self._version_row(s, self._model_row(s, name), version)
+            for key, value in tags.items():
+                s.merge(VersionTagRow(version_id=row.id, key=key, value=value))
+
+    def delete_version_tag(self, name: str, version: str, key: str) -> None:
+        with self._db.session(write=True) as s:
+            row = self._version_row(s, self._model_row(s, name), version)
+            s.execute(delete(VersionTagRow).where(VersionTagRow.version_id == row.id,
+                                                  VersionTagRow.key == key))
+
+    def set_description(self, name: str, description: str) -> None:
+        with self._db.session(write=True) as s:
+            self._model_row(s, name).description = description
+
+    def set_sunset(self, name: str, version: str, sunset: dt.date | None) -> ModelVersion:
+        with self._db.session(write=True) as s:
+            model = self._model_row(s, name)
+            row = self._version_row(s, model, version)
+            row.sunset = sunset
+            s.flush()
+            return self._version(s, model, row)
+
+    # --- helpers --------------------------------------------------------------------
+
+    @staticmethod
+    def _move(s: Session, name: str, row: ModelVersionRow, target: Stage, reason: str,
+              now: dt.datetime) -> StageChange:
+        change = StageChange(model=name, version=_semver(row), from_stage=Stage(row.stage),
+                             to_stage=target, reason=reason, at=now)
+        s.add(StageHistoryRow(version_id=row.id, from_stage=row.stage, to_stage=target.value,
+                              reason=reason, at=now))
+        row.stage = target.value
+        return change
+
+    @staticmethod
+    def _model_row(s: Session, name: str) -> ModelRow:
+        row = s.scalar(select(ModelRow).where(ModelRow.name == name))
+        if row is None:
+            raise ModelNotFoundError(name)
+        return row
+
+    def _lock_model(self, s: Session, name: str) -> ModelRow:
+        row = s.scalar(select(ModelRow).where(ModelRow.name == name).with_for_update())
+        if row is None:
+            raise ModelNotFoundError(name)
+        return row
+
+    def _lock_or_create_model(self, s: Session, name: str) -> ModelRow:
+        row = s.scalar(select(ModelRow).where(ModelRow.name == name).with_for_update())
+        if row is not None:
+            return row
+        now = utcnow()
+        # A savepoint, so that losing the race to create the model row (PostgreSQL)
+        # does not abort the whole transaction: the winner's row is then locked.
+        try:
+            with s.begin_nested():
+                row = ModelRow(name=name, description="", created_at=now, updated_at=now)
+                s.add(row)
+        except IntegrityError:
+            row = s.scalar(select(ModelRow).where(ModelRow.name == name).with_for_update())
+            assert row is not None
+        return row
+
+    @staticmethod
+    def _find_version_row(s: Session, model_id: int, number: SemVer) -> ModelVersionRow | None:
+        return s.scalar(select(ModelVersionRow).where(
+            ModelVersionRow.model_id == model_id, ModelVersionRow.major == number.major,
+            ModelVersionRow.minor == number.minor, ModelVersionRow.patch == number.patch))
+
+    def _version_row(self, s: Session, model: ModelRow, version: str) -> ModelVersionRow:
+        number = SemVer.parse(version)
+        row = self._find_version_row(s, model.id, number)
+        if row is None:
+            raise VersionNotFoundError(model.name, version)
+        return row
+
+    def _resolve_row(self, s: Session, model: ModelRow, ref: str) -> ModelVersionRow:
+        if SemVer.looks_like(ref):
+            return self._version_row(s, model, ref)
+        row: ModelVersionRow | None
+        if ref == "latest":
+            row = self._latest_row(s, model.id)
+        elif ref.startswith("@") and ref[1:] in {st.value for st in Stage}:
+            row = s.scalar(select(ModelVersionRow).where(
+                ModelVersionRow.model_id == model.id, ModelVersionRow.stage == ref[1:])
+                .order_by(ModelVersionRow.major.desc(), ModelVersionRow.minor.desc(),
+                          ModelVersionRow.patch.desc()).limit(1))
+        else:
+            alias = s.get(AliasRow, (model.id, ref))
+            row = s.get(ModelVersionRow, alias.version_id) if alias else None
+        if row is None:
+            raise VersionNotFoundError(model.name, ref)
+        return row
+
+    @staticmethod
+    def _latest_row(s: Session, model_id: int) -> ModelVersionRow | None:
+        return s.scalar(
+            select(ModelVersionRow).where(ModelVersionRow.model_id == model_id)
+            .order_by(ModelVersionRow.major.desc(), ModelVersionRow.minor.desc(),
+                      ModelVersionRow.patch.desc()).limit(1))
+
+    @staticmethod
+    def _dataset_version_id(s: Session, name: str, version: int) -> int:
+        q = (select(DatasetVersionRow.id).join(DatasetRow)
+             .where(DatasetRow.name == name, DatasetVersionRow.version == version))
+        found = s.scalar(q)
+        if found is None:
+            raise DatasetNotFoundError(name, version)
+        return found
+
+    def _model(self, s: Session, row: ModelRow) -> Model:
+        tags = {t.key: t.value for t in s.scalars(
+            select(ModelTagRow).where(ModelTagRow.model_id == row.id))}
+        aliases = {a.alias: _semver(v) for a, v in s.execute(
+            select(AliasRow, ModelVersionRow).join(
+                ModelVersionRow, AliasRow.version_id == ModelVersionRow.id)
+            .where(AliasRow.model_id == row.id).order_by(AliasRow.alias)).all()}
+        latest = self._latest_row(s, row.id)
+        production = s.scalar(select(ModelVersionRow).where(
+            ModelVersionRow.model_id == row.id, ModelVersionRow.stage == Stage.PRODUCTION.value))
+        return Model(name=row.name, description=row.description, tags=tags, aliases=aliases,
+                     latest_version=_semver(latest) if latest else None,
+                     production_version=_semver(production) if production else None,
+                     created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
+
+    @staticmethod
+    def _version(s: Session, model: ModelRow, row: ModelVersionRow) -> ModelVersion:
+        tags = {t.key: t.value for t in s.scalars(
+            select(VersionTagRow).where(VersionTagRow.version_id == row.id))}
+        aliases = tuple(s.scalars(select(AliasRow.alias).where(
+            AliasRow.version_id == row.id).order_by(AliasRow.alias)))
+        lineage = dict(row.lineage or {})
+        return ModelVersion(
+            model=model.name, version=_semver(row), flavor=row.flavor,
+            stage=Stage(row.stage), artifact_digest=row.artifact_digest,
+            artifact_size=row.artifact_size,
+            signature=Signature.from_dict(row.signature) if row.signature else None,
+            input_example=row.input_example, metrics=dict(row.metrics or {}),
+            params=dict(row.params or {}),
+            lineage=Lineage(run_id=lineage.get("run_id"),
+                            dataset_versions=tuple(lineage.get("dataset_versions", ())),
+                            git_commit=lineage.get("git_commit"),
+                            python_version=lineage.get("python_version"),
+                            packages=dict(lineage.get("packages", {}))),
+            flavor_meta=dict(row.flavor_meta or {}), tags=tags, aliases=aliases,
+            description=row.description, sunset=row.sunset, created_at=as_utc(row.created_at))
+
+
+def _semver(row: ModelVersionRow) -> str:
+    return f"{row.major}.{row.minor}.{row.patch}"
+

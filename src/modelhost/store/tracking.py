@@ -1,0 +1,185 @@
+"""Persistence of experiments, runs and everything logged to them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from modelhost._utils import as_utc, utcnow
+from modelhost.entities import Experiment, MetricPoint, Run, RunStatus
+from modelhost.errors import (
+    ConflictError,
+    DatasetNotFoundError,
+    ExperimentNotFoundError,
+    RunNotFoundError,
+)
+from modelhost.store.database import Database
+from modelhost.store.schema import (
+    DatasetRow,
+    DatasetVersionRow,
+    ExperimentRow,
+    RunArtifactRow,
+    RunDatasetRow,
+    RunMetricRow,
+    RunParamRow,
+    RunRow,
+    RunTagRow,
+)
+
+
+class TrackingStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # --- experiments ----------------------------------------------------------------
+
+    def get_or_create_experiment(self, name: str) -> Experiment:
+        for _ in range(3):
+            try:
+                with self._db.session(write=True) as s:
+                    row = self._experiment_or_none(s, name)
+                    if row is None:
+                        row = ExperimentRow(name=name, created_at=utcnow())
+                        s.add(row)
+                        s.flush()
+                    return Experiment(name=row.name, created_at=as_utc(row.created_at))
+            except IntegrityError:
+                continue  # created concurrently; read it on the next pass
+        raise ConflictError(f"experiment {name!r} is being created concurrently; try again")
+
+    def list_experiments(self) -> list[Experiment]:
+        with self._db.session() as s:
+            return [Experiment(name=r.name, created_at=as_utc(r.created_at))
+                    for r in s.scalars(select(ExperimentRow).order_by(ExperimentRow.name))]
+
+    # --- runs -----------------------------------------------------------------------
+
+    def create_run(self, experiment: str, *, name: str | None = None,
+                   git_commit: str | None = None,
+                   tags: Mapping[str, str] | None = None) -> Run:
+        self.get_or_create_experiment(experiment)
+        with self._db.session(write=True) as s:
+            exp = self._experiment_or_none(s, experiment)
+            if exp is None:
+                raise ExperimentNotFoundError(experiment)
+            run_id = uuid.uuid4().hex
+            s.add(RunRow(id=run_id, experiment_id=exp.id, name=name or f"run-{run_id[:8]}",
+                         status=RunStatus.RUNNING.value, start_time=utcnow(),
+                         git_commit=git_commit))
+            s.flush()
+            s.add_all(RunTagRow(run_id=run_id, key=k, value=str(v))
+                      for k, v in (tags or {}).items())
+        return self.get_run(run_id)
+
+    def end_run(self, run_id: str, status: RunStatus) -> Run:
+        with self._db.session(write=True) as s:
+            row = self._run_row(s, run_id)
+            row.status = status.value
+            row.end_time = utcnow()
+        return self.get_run(run_id)
+
+    def get_run(self, run_id: str) -> Run:
+        with self._db.session() as s:
+            return self._run(s, self._run_row(s, run_id))
+
+    def list_runs(self, experiment: str | None = None, *, limit: int = 100) -> list[Run]:
+        with self._db.session() as s:
+            q = select(RunRow).order_by(RunRow.start_time.desc()).limit(limit)
+            if experiment is not None:
+                exp = self._experiment_or_none(s, experiment)
+                if exp is None:
+                    raise ExperimentNotFoundError(experiment)
+                q = q.where(RunRow.experiment_id == exp.id)
+            return [self._run(s, row) for row in s.scalars(q)]
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        with self._db.session(write=True) as s:
+            self._run_row(s, run_id)
+            for key, value in params.items():
+                s.merge(RunParamRow(run_id=run_id, key=key, value=value))
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], *,
+                    step: int | None = None) -> None:
+        with self._db.session(write=True) as s:
+            self._run_row(s, run_id)
+            now = utcnow()
+            for key, value in metrics.items():
+                at = step
+                if at is None:  # no step given: one past the metric's last step
+                    last = s.scalar(select(func.max(RunMetricRow.step)).where(
+                        RunMetricRow.run_id == run_id, RunMetricRow.key == key))
+                    at = 0 if last is None else int(last) + 1
+                s.add(RunMetricRow(run_id=run_id, key=key, value=float(value), step=at,
+                                   timestamp=now))
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        with self._db.session() as s:
+            self._run_row(s, run_id)
+            rows = s.scalars(select(RunMetricRow).where(
+                RunMetricRow.run_id == run_id, RunMetricRow.key == key)
+                .order_by(RunMetricRow.step, RunMetricRow.id))
+            return [MetricPoint(key=r.key, value=r.value, step=r.step,
+                                timestamp=as_utc(r.timestamp)) for r in rows]
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        with self._db.session(write=True) as s:
+            self._run_row(s, run_id)
+            for key, value in tags.items():
+                s.merge(RunTagRow(run_id=run_id, key=key, value=value))
+
+    def log_artifact(self, run_id: str, path: str, digest: str, size: int) -> None:
+        with self._db.session(write=True) as s:
+            self._run_row(s, run_id)
+            s.merge(RunArtifactRow(run_id=run_id, path=path, digest=digest, size=size))
+
+    def log_datasets(self, run_id: str, refs: Sequence[tuple[str, int]]) -> None:
+        with self._db.session(write=True) as s:
+            self._run_row(s, run_id)
+            for name, version in refs:
+                found = s.scalar(select(DatasetVersionRow.id).join(DatasetRow).where(
+                    DatasetRow.name == name, DatasetVersionRow.version == version))
+                if found is None:
+                    raise DatasetNotFoundError(name, version)
+                s.merge(RunDatasetRow(run_id=run_id, dataset_version_id=found))
+
+    # --- helpers --------------------------------------------------------------------
+
+    @staticmethod
+    def _experiment_or_none(s: Session, name: str) -> ExperimentRow | None:
+        return s.scalar(select(ExperimentRow).where(ExperimentRow.name == name))
+
+    @staticmethod
+    def _run_row(s: Session, run_id: str) -> RunRow:
+        row = s.get(RunRow, run_id) if isinstance(run_id, str) else None
+        if row is None:
+            raise RunNotFoundError(str(run_id))
+        return row
+
+    @staticmethod
+    def _run(s: Session, row: RunRow) -> Run:
+        experiment = s.get(ExperimentRow, row.experiment_id)
+        assert experiment is not None
+        params = {p.key: p.value for p in s.scalars(
+            select(RunParamRow).where(RunParamRow.run_id == row.id))}
+        metrics: dict[str, float] = {}
+        for m in s.scalars(select(RunMetricRow).where(RunMetricRow.run_id == row.id)
+                           .order_by(RunMetricRow.step, RunMetricRow.id)):
+            metrics[m.key] = m.value  # ordered by step: the last one wins
+        tags = {t.key: t.value for t in s.scalars(
+            select(RunTagRow).where(RunTagRow.run_id == row.id))}
+        artifacts = {a.path: a.digest for a in s.scalars(
+            select(RunArtifactRow).where(RunArtifactRow.run_id == row.id))}
+        datasets = tuple(f"{n}@{v}" for n, v in s.execute(
+            select(DatasetRow.name, DatasetVersionRow.version)
+            .join(DatasetVersionRow, DatasetVersionRow.dataset_id == DatasetRow.id)
+            .join(RunDatasetRow, RunDatasetRow.dataset_version_id == DatasetVersionRow.id)
+            .where(RunDatasetRow.run_id == row.id).order_by(DatasetRow.name)).all())
+        return Run(run_id=row.id, experiment=experiment.name, name=row.name,
+                   status=RunStatus(row.status), start_time=as_utc(row.start_time),
+                   end_time=as_utc(row.end_time) if row.end_time else None, params=params,
+                   metrics=metrics, tags=tags, git_commit=row.git_commit,
+                   artifacts=artifacts, datasets=datasets)

@@ -1,0 +1,150 @@
+"""Tracked runs: a context manager that logs params, metrics, artifacts, data and models."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from modelhost._paths import safe_relpath
+from modelhost._utils import validate_name
+from modelhost.artifacts import ArtifactStore
+from modelhost.entities import DatasetVersion, MetricPoint, ModelVersion, Run, RunStatus
+from modelhost.errors import FileNotFoundInputError, InvalidInputError
+from modelhost.registry import Registry, environment
+from modelhost.store import TrackingStore
+from modelhost.tracking.datasets import Datasets
+
+_MAX_KEY = 250
+
+
+class Tracker:
+    """Creates runs and reads them back."""
+
+    def __init__(self, store: TrackingStore, *, datasets: Datasets, registry: Registry,
+                 artifacts: ArtifactStore) -> None:
+        self.store = store
+        self._datasets = datasets
+        self._registry = registry
+        self._artifacts = artifacts
+
+    def start_run(self, experiment: str, *, name: str | None = None,
+                  params: Mapping[str, Any] | None = None,
+                  tags: Mapping[str, str] | None = None) -> ActiveRun:
+        validate_name(experiment, "experiment")
+        run = self.store.create_run(experiment, name=name, git_commit=environment.git_commit(),
+                                    tags={_key(k): str(v) for k, v in (tags or {}).items()})
+        active = ActiveRun(run, tracker=self)
+        if params:
+            active.log_params(params)
+        return active
+
+    def get_run(self, run_id: str) -> Run:
+        return self.store.get_run(run_id)
+
+    def list_runs(self, experiment: str | None = None, *, limit: int = 100) -> list[Run]:
+        return self.store.list_runs(experiment, limit=limit)
+
+
+class ActiveRun:
+    """A run in progress. As a context manager it ends FINISHED, or FAILED on an error."""
+
+    def __init__(self, run: Run, *, tracker: Tracker) -> None:
+        self.run_id = run.run_id
+        self.experiment = run.experiment
+        self._tracker = tracker
+        self._git_commit = run.git_commit
+
+    @property
+    def info(self) -> Run:
+        return self._tracker.store.get_run(self.run_id)
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._tracker.store.log_params(self.run_id, {_key(k): str(v) for k, v in params.items()})
+
+    def log_metric(self, key: str, value: float, *, step: int | None = None) -> None:
+        self.log_metrics({key: value}, step=step)
+
+    def log_metrics(self, metrics: Mapping[str, float], *, step: int | None = None) -> None:
+        clean = {}
+        for key, value in metrics.items():
+            number = _finite(key, value)
+            clean[_key(key)] = number
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)
+                                 or step < 0):
+            raise InvalidInputError(f"step must be a whole number >= 0, got {step!r}")
+        self._tracker.store.log_metrics(self.run_id, clean, step=step)
+
+    def metric_history(self, key: str) -> list[MetricPoint]:
+        return self._tracker.store.metric_history(self.run_id, key)
+
+    def set_tag(self, key: str, value: str) -> None:
+        self._tracker.store.set_tags(self.run_id, {_key(key): str(value)})
+
+    def log_artifact(self, path: str | Path, *, name: str | None = None) -> str:
+        """Store a file or folder with the run; returns its sha256 (of the tree)."""
+        source = Path(path)
+        if not source.exists():
+            raise FileNotFoundInputError(str(path))
+        relative = safe_relpath(name or source.name)
+        tree = self._tracker._artifacts.put_tree(source)
+        self._tracker.store.log_artifact(self.run_id, relative, tree.digest, tree.size)
+        return tree.digest
+
+    def log_dataset(self, path: str | Path, *, name: str) -> DatasetVersion:
+        """Version a data file or folder and record that this run used it."""
+        dv, _ = self._tracker._datasets.add(path, name=name)
+        self._tracker.store.log_datasets(self.run_id, [(dv.name, dv.version)])
+        return dv
+
+    def log_model(self, model: object, *, name: str, **kwargs: Any) -> ModelVersion:
+        """Register ``model`` as a new version of ``name`` with lineage to this run.
+
+        The version records this run, its params and latest metrics (unless given),
+        every dataset logged to the run, and the run's git commit. Other keyword
+        arguments are those of :meth:`Registry.register`.
+        """
+        run = self.info
+        kwargs.setdefault("params", dict(run.params))
+        kwargs.setdefault("metrics", dict(run.metrics))
+        datasets = list(kwargs.pop("datasets", ())) + list(run.datasets)
+        return self._tracker._registry.register(
+            model, name=name, run_id=self.run_id, git_commit=self._git_commit,
+            datasets=list(dict.fromkeys(datasets)), **kwargs)
+
+    def end(self, status: RunStatus = RunStatus.FINISHED) -> Run:
+        return self._tracker.store.end_run(self.run_id, status)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.end(RunStatus.FAILED if exc_type is not None else RunStatus.FINISHED)
+
+
+def _key(key: object) -> str:
+    if not isinstance(key, str) or not key.strip() or len(key) > _MAX_KEY or any(
+            ord(c) < 32 for c in key):
+        raise InvalidInputError(
+            f"invalid key {key!r}: use 1-{_MAX_KEY} printable characters")
+    return key
+
+
+def _finite(key: str, value: object) -> float:
+    if isinstance(value, bool):
+        raise InvalidInputError(f"metric {key!r} must be a number, got {value!r}")
+    if not isinstance(value, int | float):
+        try:
+            value = float(value)  # type: ignore[arg-type]  # numpy scalars and the like
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"metric {key!r} must be a number, got {value!r}") from None
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidInputError(f"metric {key!r} must be finite, got {number}")
+    return number

@@ -1,0 +1,149 @@
+"""The command line: commands, --json output, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import skops.io
+from tests.fixtures_models import iris_example, iris_model
+
+from modelhost.cli import run
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MODELHOST_HOME", str(tmp_path / "home"))
+    for var in ("MODELHOST_DB_URL", "MODELHOST_ARTIFACTS"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "iris.skops"
+    skops.io.dump(iris_model(), path)
+    return path
+
+
+@pytest.fixture
+def example_file(tmp_path: Path) -> Path:
+    path = tmp_path / "example.json"
+    path.write_text(iris_example().to_json(orient="records"))
+    return path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = run([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_register_and_inspect(home: Path, model_file: Path, example_file: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "register", model_file, "--name", "iris",
+                       "--input-example", example_file)
+    assert code == 0 and "Registered iris 1.0.0" in out
+    code, out, _ = cli(capsys, "register", model_file, "--name", "iris", "--json",
+                       "--input-example", example_file)
+    assert code == 0 and json.loads(out)["version"] == "1.0.1"
+    code, out, _ = cli(capsys, "models", "list", "--json")
+    assert [m["name"] for m in json.loads(out)] == ["iris"]
+    code, out, _ = cli(capsys, "models", "versions", "iris")
+    assert "1.0.0" in out and "1.0.1" in out
+    assert cli(capsys, "stage", "iris", "1.0.0", "staging")[0] == 0
+    code, out, _ = cli(capsys, "stage", "iris", "1.0.0", "production", "--json")
+    assert json.loads(out)[0]["to_stage"] == "production"
+    assert cli(capsys, "alias", "set", "iris", "champion", "1.0.0")[0] == 0
+    code, out, _ = cli(capsys, "models", "show", "iris", "--json")
+    data = json.loads(out)
+    assert data["production_version"] == "1.0.0" and data["aliases"] == {"champion": "1.0.0"}
+    assert cli(capsys, "deprecate", "iris", "1.0.1", "--sunset", "2999-01-01")[0] == 0
+    code, out, _ = cli(capsys, "card", "iris", "champion")
+    assert code == 0 and "# Model card: iris 1.0.0" in out
+    card = home / "card.html"
+    assert cli(capsys, "card", "iris", "1.0.0", "--format", "html", "-o", card)[0] == 0
+    assert card.read_text().startswith("<!doctype html>")
+    assert cli(capsys, "alias", "delete", "iris", "champion")[0] == 0
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["models", "show", "nope"], 3, "model 'nope' not found"),
+    (["stage", "iris", "1.0.0", "production"], 4, "cannot move from stage 'none'"),
+    (["stage", "iris", "9.9.9", "staging"], 3, "has no version or alias '9.9.9'"),
+    (["register", "missing.skops", "--name", "x"], 3, "no such file"),
+    (["alias", "set", "iris", "latest", "1.0.0"], 4, "reserved"),
+    (["deprecate", "iris", "1.0.0", "--sunset", "yesterday"], 1, "invalid date"),
+    (["card", "iris", "1.0.0", "--format", "pdf"], 1, "unknown card format"),
+    (["models", "show", "../etc"], 1, "invalid model name"),
+    (["stage", "iris", "1.0.0"], 2, "Missing argument"),
+    (["no-such-command"], 2, "No such command"),
+])
+def test_errors_have_exit_codes_and_one_line(home: Path, model_file: Path,
+                                             capsys: pytest.CaptureFixture[str],
+                                             args: list[str], code: int, message: str) -> None:
+    assert cli(capsys, "register", model_file, "--name", "iris")[0] == 0
+    got, _, err = cli(capsys, *args)
+    assert got == code
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_pickle_needs_the_trust_flag(home: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(iris_model()))
+    code, _, err = cli(capsys, "register", path, "--name", "iris")
+    assert code == 1 and "--trust-pickle" in err
+    assert cli(capsys, "models", "list", "--json")[1].strip() == "[]"
+    code, out, _ = cli(capsys, "register", path, "--name", "iris", "--trust-pickle", "--json")
+    assert code == 0 and json.loads(out)["version"] == "1.0.0"
+
+
+def test_database_down_exits_5(home: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MODELHOST_DB_URL", "postgresql+psycopg://postgres@127.0.0.1:1/x")
+    monkeypatch.setenv("MODELHOST_DB_CONNECT_TIMEOUT_S", "1")
+    code, _, err = cli(capsys, "models", "list")
+    assert code == 5 and "unavailable" in err and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "--debug", "models", "show", "nope")
+    assert code == 3 and "Traceback" in err
+
+
+def test_db_upgrade_runs_and_tracking_commands(home: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "db", "upgrade", "--json")
+    assert code == 0 and json.loads(out)["to"] == "0001"
+    data = tmp_path / "d.csv"
+    iris_example(rows=20).to_csv(data, index=False)
+    code, out, _ = cli(capsys, "data", "add", data, "--name", "iris", "--json")
+    assert code == 0 and json.loads(out)["created"] is True
+    code, out, _ = cli(capsys, "data", "add", data, "--name", "iris")
+    assert code == 0 and "Unchanged: already iris@1" in out
+    code, out, _ = cli(capsys, "data", "versions", "iris", "--json")
+    assert [v["version"] for v in json.loads(out)] == [1]
+    code, out, _ = cli(capsys, "runs", "list", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, _, err = cli(capsys, "runs", "show", "abc")
+    assert code == 3 and "run 'abc' not found" in err
+
+
+def test_quickstart_registers_two_versions_and_promotes_one(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "quickstart", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert [v["version"] for v in summary["versions"]] == ["1.0.0", "1.0.1"]
+    code, out, _ = cli(capsys, "models", "show", "breast-cancer", "--json")
+    model = json.loads(out)
+    assert model["production_version"] == summary["production"]
+    assert model["aliases"] == {"champion": summary["production"]}
+    lineage = model["versions"][0]["lineage"]
+    assert lineage["run_id"] and lineage["dataset_versions"] == ["breast-cancer-train@1"]
+    code, out, _ = cli(capsys, "runs", "list", "--json")
+    assert {r["status"] for r in json.loads(out)} == {"FINISHED"}

@@ -1,0 +1,90 @@
+"""Shared fixtures: a migrated SQLite database copied per test, a real PostgreSQL
+database for the store suite, and a Client wired to either."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from modelhost import Client, Settings
+from modelhost.store import Database
+from modelhost.store.schema import Base
+from tests.services import require_postgres
+
+TODAY = dt.date(2026, 11, 21)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "modelhost.db"
+    db = Database(f"sqlite:///{path}")
+    db.upgrade()
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    admin_url = require_postgres()
+    name = f"modelhost_test_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    db = Database(url)
+    db.upgrade()
+    db.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """The URL of an empty, migrated database: SQLite, then the same tests on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "modelhost.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate_postgres(url)
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings(home=tmp_path / "home", db_url=db_url,
+                    artifacts=str(tmp_path / "artifacts"))
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[Client]:
+    with Client(settings, today=lambda: TODAY) as c:
+        yield c
+
+
+@pytest.fixture
+def sqlite_client(tmp_path: Path, sqlite_template: Path) -> Iterator[Client]:
+    """A client on SQLite only, for tests that are not about the database."""
+    path = tmp_path / "modelhost.db"
+    shutil.copy(sqlite_template, path)
+    settings = Settings(home=tmp_path / "home", db_url=f"sqlite:///{path}",
+                        artifacts=str(tmp_path / "artifacts"))
+    with Client(settings, today=lambda: TODAY) as c:
+        yield c

@@ -1,0 +1,51 @@
+"""Real PostgreSQL and Redis for the tests that are about them.
+
+If a server is not running, it is started with the machine's own command. When it
+still cannot be reached, the tests fail under CI and are skipped (loudly) elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("MODELHOST_TEST_PG_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _start_postgres() -> None:
+    versions = sorted(p.name for p in Path("/etc/postgresql").glob("*")) if Path(
+        "/etc/postgresql").is_dir() else []
+    if not versions:
+        return
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main",
+                    "start"], check=False, capture_output=True, timeout=60)
+
+
+def require_postgres() -> str:
+    """Ensure PostgreSQL answers on 127.0.0.1:5432; return the admin URL."""
+    if not _port_open("127.0.0.1", 5432):
+        _start_postgres()
+        for _ in range(30):
+            if _port_open("127.0.0.1", 5432):
+                break
+            time.sleep(0.5)
+    if not _port_open("127.0.0.1", 5432):
+        message = "PostgreSQL is not reachable on 127.0.0.1:5432 and could not be started"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return PG_ADMIN_URL
