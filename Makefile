@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/modelhost quickstart
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 
 typecheck: install

@@ -252,3 +252,48 @@ def test_concurrent_promotions_leave_one_production(client: Client) -> None:
         t.join()
     stages = [v.stage for v in client.registry.list_versions("iris")]
     assert stages.count(Stage.PRODUCTION) == 1
+
+
+def test_registering_the_same_file_again_repairs_a_corrupted_blob(client: Client,
+                                                                  tmp_path: Path) -> None:
+    import skops.io
+
+    model_file = tmp_path / "iris.skops"
+    skops.io.dump(iris_model(), model_file)
+
+    def register_file():  # type: ignore[no-untyped-def]
+        return client.registry.register(name="iris", path=model_file,
+                                        input_example=iris_example())
+
+    mv = register_file()
+    target = max(artifact_files(client), key=lambda p: p.stat().st_size)
+    original = target.read_bytes()
+    target.chmod(0o644)
+    target.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+    with pytest.raises(ArtifactCorruptedError):
+        client.registry.load("iris", mv.version)
+    register_file()
+    assert target.read_bytes() == original
+    assert client.registry.load("iris", mv.version).version == mv
+
+
+def test_unknown_mlmodel_flavor_and_untrusted_pickle_leave_nothing(client: Client,
+                                                                  tmp_path: Path) -> None:
+    import pickle
+
+    from modelhost.errors import ModelLoadError, UntrustedArtifactError
+
+    folder = tmp_path / "mlflow-model"
+    folder.mkdir()
+    (folder / "MLmodel").write_text("flavors:\n  pytorch:\n    model_data: data\n")
+    with pytest.raises(ModelLoadError, match="pytorch"):
+        client.registry.register(name="torch", path=folder)
+    pickled = tmp_path / "model.pkl"
+    pickled.write_bytes(pickle.dumps(iris_model()))
+    with pytest.raises(UntrustedArtifactError):
+        client.registry.register(name="pickled", path=pickled)
+    assert client.registry.list_models() == []
+    assert artifact_files(client) == []
+    mv = client.registry.register(name="pickled", path=pickled, trust_pickle=True,
+                                  input_example=iris_example())
+    assert client.registry.load("pickled", mv.version).model.predict(iris_example()).shape == (5,)

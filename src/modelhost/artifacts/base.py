@@ -378,9 +378,13 @@ class ArtifactStore(abc.ABC):
 
     def _put(self, digest: str, data: bytes) -> PutResult:
         key = blob_key(digest)
-        # Never rewrite: the cheap check spares the upload when the blob is there.
-        created = False if self._exists(key) else self._create(key, data)
-        return PutResult(digest=digest, size=len(data), created=created)
+        if not self._exists(key):
+            return PutResult(digest=digest, size=len(data), created=self._create(key, data))
+        # A blob that is already there is never rewritten while intact, but storing the
+        # same content again is also how a damaged blob gets repaired: check it first.
+        if hashlib.sha256(self._read(key)).hexdigest() != digest:
+            self._write(key, data)
+        return PutResult(digest=digest, size=len(data), created=False)
 
     def _load_manifest(self, digest: str) -> dict[str, tuple[str, int]]:
         """Read, verify and validate a manifest; map each path to (digest, size)."""
