@@ -49,3 +49,36 @@ def require_postgres() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return PG_ADMIN_URL
+
+
+
+REDIS_URL = os.environ.get("MODELHOST_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _start_redis(port: int) -> None:
+    try:
+        subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1",
+                        "--port", str(port), "--save", "", "--appendonly", "no"],
+                       check=False, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):  # not installed, or it hung
+        return
+
+
+def require_redis() -> str:
+    """Ensure Redis answers at ``REDIS_URL`` (127.0.0.1:6379 by default); return the URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(REDIS_URL)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    if not _port_open(host, port) and host in {"127.0.0.1", "localhost"}:
+        _start_redis(port)
+        for _ in range(20):
+            if _port_open(host, port):
+                break
+            time.sleep(0.25)
+    if not _port_open(host, port):
+        message = f"Redis is not reachable on {host}:{port} and could not be started"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return REDIS_URL

@@ -29,6 +29,23 @@ class Settings(BaseSettings):
     trust_pickle: bool = Field(default=False,
                                description="allow loading pickle-family artifacts")
 
+    # serving
+    serve_model: str | None = Field(default=None,
+                                    description="serve only this model (MLflow-style)")
+    max_batch_size: int = Field(default=64, ge=1, le=100_000,
+                                description="rows per model call after batching")
+    max_wait_ms: float = Field(default=2.0, ge=0, le=1000,
+                               description="longest wait for a batch to fill under load")
+    max_queue_rows: int = Field(default=4096, ge=1,
+                                description="rows queued per version before 503")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
+                                description="largest request body, also after gzip")
+    max_rows: int = Field(default=10_000, ge=1, description="most rows in one request")
+    request_timeout_s: float = Field(default=30.0, gt=0,
+                                     description="deadline of a prediction request")
+    reload_interval_s: float = Field(default=2.0, gt=0,
+                                     description="how often workers re-read routing")
+
     @property
     def resolved_db_url(self) -> str:
         if self.db_url:

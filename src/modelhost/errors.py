@@ -233,6 +233,64 @@ class StoreUnavailableError(ModelhostError):
         super().__init__(f"{what} is unavailable: {reason}; try again shortly")
 
 
+# --- serving --------------------------------------------------------------------------
+
+
+class MalformedRequestError(ModelhostError):
+    """A body that cannot be parsed at all (not JSON, bad binary framing)."""
+
+    code = "malformed_request"
+
+
+class PayloadTooLargeError(ModelhostError):
+    code = "payload_too_large"
+
+    def __init__(self, what: str, limit: int, unit: str) -> None:
+        super().__init__(f"{what} exceeds the limit of {limit:,} {unit}")
+
+
+class UnsupportedMediaTypeError(ModelhostError):
+    code = "unsupported_media_type"
+
+    def __init__(self, content_type: str, supported: Sequence[str]) -> None:
+        super().__init__(f"content type {content_type!r} is not supported; "
+                         f"use {', '.join(supported)}")
+
+
+class OverloadedError(ModelhostError):
+    """The prediction queue is full; the client should retry after ``retry_after`` s."""
+
+    code = "overloaded"
+
+    def __init__(self, what: str, retry_after: float = 1.0) -> None:
+        super().__init__(f"{what} is overloaded; retry shortly")
+        self.retry_after = retry_after
+
+
+class ModelNotReadyError(ModelhostError):
+    code = "not_ready"
+
+    def __init__(self, name: str, version: str, retry_after: float = 1.0) -> None:
+        super().__init__(f"{name} {version} is not loaded yet; retry shortly")
+        self.retry_after = retry_after
+
+
+class DeadlineExceededError(ModelhostError):
+    code = "deadline_exceeded"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the prediction did not finish within its deadline of {seconds:g} s")
+
+
+class PredictionFailedError(ModelhostError):
+    """The model itself raised or returned nonsense; the message is sanitized."""
+
+    code = "prediction_failed"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the model failed to predict: {reason}")
+
+
 class MissingDependencyError(ModelhostError):
     code = "missing_dependency"
 

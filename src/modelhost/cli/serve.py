@@ -1,0 +1,112 @@
+"""``modelhost serve`` and ``modelhost predict``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from modelhost.cli._app import STATE, app, emit, err
+from modelhost.client import Client
+from modelhost.config import Settings
+
+
+def server_options(settings: Settings) -> Any:
+    from modelhost.serving import Limits, PoolOptions, ServerOptions
+
+    return ServerOptions(
+        limits=Limits(max_body_bytes=settings.max_body_bytes, max_rows=settings.max_rows,
+                      timeout_s=settings.request_timeout_s),
+        pool=PoolOptions(max_batch_size=settings.max_batch_size,
+                         max_wait_ms=settings.max_wait_ms,
+                         max_queue_rows=settings.max_queue_rows,
+                         reload_interval_s=settings.reload_interval_s),
+        redis_url=settings.redis_url, model=settings.serve_model)
+
+
+def app_factory() -> Any:
+    """The ASGI app of one worker, configured from ``MODELHOST_*`` (uvicorn imports it)."""
+    from modelhost.serving import create_app
+
+    settings = Settings()
+    client = Client(settings, migrate=False)
+    return create_app(client.registry, options=server_options(settings))
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535),
+    workers: int = typer.Option(1, "--workers", min=1, max=64,
+                                help="Worker processes; they share only the database."),
+    model: str | None = typer.Option(None, "--model", help="Serve only this model, with "
+                                     "MLflow's /invocations routes."),
+    max_batch_size: int | None = typer.Option(None, "--max-batch-size", min=1),
+    max_wait_ms: float | None = typer.Option(None, "--max-wait-ms", min=0),
+    log_level: str = typer.Option("warning", "--log-level"),
+) -> None:
+    """Run the prediction and management server."""
+    import uvicorn
+
+    overrides = {"MODELHOST_SERVE_MODEL": model, "MODELHOST_MAX_BATCH_SIZE": max_batch_size,
+                 "MODELHOST_MAX_WAIT_MS": max_wait_ms}
+    settings = STATE.settings()
+    # Workers are new processes: they read their settings from the environment.
+    os.environ.update({"MODELHOST_HOME": str(settings.home.resolve())})
+    for key, value in (("MODELHOST_DB_URL", settings.db_url),
+                       ("MODELHOST_ARTIFACTS", settings.artifacts), *overrides.items()):
+        if value is not None:
+            os.environ[key] = str(value)
+    with Client(Settings()):  # migrate once, before any worker starts
+        pass
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelhost-metrics-")
+    config = uvicorn.Config("modelhost.cli.serve:app_factory", factory=True, host=host,
+                            port=port, workers=workers, loop="uvloop", http="httptools",
+                            lifespan="on", access_log=False, log_level=log_level,
+                            timeout_graceful_shutdown=30)
+    err.print(f"modelhost serving on http://{host}:{port} with {workers} worker(s); "
+              "docs at /docs", highlight=False)
+    server = uvicorn.Server(config)
+    if workers == 1:
+        server.run()
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    sock = config.bind_socket()
+    # Accepted connections inherit TCP_NODELAY from the listening socket; without it,
+    # small responses wait for Nagle's algorithm (~40 ms) in multi-worker mode.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    Multiprocess(config, sockets=[sock]).run()
+
+
+@app.command("predict")
+def predict(
+    name: str,
+    input: Path = typer.Option(..., "--input", help="A .json (records, columns or "
+                               '{"inputs": ...}) or .csv file.'),
+    version: str = typer.Option("@production", "--version",
+                                help="Version, alias, latest or @stage."),
+) -> None:
+    """Predict in-process with a registered version (no server needed); prints JSON."""
+    from modelhost.cli.inputs import read_input_file
+    from modelhost.signature import InputValidator, to_jsonable
+
+    registry = STATE.client().registry
+    loaded = registry.load(name, version)
+    data = read_input_file(input)
+    payload = to_jsonable(data, max_rows=10**9) if not isinstance(data, list | dict) else data
+    mv = loaded.version
+    frame = InputValidator(mv.signature).validate(payload) if mv.signature else payload
+    predictions = loaded.model.predict(frame)
+    result: dict[str, Any] = {"model": mv.model, "version": mv.version,
+                              "predictions": predictions.tolist()}
+    if loaded.model.has_proba:
+        probabilities = loaded.model.predict_proba(frame)
+        if probabilities is not None:
+            result["probabilities"] = probabilities.tolist()
+    emit(result, as_json=True)

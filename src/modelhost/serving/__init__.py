@@ -1,0 +1,9 @@
+"""The only package that knows HTTP: create_app(), the v1, Open Inference v2 and MLflow
+scoring routes, batching, the model pool, the prediction cache, errors and metrics."""
+
+from modelhost.serving.app import ModelhostApp, ServerOptions, create_app
+from modelhost.serving.pool import ModelPool, PoolOptions
+from modelhost.serving.predictor import Limits
+
+__all__ = ["Limits", "ModelPool", "ModelhostApp", "PoolOptions", "ServerOptions",
+           "create_app"]

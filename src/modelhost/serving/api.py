@@ -1,0 +1,259 @@
+"""The FastAPI application: operations, management, metadata, and documented
+prediction routes (answered by the fast path in ``app.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from importlib import metadata
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from modelhost.errors import ModelhostError
+from modelhost.serving import errors as http_errors
+from modelhost.serving.http import request_id
+from modelhost.serving.protocols import v2
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
+
+
+class PredictRequest(BaseModel):
+    """Records (`[{"col": value}, ...]`) or columns (`{"col": [...]}`)."""
+
+    inputs: list[dict[str, Any]] | dict[str, list[Any]] = Field(
+        description="A list of records, or an object of equally long columns.")
+    params: dict[str, Any] | None = Field(default=None,
+                                          description="Parameters passed with the batch.")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: str
+    request_id: str
+    predictions: list[Any]
+    probabilities: list[list[float]] | None = None
+
+
+class StageRequest(BaseModel):
+    stage: str
+    reason: str = ""
+
+
+class AliasRequest(BaseModel):
+    version: str
+
+
+def build_api(server: Any, *, lifespan: Lifespan) -> FastAPI:
+    api = FastAPI(title="modelhost", version=metadata.version("modelhost"), lifespan=lifespan,
+                  description="Versioned prediction APIs and their management.")
+    registry = server.registry
+    pool = server.pool
+
+    async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Registry calls touch the database: keep them off the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # --- errors -------------------------------------------------------------------
+
+    @api.exception_handler(ModelhostError)
+    async def _modelhost_error(request: Request, exc: ModelhostError) -> Response:
+        rid = request_id(dict(request.headers))
+        return Response(http_errors.error_body(exc, rid), http_errors.status_for(exc),
+                        headers={k.decode(): v.decode()
+                                 for k, v in http_errors.error_headers(exc, rid)})
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        rid = request_id(dict(request.headers))
+        details = [{"location": ".".join(str(p) for p in e.get("loc", ())),
+                    "message": e.get("msg", "")} for e in exc.errors()[:20]]
+        first = details[0] if details else {"location": "body", "message": "invalid"}
+        return JSONResponse({"error": {"code": "invalid_input",
+                                       "message": f"{first['location']}: {first['message']}",
+                                       "details": details, "request_id": rid}}, 422)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        rid = request_id(dict(request.headers))
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail),
+                                       "request_id": rid}}, exc.status_code)
+
+    @api.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        rid = request_id(dict(request.headers))
+        return Response(http_errors.internal_error_body(rid), 500,
+                        media_type="application/json")
+
+    # --- operations ---------------------------------------------------------------
+
+    @api.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @api.get("/readyz", tags=["operations"])
+    async def readyz() -> Response:
+        """The database answered and every routed version is loaded and warmed up."""
+        ready, detail = pool.ready()
+        return JSONResponse({"ready": ready, **detail}, 200 if ready else 503)
+
+    @api.get("/metrics", tags=["operations"])
+    async def metrics() -> Response:
+        body, content_type = server.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    # --- predictions (documented here, answered by the fast path) ------------------
+
+    @api.post("/v1/models/{name}/predict", tags=["predictions"],
+              response_model=PredictResponse)
+    async def predict(name: str, request: PredictRequest) -> Any:  # pragma: no cover
+        """Predict with the version the model's deployment routes to (its production
+        version). Pin a version or alias with the `X-Model-Version` header."""
+        raise AssertionError("answered by the fast path")
+
+    @api.post("/v1/models/{name}/versions/{version}/predict", tags=["predictions"],
+              response_model=PredictResponse)
+    async def predict_version(name: str, version: str,
+                              request: PredictRequest) -> Any:  # pragma: no cover
+        """Predict with an explicit version or alias."""
+        raise AssertionError("answered by the fast path")
+
+    # --- Open Inference Protocol v2: health and metadata ---------------------------
+
+    def v2_error(exc: ModelhostError) -> Response:
+        return Response(v2.error_body(exc.message), http_errors.status_for(exc),
+                        media_type="application/json")
+
+    @api.get("/v2", tags=["open inference v2"])
+    async def v2_server() -> dict[str, Any]:
+        return v2.server_metadata(metadata.version("modelhost"))
+
+    @api.get("/v2/health/live", tags=["open inference v2"])
+    async def v2_live() -> dict[str, bool]:
+        return {"live": True}
+
+    @api.get("/v2/health/ready", tags=["open inference v2"])
+    async def v2_ready() -> Response:
+        ready, _ = pool.ready()
+        return JSONResponse({"ready": ready}, 200 if ready else 503)
+
+    async def v2_metadata(name: str, version: str | None) -> Response:
+        try:
+            mv = await call(registry.get_version, name, version or _served_ref(pool, name))
+            versions = [v.version for v in await call(registry.list_versions, name)]
+        except ModelhostError as exc:
+            return v2_error(exc)
+        return JSONResponse(v2.model_metadata(name=name, versions=versions,
+                                              platform=f"modelhost-{mv.flavor}",
+                                              signature=mv.signature))
+
+    async def v2_model_ready(name: str, version: str | None) -> Response:
+        try:
+            served = await pool.get(name, version)
+        except ModelhostError as exc:
+            return v2_error(exc)
+        return JSONResponse({"name": name, "version": served.version.version, "ready": True})
+
+    @api.get("/v2/models/{name}", tags=["open inference v2"])
+    async def v2_model(name: str) -> Response:
+        return await v2_metadata(name, None)
+
+    @api.get("/v2/models/{name}/versions/{version}", tags=["open inference v2"])
+    async def v2_model_version(name: str, version: str) -> Response:
+        return await v2_metadata(name, version)
+
+    @api.get("/v2/models/{name}/ready", tags=["open inference v2"])
+    async def v2_model_is_ready(name: str) -> Response:
+        return await v2_model_ready(name, None)
+
+    @api.get("/v2/models/{name}/versions/{version}/ready", tags=["open inference v2"])
+    async def v2_model_version_is_ready(name: str, version: str) -> Response:
+        return await v2_model_ready(name, version)
+
+    @api.post("/v2/models/{name}/infer", tags=["open inference v2"])
+    async def v2_infer(name: str) -> Any:  # pragma: no cover
+        """Open Inference Protocol v2 inference (JSON or binary tensor data)."""
+        raise AssertionError("answered by the fast path")
+
+    @api.post("/v2/models/{name}/versions/{version}/infer", tags=["open inference v2"])
+    async def v2_infer_version(name: str, version: str) -> Any:  # pragma: no cover
+        """Inference with an explicit version or alias."""
+        raise AssertionError("answered by the fast path")
+
+    # --- MLflow scoring protocol --------------------------------------------------
+
+    @api.get("/ping", tags=["mlflow scoring"])
+    @api.get("/health", tags=["mlflow scoring"])
+    async def ping() -> Response:
+        return PlainTextResponse("\n")
+
+    @api.get("/version", tags=["mlflow scoring"])
+    async def version() -> Response:
+        return PlainTextResponse(metadata.version("modelhost"))
+
+    @api.post("/v1/models/{name}/invocations", tags=["mlflow scoring"])
+    async def invocations(name: str) -> Any:  # pragma: no cover
+        """MLflow scoring protocol: dataframe_split, dataframe_records, instances, inputs
+        (JSON) or text/csv. On `serve --model NAME`, also at `/invocations`."""
+        raise AssertionError("answered by the fast path")
+
+    # --- management (read and lifecycle) ------------------------------------------
+
+    @api.get("/v1/models", tags=["management"])
+    async def list_models() -> list[dict[str, Any]]:
+        return [m.to_dict() for m in await call(registry.list_models)]
+
+    @api.get("/v1/models/{name}", tags=["management"])
+    async def get_model(name: str) -> dict[str, Any]:
+        model = await call(registry.get_model, name)
+        data: dict[str, Any] = model.to_dict()
+        data["serving"] = pool.routes.get(name)
+        return data
+
+    @api.get("/v1/models/{name}/versions", tags=["management"])
+    async def list_versions(name: str) -> list[dict[str, Any]]:
+        return [v.to_dict() for v in await call(registry.list_versions, name)]
+
+    @api.get("/v1/models/{name}/versions/{version}", tags=["management"])
+    async def get_version(name: str, version: str) -> dict[str, Any]:
+        mv = await call(registry.get_version, name, version)
+        data: dict[str, Any] = mv.to_dict()
+        return data
+
+    @api.post("/v1/models/{name}/versions/{version}/stage", tags=["management"])
+    async def set_stage(name: str, version: str, body: StageRequest) -> list[dict[str, Any]]:
+        changes = await call(registry.transition, name, version, body.stage,
+                             reason=body.reason)
+        return [c.to_dict() for c in changes]
+
+    @api.put("/v1/models/{name}/aliases/{alias}", tags=["management"])
+    async def set_alias(name: str, alias: str, body: AliasRequest) -> dict[str, Any]:
+        mv = await call(registry.set_alias, name, alias, body.version)
+        return {"model": name, "alias": alias, "version": mv.version}
+
+    @api.delete("/v1/models/{name}/aliases/{alias}", tags=["management"], status_code=204)
+    async def delete_alias(name: str, alias: str) -> Response:
+        await call(registry.delete_alias, name, alias)
+        return Response(status_code=204)
+
+    @api.get("/v1/models/{name}/versions/{version}/card", tags=["management"])
+    async def card(name: str, version: str, format: str = "md") -> Response:
+        text = await call(registry.card, name, version, format=format)
+        media = "text/html" if format == "html" else "text/markdown"
+        return PlainTextResponse(text, media_type=f"{media}; charset=utf-8")
+
+    return api
+
+
+
+def _served_ref(pool: Any, name: str) -> str:
+    """The version serving ``name`` now, else its production version, else latest."""
+    routed = pool.routes.get(name)
+    return routed if routed is not None else "@production" if name in pool.routes else "latest"

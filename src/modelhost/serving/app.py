@@ -1,0 +1,192 @@
+"""``create_app``: one ASGI application for every protocol.
+
+Prediction routes take a lean path: :class:`ModelhostApp` matches their paths itself and
+answers them with raw ASGI messages, skipping the framework's routing, dependency
+injection and response classes on the hot path. Everything else (operations,
+management, metadata, OpenAPI and ``/docs``) is a FastAPI application behind it, which
+also declares the prediction routes so that they are documented.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from modelhost.errors import ModelhostError, NotFoundError
+from modelhost.registry import Registry
+from modelhost.serving import errors as http_errors
+from modelhost.serving import infer_v2, invocations, v1
+from modelhost.serving.cache import open_cache
+from modelhost.serving.http import (
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    header_map,
+    read_body,
+    request_id,
+    send_reply,
+)
+from modelhost.serving.metrics import Metrics
+from modelhost.serving.pool import ModelPool, PoolOptions
+from modelhost.serving.predictor import Limits, Predictor
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[bytes, dict[str, str], str], Awaitable[Reply]]
+ErrorShape = Callable[[ModelhostError, str], Reply]
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    limits: Limits = field(default_factory=Limits)
+    pool: PoolOptions = field(default_factory=PoolOptions)
+    redis_url: str | None = None
+    model: str | None = None  # `serve --model NAME`: MLflow-style single-model server
+
+
+@dataclass
+class Server:
+    """The parts of a running server, for the routes and for tests."""
+
+    registry: Registry
+    pool: ModelPool
+    predictor: Predictor
+    metrics: Metrics
+    options: ServerOptions
+    started: float = field(default_factory=time.time)
+
+
+def v1_error(error: ModelhostError, rid: str) -> Reply:
+    return Reply(http_errors.status_for(error), http_errors.error_body(error, rid),
+                 http_errors.error_headers(error, rid))
+
+
+class ModelhostApp:
+    """The ASGI entry point: the prediction fast path in front of the FastAPI app."""
+
+    def __init__(self, server: Server, api: object) -> None:
+        self.server = server
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            route = self._match(scope["path"])
+            if route is not None:
+                protocol, handler, shape = route
+                await self._serve(scope, receive, send, protocol, handler, shape)
+                return
+        await self.api(scope, receive, send)  # type: ignore[operator]
+
+    def _match(self, path: str) -> tuple[str, Handler, ErrorShape] | None:
+        """The prediction routes: /v1/models/{name}[/versions/{v}]/predict,
+        /v2/models/{name}[/versions/{v}]/infer, /v1/models/{name}/invocations and, on a
+        single-model server, /invocations."""
+        parts = path.strip("/").split("/")
+        n = len(parts)
+        if n == 1 and parts[0] == "invocations":
+            return "mlflow", self._invocations(self.server.options.model), invocations.error
+        if n < 4 or parts[1] != "models" or parts[0] not in ("v1", "v2"):
+            return None
+        name, action = parts[2], parts[-1]
+        if n == 4:
+            ref = None
+        elif n == 6 and parts[3] == "versions":
+            ref = parts[4]
+        else:
+            return None
+        if parts[0] == "v1" and action == "predict":
+            return "v1", self._v1(name, ref), v1_error
+        if parts[0] == "v1" and action == "invocations" and ref is None:
+            return "mlflow", self._invocations(name), invocations.error
+        if parts[0] == "v2" and action == "infer":
+            return "v2", self._v2(name, ref), infer_v2.error
+        return None
+
+    def _v1(self, name: str, ref: str | None) -> Handler:
+        predictor = self.server.predictor
+
+        async def handle(body: bytes, headers: dict[str, str], rid: str) -> Reply:
+            return await v1.predict(predictor, name, ref, body, headers, rid)
+
+        return handle
+
+    def _v2(self, name: str, ref: str | None) -> Handler:
+        predictor = self.server.predictor
+
+        async def handle(body: bytes, headers: dict[str, str], rid: str) -> Reply:
+            return await infer_v2.infer(predictor, name, ref, body, headers, rid)
+
+        return handle
+
+    def _invocations(self, name: str | None) -> Handler:
+        predictor = self.server.predictor
+
+        async def handle(body: bytes, headers: dict[str, str], rid: str) -> Reply:
+            if name is None:
+                raise NotFoundError("/invocations needs a server started with "
+                                    "'modelhost serve --model NAME'")
+            return await invocations.invocations(predictor, name, body, headers, rid)
+
+        return handle
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, protocol: str,
+                     handler: Handler, shape: ErrorShape) -> None:
+        started = time.perf_counter()
+        headers = header_map(scope)
+        rid = request_id(headers)
+        metrics = self.server.metrics
+        model = _model_from_path(scope["path"])
+        try:
+            body = await read_body(receive, headers,
+                                   limit=self.server.options.limits.max_body_bytes)
+            reply = await handler(body, headers, rid)
+        except ModelhostError as exc:
+            reply = shape(exc, rid)
+            metrics.errors.labels(model, headers.get("x-model-version", "-"), exc.code).inc()
+        except Exception:  # never a traceback to the client; the log has it
+            log.exception("request %s failed", rid)
+            reply = Reply(500, http_errors.internal_error_body(rid),
+                          [(b"content-type", b"application/json"),
+                           (b"x-request-id", rid.encode())])
+        await send_reply(send, reply)
+        version = next((v.decode() for k, v in reply.headers if k == b"x-model-version"), "-")
+        metrics.requests.labels(model, version, protocol, str(reply.status)).inc()
+        metrics.latency.labels(model, version, protocol).observe(
+            time.perf_counter() - started)
+
+
+def _model_from_path(path: str) -> str:
+    parts = path.strip("/").split("/")
+    return parts[2] if len(parts) > 2 and parts[1] == "models" else "-"
+
+
+def create_app(registry: Registry, *, options: ServerOptions | None = None,
+               today: Callable[[], dt.date] = dt.date.today) -> ModelhostApp:
+    """Build the server over a registry. Nothing is loaded until the lifespan starts."""
+    from modelhost.serving.api import build_api
+
+    options = options or ServerOptions()
+    metrics = Metrics()
+    pool = ModelPool(registry, options=options.pool, today=today,
+                     on_batch=metrics.on_batch, on_load=metrics.on_load)
+    pool.pinned_model = options.model
+    cache = open_cache(options.redis_url)
+    server = Server(registry=registry, pool=pool, metrics=metrics, options=options,
+                    predictor=Predictor(pool, metrics=metrics, limits=options.limits,
+                                        cache=cache))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: object) -> AsyncIterator[None]:
+        await pool.start()
+        try:
+            yield
+        finally:
+            await pool.stop()
+            await cache.close()
+
+    return ModelhostApp(server, build_api(server, lifespan=lifespan))

@@ -1,0 +1,85 @@
+"""Raw ASGI plumbing for the prediction hot path: bounded body reading (also gzip),
+request ids, and sending a complete response in two messages."""
+
+from __future__ import annotations
+
+import re
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelhost.errors import MalformedRequestError, PayloadTooLargeError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """Request headers, lower-cased names; later duplicates win."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def request_id(headers: dict[str, str]) -> str:
+    """The caller's X-Request-Id when it is sane, else a fresh one."""
+    given = headers.get("x-request-id")
+    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+async def read_body(receive: Receive, headers: dict[str, str], *, limit: int) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes before or after gzip."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError("the request body", limit, "bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise MalformedRequestError("the client disconnected before sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError("the request body", limit, "bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding != "gzip":
+        raise MalformedRequestError(f"content encoding {encoding!r} is not supported; "
+                                    "use gzip or none")
+    return _gunzip(body, limit=limit)
+
+
+def _gunzip(data: bytes, *, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error:
+        raise MalformedRequestError("the body is not valid gzip") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLargeError("the decompressed request body", limit, "bytes")
+    if not inflater.eof:
+        raise MalformedRequestError("the gzip body is truncated")
+    return out
+
+
+async def send_reply(send: Send, reply: Reply) -> None:
+    headers = [(b"content-length", str(len(reply.body)).encode()), *reply.headers]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})

@@ -1,0 +1,71 @@
+"""Prometheus metrics, correct across worker processes.
+
+With several workers, ``modelhost serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
+folder before the workers start; prometheus-client then keeps each process's samples in
+memory-mapped files and ``/metrics`` (answered by any worker) aggregates them all.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class Metrics:
+    """The server's metrics, in their own registry (never the process-global one)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ("model", "version")
+        self.requests = Counter("modelhost_requests_total", "Prediction requests answered.",
+                                (*labels, "protocol", "status"), registry=self.registry)
+        self.errors = Counter("modelhost_errors_total", "Failed requests by error code.",
+                              (*labels, "code"), registry=self.registry)
+        self.latency = Histogram("modelhost_request_duration_seconds",
+                                 "Time from request to response.", (*labels, "protocol"),
+                                 buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.rows = Counter("modelhost_predicted_rows_total", "Rows predicted.", labels,
+                            registry=self.registry)
+        self.batch_rows = Histogram("modelhost_batch_size_rows",
+                                    "Rows per model call after batching.", labels,
+                                    buckets=_BATCH_BUCKETS, registry=self.registry)
+        self.batch_requests = Histogram("modelhost_batch_size_requests",
+                                        "Requests coalesced into one model call.", labels,
+                                        buckets=_BATCH_BUCKETS, registry=self.registry)
+        self.queue_rows = Gauge("modelhost_queue_depth_rows", "Rows waiting for the model.",
+                                labels, multiprocess_mode="livesum", registry=self.registry)
+        self.cache_hits = Counter("modelhost_cache_hits_total", "Prediction cache hits.",
+                                  labels, registry=self.registry)
+        self.cache_misses = Counter("modelhost_cache_misses_total",
+                                    "Prediction cache misses.", labels, registry=self.registry)
+        self.load_seconds = Histogram("modelhost_model_load_seconds",
+                                      "Time to fetch, verify, load and warm a version.",
+                                      labels, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                                      registry=self.registry)
+
+    def on_batch(self, model: str, version: str, rows: int, requests: int,
+                 _seconds: float) -> None:
+        self.batch_rows.labels(model, version).observe(rows)
+        self.batch_requests.labels(model, version).observe(requests)
+
+    def on_load(self, model: str, version: str, seconds: float) -> None:
+        self.load_seconds.labels(model, version).observe(seconds)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format of every metric of every worker."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        registry: Any = self.registry
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST

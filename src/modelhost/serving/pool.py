@@ -1,0 +1,338 @@
+"""The model pool: which version serves each model, loading in the background, hot reload.
+
+Every worker process has its own pool and shares nothing with the others but the
+database: a watcher re-reads the routing state (production versions and aliases) every
+``reload_interval_s`` seconds. A version is loaded, verified and warmed up on its input
+example in a worker thread *before* it takes traffic; the version it replaces keeps
+serving until then, drains its queue and is unloaded. A version that fails to load is
+logged and retried later; it never disturbs the one serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelhost.entities import ModelVersion, SemVer
+from modelhost.errors import (
+    ModelhostError,
+    ModelNotReadyError,
+    NotFoundError,
+    StoreUnavailableError,
+    VersionSunsetError,
+)
+from modelhost.flavors import LoadedModel
+from modelhost.registry import Registry
+from modelhost.serving.batcher import AdaptiveBatcher
+from modelhost.signature import InputValidator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    max_batch_size: int = 64
+    max_wait_ms: float = 2.0
+    max_queue_rows: int = 4096
+    reload_interval_s: float = 2.0
+    load_wait_s: float = 10.0  # how long a request for an unloaded version waits
+    idle_unload_s: float = 300.0  # unload pinned, non-routed versions unused this long
+    warmup: bool = True
+
+
+# A model opts in to the prediction cache with this tag set to "true".
+CACHE_TAG = "serving.cache"
+
+
+class NoProductionVersionError(NotFoundError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model {name!r} has no production version; pin one with the "
+                         "X-Model-Version header or the /versions/{version} route")
+
+
+@dataclass
+class ServedVersion:
+    """A loaded version with its validator and batcher, ready for traffic."""
+
+    version: ModelVersion
+    model: LoadedModel
+    validator: InputValidator | None
+    batcher: AdaptiveBatcher
+    load_seconds: float
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.version.model, self.version.version
+
+    def run_batch(self, inputs: Any, params: Mapping[str, Any]) -> tuple[Any, Any]:
+        """One model call on a (combined) batch; runs in the batcher's thread."""
+        predictions = np.asarray(self.model.predict(inputs))
+        probabilities = self.model.predict_proba(inputs) if self.model.has_proba else None
+        return predictions, probabilities
+
+
+def _combine(parts: list[Any]) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    if isinstance(first, np.ndarray):
+        return np.concatenate(parts)
+    if isinstance(first, dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in first}
+    import pandas as pd
+
+    return pd.concat(parts, ignore_index=True)
+
+
+class ModelPool:
+    def __init__(self, registry: Registry, *, options: PoolOptions | None = None,
+                 today: Callable[[], dt.date] = dt.date.today,
+                 on_batch: Callable[[str, str, int, int, float], None] | None = None,
+                 on_load: Callable[[str, str, float], None] | None = None) -> None:
+        self._registry = registry
+        self.options = options or PoolOptions()
+        self._today = today
+        self._on_batch = on_batch
+        self._on_load = on_load
+        self._served: dict[tuple[str, str], ServedVersion] = {}
+        self._loading: dict[tuple[str, str], asyncio.Task[ServedVersion]] = {}
+        self._failed: dict[tuple[str, str], float] = {}
+        self._retired: set[tuple[str, str]] = set()  # versions that lost their route
+        self.routes: dict[str, str] = {}  # model -> production version now taking traffic
+        self._wanted: dict[str, str] = {}  # model -> production version in the database
+        self._aliases: dict[str, dict[str, str]] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self.database_ok = False
+        self.cached_models: frozenset[str] = frozenset()
+        self.pinned_model: str | None = None  # `serve --model NAME`: serve only this one
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.refresh()
+        self._watcher = asyncio.create_task(self._watch(), name="modelhost-pool-watcher")
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        for task in self._loading.values():
+            task.cancel()
+        for served in list(self._served.values()):
+            await served.batcher.close(drain=True)
+        self._served.clear()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.reload_interval_s)
+            try:
+                await self.refresh()
+            except Exception:  # the watcher must outlive any single failure
+                log.exception("model pool refresh failed")
+
+    # --- routing --------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Re-read production versions and aliases; load what changed, then switch."""
+        try:
+            models = await asyncio.to_thread(self._registry.list_models)
+        except StoreUnavailableError:
+            if self.database_ok:
+                log.warning("database unreachable; loaded models keep serving")
+            self.database_ok = False
+            return
+        self.database_ok = True
+        if self.pinned_model is not None:
+            models = [m for m in models if m.name == self.pinned_model]
+        self._aliases = {m.name: dict(m.aliases) for m in models}
+        self.cached_models = frozenset(
+            m.name for m in models if m.tags.get(CACHE_TAG, "").lower() in ("true", "on", "1"))
+        self._wanted = {m.name: m.production_version for m in models
+                        if m.production_version is not None}
+        for name in list(self.routes):
+            if name not in self._wanted:
+                self._retired.add((name, self.routes.pop(name)))
+        for name, version in self._wanted.items():
+            if self.routes.get(name) == version:
+                continue
+            key = (name, version)
+            if key in self._served:
+                self._switch(name, version)
+            elif key not in self._loading and not self._recently_failed(key):
+                self._start_loading(key).add_done_callback(
+                    functools.partial(self._on_loaded, name=name, version=version))
+        await self._unload_idle()
+
+    def _on_loaded(self, task: asyncio.Task[ServedVersion], *, name: str, version: str) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        if self._wanted.get(name) == version:
+            self._switch(name, version)
+
+    def _switch(self, name: str, version: str) -> None:
+        previous = self.routes.get(name)
+        self.routes[name] = version
+        if previous is not None and previous != version:
+            self._retired.add((name, previous))
+        if previous != version:
+            log.info("%s: serving %s (was %s)", name, version, previous or "nothing")
+
+    async def _unload_idle(self) -> None:
+        """Unload versions that were replaced and have drained, or sat unused too long."""
+        now = time.monotonic()
+        routed = set(self.routes.items())
+        for key, served in list(self._served.items()):
+            if key in routed:
+                continue
+            unused_for = now - served.last_used
+            drained = served.batcher.queued_rows == 0 and not served.batcher.in_flight
+            replaced = key in self._retired and drained and (
+                unused_for > 2 * self.options.reload_interval_s)
+            if replaced or unused_for > self.options.idle_unload_s:
+                del self._served[key]
+                self._retired.discard(key)
+                await served.batcher.close(drain=True)
+                log.info("%s %s unloaded", *key)
+
+    def _recently_failed(self, key: tuple[str, str]) -> bool:
+        failed_at = self._failed.get(key)
+        return failed_at is not None and time.monotonic() - failed_at < 30.0
+
+    # --- lookup ---------------------------------------------------------------------
+
+    async def get(self, name: str, ref: str | None = None) -> ServedVersion:
+        """The version that serves ``name`` (its route), or the pinned ``ref``.
+
+        Raises NotFoundError, VersionSunsetError (past sunset), ModelNotReadyError (still
+        loading after ``load_wait_s``), StoreUnavailableError (cannot resolve a pin).
+        """
+        if self.pinned_model is not None and name != self.pinned_model:
+            raise NotFoundError(f"model {name!r} is not served here")
+        if ref is None:
+            version = self.routes.get(name)
+            if version is None:
+                version = await self._unrouted(name)
+        else:
+            version = await self._resolve(name, ref)
+        served = self._served.get((name, version))
+        if served is None:
+            served = await self._await_load((name, version))
+        if served.version.sunset is not None and self._today() > served.version.sunset:
+            raise VersionSunsetError(name, version, served.version.sunset.isoformat())
+        served.last_used = time.monotonic()
+        return served
+
+    async def _unrouted(self, name: str) -> str:
+        wanted = self._wanted.get(name)
+        if wanted is not None:  # production version known but still loading
+            return wanted
+        if name in self._aliases:  # known model without a production version
+            raise NoProductionVersionError(name)
+        await self._lookup_model(name)  # raises ModelNotFoundError, or it is new
+        await self.refresh()
+        if name in self._wanted:
+            return self._wanted[name]
+        raise NoProductionVersionError(name)
+
+    async def _lookup_model(self, name: str) -> None:
+        await asyncio.to_thread(self._registry.get_model, name)
+
+    async def _resolve(self, name: str, ref: str) -> str:
+        if SemVer.looks_like(ref):
+            if (name, ref) in self._served:
+                return ref
+        elif ref in self._aliases.get(name, {}):
+            return self._aliases[name][ref]
+        mv = await asyncio.to_thread(self._registry.get_version, name, ref)
+        return mv.version
+
+    async def _await_load(self, key: tuple[str, str]) -> ServedVersion:
+        task = self._loading.get(key) or self._start_loading(key)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.options.load_wait_s)
+        except TimeoutError:
+            raise ModelNotReadyError(*key, retry_after=2.0) from None
+
+    def _start_loading(self, key: tuple[str, str]) -> asyncio.Task[ServedVersion]:
+        task = asyncio.create_task(self._load(key), name=f"load {key[0]} {key[1]}")
+        self._loading[key] = task
+        task.add_done_callback(lambda _t: self._loading.pop(key, None))
+        return task
+
+    async def _load(self, key: tuple[str, str]) -> ServedVersion:
+        started = time.perf_counter()
+        try:
+            served = await asyncio.to_thread(self._load_sync, *key)
+        except ModelhostError as exc:
+            self._failed[key] = time.monotonic()
+            log.warning("%s %s failed to load: %s", *key, exc.message)
+            raise
+        except Exception as exc:
+            self._failed[key] = time.monotonic()
+            log.exception("%s %s failed to load", *key)
+            raise ModelNotReadyError(*key) from exc
+        served.load_seconds = time.perf_counter() - started
+        self._served[key] = served
+        self._failed.pop(key, None)
+        if self._on_load is not None:
+            self._on_load(*key, served.load_seconds)
+        log.info("%s %s loaded in %.2f s", *key, served.load_seconds)
+        return served
+
+    def _load_sync(self, name: str, version: str) -> ServedVersion:
+        loaded = self._registry.load(name, version)
+        mv = loaded.version
+        validator = InputValidator(mv.signature) if mv.signature is not None else None
+        served = ServedVersion(version=mv, model=loaded.model, validator=validator,
+                               batcher=None,  # type: ignore[arg-type]  # set just below
+                               load_seconds=0.0)
+        if self.options.warmup and mv.input_example is not None and validator is not None:
+            served.run_batch(validator.validate(mv.input_example), {})
+        on_batch = self._on_batch
+
+        def report(rows: int, requests: int, seconds: float) -> None:
+            if on_batch is not None:
+                on_batch(name, version, rows, requests, seconds)
+
+        served.batcher = AdaptiveBatcher(
+            served.run_batch, combine=_combine, max_batch_size=self.options.max_batch_size,
+            max_wait_ms=self.options.max_wait_ms, max_queue_rows=self.options.max_queue_rows,
+            name=f"{name} {version}", on_batch=report)
+        return served
+
+    # --- readiness ------------------------------------------------------------------
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when the database answered last time and every routed version serves."""
+        pending = {n: v for n, v in self._wanted.items() if (n, v) not in self._served}
+        detail = {"database": self.database_ok, "serving": dict(self.routes),
+                  "loading": pending}
+        return self.database_ok and not pending, detail
+
+    async def wait_until_ready(self, *, timeout_s: float) -> bool:
+        """Wait for every routed version to load (e.g. before taking traffic)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready()[0] and time.monotonic() < deadline:
+            loading = [t for k, t in self._loading.items() if self._wanted.get(k[0]) == k[1]]
+            if loading:
+                await asyncio.wait(loading, timeout=max(0.0, deadline - time.monotonic()))
+            else:
+                await asyncio.sleep(0.05)
+        return self.ready()[0]
+
+    def served(self) -> list[ServedVersion]:
+        return list(self._served.values())
+
+    def queued_rows(self) -> int:
+        return sum(s.batcher.queued_rows for s in self._served.values())

@@ -1,0 +1,1 @@
+"""Wire formats: pure codecs from bytes to payloads and back, one module per protocol."""
