@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import unicodedata
 
-from modelhost.errors import InvalidNameError
+from modelhost.errors import InvalidInputError, InvalidNameError
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _NAME_RULE = "use 1-64 characters from a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
@@ -24,7 +25,7 @@ def validate_name(value: object, kind: str = "model") -> str:
     """
     if not isinstance(value, str):
         raise InvalidNameError(kind, repr(value), _NAME_RULE)
-    if not _NAME.fullmatch(value) or ".." in value:
+    if not _NAME.fullmatch(value):
         shown = unicodedata.normalize("NFC", value)[:80]
         raise InvalidNameError(kind, shown, _NAME_RULE)
     return value
@@ -33,3 +34,28 @@ def validate_name(value: object, kind: str = "model") -> str:
 def as_utc(value: dt.datetime) -> dt.datetime:
     """SQLite drops the zone of stored datetimes; every stored time is UTC."""
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+MAX_KEY_LENGTH = 250
+
+
+def check_key(key: object, kind: str = "key") -> str:
+    """A param, metric or tag key: 1-250 printable characters."""
+    if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_LENGTH or any(
+            ord(c) < 32 or ord(c) == 127 for c in key):
+        raise InvalidInputError(
+            f"invalid {kind} {str(key)[:80]!r}: use 1-{MAX_KEY_LENGTH} printable characters")
+    return key
+
+
+def finite_number(what: str, value: object) -> float:
+    """A metric value: a finite real number (numpy scalars welcome, booleans not)."""
+    if isinstance(value, bool | str):
+        raise InvalidInputError(f"{what} must be a number, got {value!r}")
+    try:
+        number = float(value)  # type: ignore[arg-type]  # anything float() accepts
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise InvalidInputError(f"{what} must be finite, got {number}")
+    return number

@@ -14,6 +14,7 @@ from typing import Any
 from modelhost.artifacts import ArtifactStore, open_artifact_store
 from modelhost.config import Settings
 from modelhost.entities import Model, ModelVersion, Stage, StageChange
+from modelhost.errors import InvalidInputError
 from modelhost.registry import LoadedVersion, Registry
 from modelhost.store import Database, DatasetStore, ModelStore, TrackingStore
 from modelhost.tracking import Datasets, Tracker
@@ -32,17 +33,26 @@ class Client:
     def __init__(self, settings: Settings | None = None, *, home: str | Path | None = None,
                  migrate: bool = True,
                  today: Callable[[], dt.date] = dt.date.today) -> None:
+        if isinstance(settings, str):
+            raise InvalidInputError(
+                "a remote Client (Client('http://...')) is not available yet; use Client() "
+                "or Client(Settings(...)) for the local registry")
         if settings is None:
             settings = Settings(home=Path(home)) if home is not None else Settings()
         self.settings = settings
         self.db = Database(settings.resolved_db_url, busy_timeout_s=settings.db_busy_timeout_s,
                            connect_timeout_s=settings.db_connect_timeout_s)
         self.artifacts: ArtifactStore = open_artifact_store(settings.resolved_artifacts)
-        self.registry = Registry(ModelStore(self.db), self.artifacts, today=today,
-                                 trust_pickle=settings.trust_pickle)
-        self.datasets = Datasets(DatasetStore(self.db), self.artifacts)
-        self.tracking = Tracker(TrackingStore(self.db), datasets=self.datasets,
-                                registry=self.registry, artifacts=self.artifacts)
+        models, datasets, runs = ModelStore(self.db), DatasetStore(self.db), TrackingStore(self.db)
+
+        def references() -> set[str]:
+            return models.artifact_digests() | datasets.digests() | runs.artifact_digests()
+
+        self.registry = Registry(models, self.artifacts, today=today,
+                                 trust_pickle=settings.trust_pickle, references=references)
+        self.datasets = Datasets(datasets, self.artifacts, references=references)
+        self.tracking = Tracker(runs, datasets=self.datasets, registry=self.registry,
+                                artifacts=self.artifacts, references=references)
         if migrate:
             self.db.upgrade()
 

@@ -147,3 +147,28 @@ def test_quickstart_registers_two_versions_and_promotes_one(
     assert lineage["run_id"] and lineage["dataset_versions"] == ["breast-cancer-train@1"]
     code, out, _ = cli(capsys, "runs", "list", "--json")
     assert {r["status"] for r in json.loads(out)} == {"FINISHED"}
+
+
+def test_more_exit_codes_and_no_tracebacks(home: Path, model_file: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "register", model_file, "--name", "iris", "--version", "1.0.0")[0] == 0
+    code, _, err = cli(capsys, "register", model_file, "--name", "iris", "--version", "1.0.0",
+                       "--force")
+    assert code == 4 and "already has version 1.0.0" in err
+    code, _, err = cli(capsys, "alias", "delete", "iris", "nope")
+    assert code == 3 and "no alias 'nope'" in err
+    code, _, err = cli(capsys, "card", "iris", "1.0.0", "-o", tmp_path / "missing" / "c.md")
+    assert code == 1 and "Traceback" not in err and "No such file or directory" in err
+    assert str(tmp_path) not in err
+    mlmodel = tmp_path / "torch-model"
+    mlmodel.mkdir()
+    (mlmodel / "MLmodel").write_text("flavors:\n  pytorch: {}\n")
+    code, _, err = cli(capsys, "register", mlmodel, "--name", "torch")
+    assert code == 1 and "pytorch" in err and "Traceback" not in err
+
+
+def test_damaged_database_exits_5(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home.mkdir(parents=True)
+    (home / "modelhost.db").write_bytes(b"garbage" * 1000)
+    code, _, err = cli(capsys, "models", "list")
+    assert code == 5 and "damaged" in err and "Traceback" not in err

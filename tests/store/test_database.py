@@ -65,3 +65,47 @@ def test_database_down_is_unavailable(tmp_path: Path) -> None:
         Client(settings)
     assert "cannot connect to the database server" in info.value.message
     assert "127.0.0.1" not in info.value.message
+
+
+@pytest.mark.postgres
+def test_postgres_lock_wait_is_bounded_by_the_busy_timeout(tmp_path: Path,
+                                                           postgres_url: str) -> None:
+    import time
+
+    from sqlalchemy import create_engine
+    from tests.conftest import _truncate_postgres
+
+    _truncate_postgres(postgres_url)
+    settings = Settings(home=tmp_path, db_url=postgres_url, db_busy_timeout_s=0.5)
+    with Client(settings) as client:
+        client.registry.register(iris_model(), name="iris", input_example=iris_example())
+        holder = create_engine(postgres_url)
+        with holder.connect() as conn:
+            conn.execute(text("BEGIN"))
+            conn.execute(text("SELECT * FROM models WHERE name = 'iris' FOR UPDATE"))
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                client.registry.transition("iris", "1.0.0", "staging")
+            assert time.monotonic() - started < 5
+            conn.execute(text("ROLLBACK"))
+        holder.dispose()
+        assert client.registry.get_version("iris", "1.0.0").stage.value == "none"
+
+
+def test_first_start_from_several_processes_migrates_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("from modelhost import Client, Settings; import sys; "
+            "Client(Settings(home=sys.argv[1])).close()")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
+                              stderr=subprocess.PIPE) for _ in range(4)]
+    outcomes = [(p.communicate(timeout=120)[1], p.returncode) for p in procs]
+    assert [err for err, code in outcomes if code != 0] == []
+    assert Database(f"sqlite:///{tmp_path / 'modelhost.db'}").current_revision() == "0001"
+
+
+def test_a_damaged_database_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "modelhost.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreUnavailableError, match="damaged or is not a modelhost database"):
+        Client(Settings(home=tmp_path))

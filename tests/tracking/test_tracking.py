@@ -138,3 +138,10 @@ def test_dataset_folder_and_bad_inputs(client: Client, tmp_path: Path) -> None:
     with pytest.raises(InvalidNameError):
         client.datasets.add(folder, name="Bad Name")
     assert client.datasets.names() == ["odd", "parts"]
+
+
+def test_bad_run_arguments_create_no_run(client: Client) -> None:
+    for kwargs in ({"params": {"": 1}}, {"tags": {"x" * 300: "v"}}, {"name": "n" * 300}):
+        with pytest.raises(InvalidInputError):
+            client.tracking.start_run("exp", **kwargs)  # type: ignore[arg-type]
+    assert client.tracking.list_runs() == []

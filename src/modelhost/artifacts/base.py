@@ -21,12 +21,13 @@ import abc
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,12 @@ from modelhost.errors import (
     ArtifactCorruptedError,
     FileNotFoundInputError,
     InvalidInputError,
+    ModelhostError,
     PathEscapeError,
     StoreUnavailableError,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "TREE_FORMAT",
@@ -256,6 +260,25 @@ class ArtifactStore(abc.ABC):
             StoreUnavailableError: The backend failed.
         """
         self._delete(blob_key(digest))
+
+    def discard_unreferenced(self, blobs: Iterable[str], *, in_use: Iterable[str]) -> int:
+        """Delete ``blobs`` (created by a write that then failed) unless a tree among
+        ``in_use`` (every manifest the metadata refers to) contains them.
+
+        Best effort: returns how many were deleted; never raises, since a leftover
+        unreferenced blob is harmless while deleting a used one is not.
+        """
+        try:
+            referenced: set[str] = set()
+            for manifest in in_use:
+                referenced |= self.tree_blobs(manifest)
+            doomed = set(blobs) - referenced
+            for digest in doomed:
+                self.delete(digest)
+            return len(doomed)
+        except ModelhostError:
+            log.warning("could not remove unreferenced blobs after a failed write")
+            return 0
 
     def iter_digests(self) -> Iterator[str]:
         """Yield the digest of every stored blob (trees' manifests included).

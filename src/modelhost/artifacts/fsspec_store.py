@@ -104,10 +104,12 @@ class FsspecArtifactStore(ArtifactStore):
         return self._url
 
     def __repr__(self) -> str:
-        # Drop any user:password@ the URL might carry.
+        return f"{type(self).__name__}({self._safe_url()!r})"
+
+    def _safe_url(self) -> str:
+        """The URL without any user:password@ it might carry."""
         parts = urlsplit(self._url)
-        shown = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
-        return f"{type(self).__name__}({shown!r})"
+        return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
 
     # --- primitives --------------------------------------------------------------------
 
@@ -205,7 +207,7 @@ class FsspecArtifactStore(ArtifactStore):
                     ) from exc
                 except ValueError as exc:
                     raise InvalidInputError(
-                        f"artifact location {self._url!r} is not usable: {exc}"
+                        f"artifact location {self._safe_url()!r} is not usable"
                     ) from exc
                 self._fs, self._root = fs, str(root).rstrip("/")
             return self._fs, self._root

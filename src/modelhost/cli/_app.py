@@ -136,6 +136,14 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+    except OSError as exc:  # a file the user named: unreadable, unwritable, missing
+        _report(exc, f"error: {exc.strerror or type(exc).__name__}"
+                     + (f": {Path(exc.filename).name}" if exc.filename else ""))
+        return EXIT_USER_ERROR
+    except Exception as exc:  # noqa: BLE001  # no traceback for users; --debug has it
+        _report(exc, f"error: unexpected {type(exc).__name__}; rerun with --debug for "
+                     "details")
+        return EXIT_USER_ERROR
     finally:
         if STATE._client is not None:
             STATE._client.close()

@@ -98,7 +98,12 @@ class OnnxModel(LoadedModel):
         self._proba = next((o.name for o in outputs[1:] if "probab" in o.name.lower()), None)
         if classes is None:
             stored = session.get_modelmeta().custom_metadata_map.get(CLASSES_KEY)
-            classes = json.loads(stored) if stored else None
+            try:
+                classes = json.loads(stored) if stored else None
+            except ValueError:  # metadata written by someone else: labels are optional
+                classes = None
+            if classes is not None and not isinstance(classes, list):
+                classes = None
         self._classes = classes
 
     def predict(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelhost._utils import validate_name
+from modelhost._utils import check_key, finite_number, validate_name
 from modelhost.artifacts import ArtifactStore
 from modelhost.entities import (
     DatasetVersion,
@@ -26,7 +27,6 @@ from modelhost.entities import (
 from modelhost.errors import (
     FileNotFoundInputError,
     InvalidInputError,
-    ModelhostError,
     ModelLoadError,
     ReservedAliasError,
     VersionExistsError,
@@ -35,7 +35,7 @@ from modelhost.flavors import LoadedModel, flavor_for_object, flavor_for_path, g
 from modelhost.registry import card, environment
 from modelhost.registry.versioning import choose_version
 from modelhost.signature import InputValidator, infer_signature, to_jsonable
-from modelhost.store import ModelStore, NewVersion
+from modelhost.store import ConcurrentVersionError, ModelStore, NewVersion
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,17 @@ class Registry:
     """Registry use cases over a model store and an artifact store.
 
     ``today`` is the clock used for sunset dates; pass a fixed one in tests.
+    ``references`` lists every artifact digest in use, across all stores.
     """
 
     def __init__(self, models: ModelStore, artifacts: ArtifactStore, *,
                  today: Callable[[], dt.date] = dt.date.today,
-                 trust_pickle: bool = False) -> None:
+                 trust_pickle: bool = False,
+                 references: Callable[[], set[str]] | None = None) -> None:
         self._models = models
+        # Every artifact digest the metadata refers to (versions, datasets, run
+        # artifacts): what a failed registration must not delete.
+        self._references = references or models.artifact_digests
         self._artifacts = artifacts
         self._today = today
         self._trust_pickle = trust_pickle
@@ -89,16 +94,24 @@ class Registry:
     ) -> ModelVersion:
         """Register a new version of ``name`` from a Python object or a file/folder.
 
-        Everything is checked before anything is written: the name, the version rule,
-        that the artifact loads, and that it predicts on the input example. Artifacts
-        are then stored content-addressed and the version row is written in one
-        transaction; if that fails, blobs this call created are removed again.
+        Everything is checked before anything is written: the name, metrics, params and
+        tags, the lineage references, the version rule, that the artifact loads, and that
+        it predicts on the input example. Artifacts are then stored content-addressed and
+        the version row is written in one transaction; if that fails, blobs this call
+        created and nothing else uses are removed again.
+
+        Without an input example or signature, the latest version's example is tried on
+        the new model; if it predicts, the version keeps that signature.
         """
         validate_name(name)
         explicit = SemVer.parse(version) if version is not None else None
         if (model is None) == (path is None):
             raise InvalidInputError("register needs exactly one of a model object or a path")
         dataset_refs = [_dataset_ref(d) for d in datasets]
+        clean_metrics = {check_key(k, "metric"): finite_number(f"metric {k!r}", v)
+                         for k, v in (metrics or {}).items()}
+        clean_params = {check_key(k, "param"): str(v) for k, v in (params or {}).items()}
+        clean_tags = {check_key(k, "tag"): str(v) for k, v in (tags or {}).items()}
         trust = trust_pickle or self._trust_pickle
         with tempfile.TemporaryDirectory(prefix="modelhost-register-") as tmp:
             dest = Path(tmp) / "model"
@@ -114,49 +127,57 @@ class Registry:
                 saved = chosen.save(model, dest)
             loaded = chosen.load(dest, saved.meta, trust_pickle=trust)
             example = input_example if input_example is not None else saved.input_example
+            latest = self._models.latest_version(name)
+            if example is None and signature is None and saved.signature is None:
+                example, signature = _inherit(latest, loaded)
             signature = _signature_for(signature or saved.signature, example, loaded)
+            choose = functools.partial(choose_version, name=name, signature=signature,
+                                       explicit=explicit, force=force)
+            choose(latest)  # the rule, checked now; again inside the writing transaction
+            self._models.check_lineage(run_id, dataset_refs)
+            new = NewVersion(
+                model=name, flavor=chosen.name, flavor_meta=saved.meta,
+                artifact_digest="", artifact_size=0, signature=signature,
+                input_example=to_jsonable(example) if example is not None else None,
+                lineage=Lineage(
+                    run_id=run_id,
+                    dataset_versions=tuple(f"{n}@{v}" for n, v in dataset_refs),
+                    git_commit=git_commit or environment.git_commit(),
+                    python_version=environment.python_version(),
+                    packages=environment.package_versions()),
+                metrics=clean_metrics, params=clean_params, tags=clean_tags,
+                description=description)
             tree = self._artifacts.put_tree(dest)
-        new = NewVersion(
-            model=name, flavor=chosen.name, flavor_meta=saved.meta,
-            artifact_digest=tree.digest, artifact_size=tree.size, signature=signature,
-            input_example=to_jsonable(example) if example is not None else None,
-            lineage=Lineage(
-                run_id=run_id, dataset_versions=tuple(f"{n}@{v}" for n, v in dataset_refs),
-                git_commit=git_commit or environment.git_commit(),
-                python_version=environment.python_version(),
-                packages=environment.package_versions()),
-            metrics={k: float(v) for k, v in (metrics or {}).items()},
-            params={k: str(v) for k, v in (params or {}).items()},
-            tags=dict(tags or {}), description=description)
-        choose = functools.partial(choose_version, name=name, signature=signature,
-                                   explicit=explicit, force=force)
-        try:
-            return self._create(new, choose, dataset_refs, auto=explicit is None)
-        except BaseException:
-            self._discard_unreferenced(set(tree.created_blobs))
-            raise
+            try:
+                created = self._create(
+                    dataclasses.replace(new, artifact_digest=tree.digest,
+                                        artifact_size=tree.size),
+                    choose, dataset_refs, explicit=explicit)
+            except BaseException:
+                self._artifacts.discard_unreferenced(tree.created_blobs,
+                                                     in_use=self._references())
+                raise
+            # A concurrent registration that failed may have removed a blob it created
+            # while this one relied on it; storing the tree again puts it back.
+            if not all(self._artifacts.exists(d) for d in self._artifacts.tree_blobs(
+                    tree.digest)):
+                self._artifacts.put_tree(dest)
+        return created
 
     def _create(self, new: NewVersion, choose: Callable[[ModelVersion | None], SemVer],
-                dataset_refs: list[tuple[str, int]], *, auto: bool) -> ModelVersion:
+                dataset_refs: list[tuple[str, int]], *, explicit: SemVer | None
+                ) -> ModelVersion:
         for attempt in range(_AUTO_BUMP_ATTEMPTS):
             try:
                 return self._models.create_version(new, choose, dataset_refs=dataset_refs)
-            except VersionExistsError:
-                # An auto-bumped number taken by a concurrent registration: pick again.
-                if not auto or attempt == _AUTO_BUMP_ATTEMPTS - 1:
+            except ConcurrentVersionError:
+                # The number was taken by a concurrent registration: pick again, unless
+                # the caller asked for exactly that number.
+                if explicit is not None:
+                    raise VersionExistsError(new.model, str(explicit)) from None
+                if attempt == _AUTO_BUMP_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _discard_unreferenced(self, blobs: set[str]) -> None:
-        """Remove blobs a failed registration created, unless something now uses them."""
-        try:
-            referenced: set[str] = set()
-            for digest in self._models.versions_referencing(blobs):
-                referenced |= self._artifacts.tree_blobs(digest)
-            for digest in blobs - referenced:
-                self._artifacts.delete(digest)
-        except ModelhostError:  # best effort: an orphan blob is harmless, never wrong
-            log.warning("could not clean up %d unreferenced blob(s)", len(blobs))
 
     # --- read -----------------------------------------------------------------------
 
@@ -259,6 +280,18 @@ def _signature_for(given: Signature | None, example: Any,
         signature = Signature(inputs=signature.inputs,
                               outputs=infer_signature(example, predictions).outputs)
     return signature
+
+
+def _inherit(latest: ModelVersion | None, loaded: LoadedModel) -> tuple[Any, Signature | None]:
+    """The latest version's example and signature, if the new model predicts on it."""
+    if latest is None or latest.signature is None or latest.input_example is None:
+        return None, None
+    try:
+        frame = InputValidator(latest.signature).validate(latest.input_example)
+        loaded.predict(frame)
+    except Exception:  # noqa: BLE001  # the new model simply has another contract
+        return None, None
+    return latest.input_example, latest.signature
 
 
 def _dataset_ref(ref: DatasetVersion | str) -> tuple[str, int]:

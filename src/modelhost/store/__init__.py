@@ -3,10 +3,10 @@
 Returns entities, never ORM rows.
 """
 
-from modelhost.store.database import Database
+from modelhost.store.database import Database, WriteConflictError
 from modelhost.store.datasets import DatasetStore
-from modelhost.store.models import ChooseVersion, ModelStore, NewVersion
+from modelhost.store.models import ChooseVersion, ConcurrentVersionError, ModelStore, NewVersion
 from modelhost.store.tracking import TrackingStore
 
-__all__ = ["ChooseVersion", "Database", "DatasetStore", "ModelStore", "NewVersion",
-           "TrackingStore"]
+__all__ = ["ChooseVersion", "ConcurrentVersionError", "Database", "DatasetStore", "ModelStore",
+           "NewVersion", "TrackingStore", "WriteConflictError"]

@@ -11,16 +11,34 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
-from modelhost.errors import InvalidInputError, MissingDependencyError, StoreUnavailableError
+from modelhost.errors import (
+    ConflictError,
+    InvalidInputError,
+    MissingDependencyError,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # Any number unique to modelhost: serialises migrations of concurrent processes.
 _PG_MIGRATION_LOCK = 0x6D6F64656C68
+
+
+class WriteConflictError(ConflictError):
+    """A write collided with a concurrent one on a unique constraint."""
+
+    def __init__(self) -> None:
+        super().__init__("another change to the same record happened at the same time; "
+                         "try again")
 
 
 class Database:
@@ -63,9 +81,10 @@ class Database:
         IMMEDIATE), so that concurrent writers queue on the busy timeout instead of
         failing when a read transaction tries to upgrade itself.
 
-        Database errors leave as modelhost errors: ``IntegrityError`` is re-raised
-        untouched for the caller to interpret (it knows which constraint means what);
-        a locked or unreachable database becomes :class:`StoreUnavailableError`.
+        Database errors leave as modelhost errors: a violated constraint becomes
+        :class:`WriteConflictError` (callers that know which constraint means what catch
+        it), a value the database refuses becomes :class:`InvalidInputError`, and a
+        locked or unreachable database becomes :class:`StoreUnavailableError`.
         """
         _ = self.engine
         factory = self._write_sessions if write else self._sessions
@@ -74,10 +93,15 @@ class Database:
         try:
             yield session
             session.commit()
-        except IntegrityError:
-            session.rollback()
-            raise
-        except (OperationalError, DBAPIError) as exc:
+        except IntegrityError as exc:
+            _safe_rollback(session)
+            raise WriteConflictError() from exc
+        except DataError as exc:
+            _safe_rollback(session)
+            raise InvalidInputError(
+                "a value was refused by the database (too long, or not a valid number)"
+            ) from exc
+        except DBAPIError as exc:
             _safe_rollback(session)
             raise translate_operational(exc) from exc
         except BaseException:
@@ -94,15 +118,23 @@ class Database:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
+        from alembic.util import CommandError
+
+        engine = self.engine.execution_options(modelhost_write=True)
         try:
-            with self.engine.begin() as conn:
+            with engine.begin() as conn:
                 if self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
                                  {"k": _PG_MIGRATION_LOCK})
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
                 return str(MigrationContext.configure(conn).get_current_revision())
-        except (OperationalError, DBAPIError) as exc:
+        except CommandError as exc:
+            raise StoreUnavailableError(
+                "the metadata database",
+                "its schema is newer than this version of modelhost understands; upgrade "
+                "modelhost") from exc
+        except DBAPIError as exc:
             raise translate_operational(exc) from exc
 
     def current_revision(self) -> str | None:
@@ -111,7 +143,7 @@ class Database:
         try:
             with self.engine.connect() as conn:
                 return MigrationContext.configure(conn).get_current_revision()
-        except (OperationalError, DBAPIError) as exc:
+        except DBAPIError as exc:
             raise translate_operational(exc) from exc
 
     def dispose(self) -> None:
@@ -133,12 +165,14 @@ def _safe_rollback(session: Session) -> None:
 def translate_operational(exc: Exception) -> StoreUnavailableError:
     """A short, secret-free reason for a database that is locked, down or unreachable."""
     text_ = str(getattr(exc, "orig", exc)).lower()
-    if "locked" in text_ or "busy" in text_:
+    if "locked" in text_ or "busy" in text_ or "lock timeout" in text_:
         reason = "the database is locked by another process"
     elif "connect" in text_ or "refused" in text_ or "timeout" in text_ or "resolve" in text_:
         reason = "cannot connect to the database server"
     elif "unable to open" in text_ or "readonly" in text_ or "read-only" in text_:
         reason = "the database file cannot be opened for writing"
+    elif "not a database" in text_ or "malformed" in text_:
+        reason = "the database file is damaged or is not a modelhost database"
     else:
         reason = "the database rejected the operation"
     return StoreUnavailableError("the metadata database", reason)
@@ -154,12 +188,23 @@ def _create_engine(url: str, *, busy_timeout_s: float, connect_timeout_s: float)
     if backend == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailableError(
+                    "the metadata database",
+                    f"its folder cannot be created ({exc.strerror or type(exc).__name__})",
+                ) from exc
         kwargs["connect_args"] = {"timeout": busy_timeout_s, "check_same_thread": False}
     elif backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        kwargs["connect_args"] = {"connect_timeout": max(1, int(connect_timeout_s))}
+        # A lock held by another transaction fails after the busy timeout instead of
+        # waiting forever, as SQLite's busy timeout does.
+        kwargs["connect_args"] = {
+            "connect_timeout": max(1, int(connect_timeout_s)),
+            "options": f"-c lock_timeout={int(busy_timeout_s * 1000)}",
+        }
     try:
         engine = create_engine(parsed, **kwargs)
     except ModuleNotFoundError as exc:

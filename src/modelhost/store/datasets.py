@@ -6,13 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelhost._utils import as_utc, utcnow
 from modelhost.entities import DatasetVersion
 from modelhost.errors import ConflictError, DatasetNotFoundError
-from modelhost.store.database import Database
+from modelhost.store.database import Database, WriteConflictError
 from modelhost.store.schema import DatasetRow, DatasetVersionRow
 
 
@@ -47,7 +46,7 @@ class DatasetStore:
                     s.add(row)
                     s.flush()
                     return self._entity(name, row), True
-            except IntegrityError:
+            except WriteConflictError:
                 continue  # a concurrent add won; the next pass sees its row
         raise ConflictError(f"dataset {name!r} is being changed concurrently; try again")
 
@@ -76,12 +75,10 @@ class DatasetStore:
         with self._db.session() as s:
             return list(s.scalars(select(DatasetRow.name).order_by(DatasetRow.name)))
 
-    def digests_in_use(self, digests: set[str]) -> set[str]:
-        if not digests:
-            return set()
+    def digests(self) -> set[str]:
+        """Every artifact (manifest) digest a dataset version points at."""
         with self._db.session() as s:
-            return set(s.scalars(select(DatasetVersionRow.digest).where(
-                DatasetVersionRow.digest.in_(digests))))
+            return set(s.scalars(select(DatasetVersionRow.digest).distinct()))
 
     @staticmethod
     def _dataset(s: Session, name: str) -> DatasetRow:

@@ -36,7 +36,7 @@ from modelhost.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
-from modelhost.store.database import Database
+from modelhost.store.database import Database, WriteConflictError
 from modelhost.store.schema import (
     AliasRow,
     DatasetRow,
@@ -49,6 +49,12 @@ from modelhost.store.schema import (
     VersionDatasetRow,
     VersionTagRow,
 )
+
+
+class ConcurrentVersionError(ConflictError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a concurrent registration of {name!r} took the same version "
+                         "number; try again")
 
 
 @dataclass(frozen=True)
@@ -128,14 +134,18 @@ class ModelStore:
                                 to_stage=Stage(h.to_stage), reason=h.reason, at=as_utc(h.at))
                     for h, v in s.execute(q).all()]
 
-    def versions_referencing(self, digests: set[str]) -> set[str]:
-        """Which of these artifact digests some version still points at."""
-        if not digests:
-            return set()
+    def artifact_digests(self) -> set[str]:
+        """Every artifact (manifest) digest a version points at."""
         with self._db.session() as s:
-            q = select(ModelVersionRow.artifact_digest).where(
-                ModelVersionRow.artifact_digest.in_(digests))
-            return set(s.scalars(q).all())
+            return set(s.scalars(select(ModelVersionRow.artifact_digest).distinct()))
+
+    def check_lineage(self, run_id: str | None, dataset_refs: Sequence[tuple[str, int]]) -> None:
+        """Raise RunNotFoundError / DatasetNotFoundError for a reference to nothing."""
+        with self._db.session() as s:
+            if run_id is not None and s.get(RunRow, run_id) is None:
+                raise RunNotFoundError(run_id)
+            for name, version in dataset_refs:
+                self._dataset_version_id(s, name, version)
 
     # --- writes ---------------------------------------------------------------------
 
@@ -176,10 +186,10 @@ class ModelStore:
                 model.updated_at = now
                 s.flush()
                 return self._version(s, model, row)
-        except IntegrityError as exc:
-            # Lost a race with a concurrent registration (PostgreSQL without the row
-            # lock yet, e.g. the model row itself was created concurrently).
-            raise VersionExistsError(new.model, "chosen concurrently") from exc
+        except WriteConflictError as exc:
+            # Lost a race with a concurrent registration (the unique semver constraint
+            # backs up the row lock); the registry picks a number again.
+            raise ConcurrentVersionError(new.model) from exc
 
     def transition(self, name: str, version: str, target: Stage, *,
                    reason: str = "") -> list[StageChange]:
@@ -207,7 +217,7 @@ class ModelStore:
                 changes.append(self._move(s, name, row, target, reason, now))
                 model.updated_at = now
                 return changes
-        except IntegrityError as exc:
+        except WriteConflictError as exc:
             raise ConflictError(
                 f"another change to {name!r} happened at the same time; try again") from exc
 

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelhost._utils import as_utc, utcnow
@@ -17,7 +16,7 @@ from modelhost.errors import (
     ExperimentNotFoundError,
     RunNotFoundError,
 )
-from modelhost.store.database import Database
+from modelhost.store.database import Database, WriteConflictError
 from modelhost.store.schema import (
     DatasetRow,
     DatasetVersionRow,
@@ -47,7 +46,7 @@ class TrackingStore:
                         s.add(row)
                         s.flush()
                     return Experiment(name=row.name, created_at=as_utc(row.created_at))
-            except IntegrityError:
+            except WriteConflictError:
                 continue  # created concurrently; read it on the next pass
         raise ConflictError(f"experiment {name!r} is being created concurrently; try again")
 
@@ -60,7 +59,8 @@ class TrackingStore:
 
     def create_run(self, experiment: str, *, name: str | None = None,
                    git_commit: str | None = None,
-                   tags: Mapping[str, str] | None = None) -> Run:
+                   tags: Mapping[str, str] | None = None,
+                   params: Mapping[str, str] | None = None) -> Run:
         self.get_or_create_experiment(experiment)
         with self._db.session(write=True) as s:
             exp = self._experiment_or_none(s, experiment)
@@ -73,6 +73,8 @@ class TrackingStore:
             s.flush()
             s.add_all(RunTagRow(run_id=run_id, key=k, value=str(v))
                       for k, v in (tags or {}).items())
+            s.add_all(RunParamRow(run_id=run_id, key=k, value=str(v))
+                      for k, v in (params or {}).items())
         return self.get_run(run_id)
 
     def end_run(self, run_id: str, status: RunStatus) -> Run:
@@ -135,6 +137,11 @@ class TrackingStore:
         with self._db.session(write=True) as s:
             self._run_row(s, run_id)
             s.merge(RunArtifactRow(run_id=run_id, path=path, digest=digest, size=size))
+
+    def artifact_digests(self) -> set[str]:
+        """Every artifact (manifest) digest a run artifact points at."""
+        with self._db.session() as s:
+            return set(s.scalars(select(RunArtifactRow.digest).distinct()))
 
     def log_datasets(self, run_id: str, refs: Sequence[tuple[str, int]]) -> None:
         with self._db.session(write=True) as s:

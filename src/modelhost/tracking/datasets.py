@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,12 @@ _TOP_CATEGORIES = 20
 
 
 class Datasets:
-    def __init__(self, store: DatasetStore, artifacts: ArtifactStore) -> None:
+    def __init__(self, store: DatasetStore, artifacts: ArtifactStore, *,
+                 references: Callable[[], set[str]] | None = None) -> None:
         self._store = store
         self._artifacts = artifacts
+        # Every artifact digest in use anywhere: what a failed add must not delete.
+        self._references = references or store.digests
 
     def add(self, path: str | Path, *, name: str) -> tuple[DatasetVersion, bool]:
         """Store a data file or folder as a version of ``name``.
@@ -46,10 +50,7 @@ class Datasets:
                                            n_rows=len(frame), size=tree.size, schema=schema,
                                            profile=profile(frame))
         except BaseException:
-            in_use = self._store.digests_in_use({tree.digest})
-            if not in_use:
-                for blob in tree.created_blobs:
-                    self._artifacts.delete(blob)
+            self._artifacts.discard_unreferenced(tree.created_blobs, in_use=self._references())
             raise
 
     def _put_content(self, source: Path, fmt: str) -> TreeResult:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from modelhost._paths import safe_relpath
-from modelhost._utils import validate_name
+from modelhost._utils import check_key, finite_number, validate_name
 from modelhost.artifacts import ArtifactStore
 from modelhost.entities import DatasetVersion, MetricPoint, ModelVersion, Run, RunStatus
 from modelhost.errors import FileNotFoundInputError, InvalidInputError
@@ -17,15 +16,15 @@ from modelhost.registry import Registry, environment
 from modelhost.store import TrackingStore
 from modelhost.tracking.datasets import Datasets
 
-_MAX_KEY = 250
-
 
 class Tracker:
     """Creates runs and reads them back."""
 
     def __init__(self, store: TrackingStore, *, datasets: Datasets, registry: Registry,
-                 artifacts: ArtifactStore) -> None:
+                 artifacts: ArtifactStore,
+                 references: Callable[[], set[str]] | None = None) -> None:
         self.store = store
+        self.references = references or store.artifact_digests
         self._datasets = datasets
         self._registry = registry
         self._artifacts = artifacts
@@ -34,12 +33,14 @@ class Tracker:
                   params: Mapping[str, Any] | None = None,
                   tags: Mapping[str, str] | None = None) -> ActiveRun:
         validate_name(experiment, "experiment")
+        # Everything is checked before the run row exists, so a bad value leaves no run.
+        clean_params = {_key(k): str(v) for k, v in (params or {}).items()}
+        clean_tags = {_key(k): str(v) for k, v in (tags or {}).items()}
+        if name is not None and (not name.strip() or len(name) > 250):
+            raise InvalidInputError("a run name has 1-250 characters")
         run = self.store.create_run(experiment, name=name, git_commit=environment.git_commit(),
-                                    tags={_key(k): str(v) for k, v in (tags or {}).items()})
-        active = ActiveRun(run, tracker=self)
-        if params:
-            active.log_params(params)
-        return active
+                                    tags=clean_tags, params=clean_params)
+        return ActiveRun(run, tracker=self)
 
     def get_run(self, run_id: str) -> Run:
         return self.store.get_run(run_id)
@@ -71,10 +72,8 @@ class ActiveRun:
         self.log_metrics({key: value}, step=step)
 
     def log_metrics(self, metrics: Mapping[str, float], *, step: int | None = None) -> None:
-        clean = {}
-        for key, value in metrics.items():
-            number = _finite(key, value)
-            clean[_key(key)] = number
+        clean = {_key(key): finite_number(f"metric {key!r}", value)
+                 for key, value in metrics.items()}
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)
                                  or step < 0):
             raise InvalidInputError(f"step must be a whole number >= 0, got {step!r}")
@@ -92,8 +91,14 @@ class ActiveRun:
         if not source.exists():
             raise FileNotFoundInputError(str(path))
         relative = safe_relpath(name or source.name)
-        tree = self._tracker._artifacts.put_tree(source)
-        self._tracker.store.log_artifact(self.run_id, relative, tree.digest, tree.size)
+        artifacts = self._tracker._artifacts
+        tree = artifacts.put_tree(source)
+        try:
+            self._tracker.store.log_artifact(self.run_id, relative, tree.digest, tree.size)
+        except BaseException:
+            artifacts.discard_unreferenced(tree.created_blobs,
+                                           in_use=self._tracker.references())
+            raise
         return tree.digest
 
     def log_dataset(self, path: str | Path, *, name: str) -> DatasetVersion:
@@ -128,23 +133,6 @@ class ActiveRun:
         self.end(RunStatus.FAILED if exc_type is not None else RunStatus.FINISHED)
 
 
+
 def _key(key: object) -> str:
-    if not isinstance(key, str) or not key.strip() or len(key) > _MAX_KEY or any(
-            ord(c) < 32 for c in key):
-        raise InvalidInputError(
-            f"invalid key {key!r}: use 1-{_MAX_KEY} printable characters")
-    return key
-
-
-def _finite(key: str, value: object) -> float:
-    if isinstance(value, bool):
-        raise InvalidInputError(f"metric {key!r} must be a number, got {value!r}")
-    if not isinstance(value, int | float):
-        try:
-            value = float(value)  # type: ignore[arg-type]  # numpy scalars and the like
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"metric {key!r} must be a number, got {value!r}") from None
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidInputError(f"metric {key!r} must be finite, got {number}")
-    return number
+    return check_key(key)
