@@ -62,6 +62,24 @@ class LoadedModel(abc.ABC):
         """Whether :meth:`predict_proba` returns probabilities."""
         return False
 
+    def predict_with_proba(
+        self, X: pd.DataFrame | np.ndarray | dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predictions and probabilities (or None) in one call: what serving uses.
+
+        Implementations may share work between the two (e.g. take the predicted class
+        as the most probable one when that is what ``predict`` does).
+        """
+        predictions = self.predict(X)
+        return predictions, self.predict_proba(X) if self.has_proba else None
+
+    def warm_up(self, X: pd.DataFrame | np.ndarray | dict[str, np.ndarray]) -> None:
+        """Run once on an input example before the model takes traffic.
+
+        Implementations may also choose and verify faster code paths here.
+        """
+        self.predict_with_proba(X)
+
     @property
     def classes(self) -> list[Any] | None:
         """Class labels in probability column order, when known."""

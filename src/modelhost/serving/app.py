@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -183,6 +184,12 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
         await pool.start()
+        await pool.wait_until_ready(timeout_s=options.pool.load_wait_s)
+        # Everything loaded so far (libraries, models) lives as long as the process:
+        # keep it out of the collector's way, so that full collections stay short and
+        # do not stall requests for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

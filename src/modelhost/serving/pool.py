@@ -76,9 +76,8 @@ class ServedVersion:
 
     def run_batch(self, inputs: Any, params: Mapping[str, Any]) -> tuple[Any, Any]:
         """One model call on a (combined) batch; runs in the batcher's thread."""
-        predictions = np.asarray(self.model.predict(inputs))
-        probabilities = self.model.predict_proba(inputs) if self.model.has_proba else None
-        return predictions, probabilities
+        predictions, probabilities = self.model.predict_with_proba(inputs)
+        return np.asarray(predictions), probabilities
 
 
 def _combine(parts: list[Any]) -> Any:
@@ -298,7 +297,7 @@ class ModelPool:
                                batcher=None,  # type: ignore[arg-type]  # set just below
                                load_seconds=0.0)
         if self.options.warmup and mv.input_example is not None and validator is not None:
-            served.run_batch(validator.validate(mv.input_example), {})
+            served.model.warm_up(validator.validate(mv.input_example))
         on_batch = self._on_batch
 
         def report(rows: int, requests: int, seconds: float) -> None:
