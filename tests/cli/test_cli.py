@@ -135,7 +135,7 @@ def test_db_upgrade_runs_and_tracking_commands(home: Path, tmp_path: Path,
 
 def test_quickstart_registers_two_versions_and_promotes_one(
         home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = cli(capsys, "quickstart", "--json")
+    code, out, _ = cli(capsys, "quickstart", "--no-serve", "--json")
     assert code == 0
     summary = json.loads(out)
     assert [v["version"] for v in summary["versions"]] == ["1.0.0", "1.0.1"]

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import typer
+
 from modelhost.cli._app import JSON_OPTION, STATE, app, emit, out
 
 MODEL_NAME = "breast-cancer"
 
 
 @app.command("quickstart")
-def quickstart(as_json: bool = JSON_OPTION) -> None:
+def quickstart(
+    serve: bool = typer.Option(True, "--serve/--no-serve",
+                               help="Start the server at the end (Ctrl+C stops it)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Train two versions of a demo model, register them with lineage, promote the
-    better one to production, and print what to try next."""
+    better one to production, start the server and print what to try."""
     from rich.progress import Progress
 
     client = STATE.client()
@@ -34,17 +41,44 @@ def quickstart(as_json: bool = JSON_OPTION) -> None:
                "home": str(client.settings.home)}
     if as_json:
         emit(summary, as_json=True)
-        return
+    else:
+        _print_summary(results, best, port=port, serve=serve,
+                       example=client.registry.get_version(MODEL_NAME, best["version"])
+                       .input_example[:1])
+    if serve:
+        from modelhost.cli.serve import run_server
+
+        run_server(client.settings, host="127.0.0.1", port=port)
+
+
+def _print_summary(results: list[dict[str, Any]], best: dict[str, Any], *, port: int,
+                   serve: bool, example: Any) -> None:
+    import json
+
     out.print(f"[bold green]Registered {MODEL_NAME}[/bold green] from scikit-learn's "
               "breast cancer dataset:")
     for r in results:
         marker = "  <- production (alias champion)" if r is best else ""
         out.print(f"  {r['version']}  {r['kind']:<20} holdout AUC {r['auc']:.4f}{marker}")
     out.print("\nTry next:")
-    for line in (f"modelhost models show {MODEL_NAME}",
-                 f"modelhost card {MODEL_NAME} {best['version']}",
-                 "modelhost runs list",
-                 "modelhost data versions breast-cancer-train"):
+    lines = [f"modelhost models show {MODEL_NAME}",
+             f"modelhost card {MODEL_NAME} {best['version']}",
+             "modelhost runs list",
+             "modelhost data versions breast-cancer-train"]
+    url = f"http://127.0.0.1:{port}"
+    body = json.dumps({"inputs": example})
+    other = next(r["version"] for r in results if r is not best)
+    if serve:
+        lines += [f"curl -s {url}/readyz",
+                  f"curl -s -X POST {url}/v1/models/{MODEL_NAME}/predict "
+                  f"-H 'Content-Type: application/json' -d '{body}'",
+                  f"curl -s -X POST {url}/v1/models/{MODEL_NAME}/versions/{other}/predict "
+                  f"-H 'Content-Type: application/json' -d '{body}'",
+                  f"modelhost bench {MODEL_NAME} --url {url} --concurrency 16 --duration 5",
+                  f"open {url}/docs"]
+    else:
+        lines.append("modelhost serve        # then POST to /v1/models/breast-cancer/predict")
+    for line in lines:
         out.print(f"  {line}", markup=False, highlight=False)
 
 

@@ -50,15 +50,21 @@ def serve(
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
     """Run the prediction and management server."""
+    run_server(STATE.settings(), host=host, port=port, workers=workers, log_level=log_level,
+               overrides={"MODELHOST_SERVE_MODEL": model,
+                          "MODELHOST_MAX_BATCH_SIZE": max_batch_size,
+                          "MODELHOST_MAX_WAIT_MS": max_wait_ms})
+
+
+def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
+               log_level: str = "warning", overrides: dict[str, Any] | None = None) -> None:
+    """Serve until interrupted; every worker reads its settings from the environment."""
     import uvicorn
 
-    overrides = {"MODELHOST_SERVE_MODEL": model, "MODELHOST_MAX_BATCH_SIZE": max_batch_size,
-                 "MODELHOST_MAX_WAIT_MS": max_wait_ms}
-    settings = STATE.settings()
-    # Workers are new processes: they read their settings from the environment.
-    os.environ.update({"MODELHOST_HOME": str(settings.home.resolve())})
+    os.environ["MODELHOST_HOME"] = str(settings.home.resolve())
     for key, value in (("MODELHOST_DB_URL", settings.db_url),
-                       ("MODELHOST_ARTIFACTS", settings.artifacts), *overrides.items()):
+                       ("MODELHOST_ARTIFACTS", settings.artifacts),
+                       *(overrides or {}).items()):
         if value is not None:
             os.environ[key] = str(value)
     with Client(Settings()):  # migrate once, before any worker starts
@@ -70,7 +76,7 @@ def serve(
                             lifespan="on", access_log=False, log_level=log_level,
                             timeout_graceful_shutdown=30)
     err.print(f"modelhost serving on http://{host}:{port} with {workers} worker(s); "
-              "docs at /docs", highlight=False)
+              "docs at /docs; Ctrl+C stops", highlight=False)
     server = uvicorn.Server(config)
     if workers == 1:
         server.run()
