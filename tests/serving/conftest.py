@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,30 +22,12 @@ def anyio_backend() -> str:
 
 
 @asynccontextmanager
-async def lifespan(app: ModelhostApp) -> AsyncIterator[None]:
-    """Run the app's ASGI lifespan like a server does: startup, then shutdown."""
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}},
-                                   inbox.get, outbox.put))
-    await inbox.put({"type": "lifespan.startup"})
-    message = await outbox.get()
-    assert message["type"] == "lifespan.startup.complete", message
-    try:
-        yield
-    finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await outbox.get()
-        await task
-
-
-@asynccontextmanager
 async def serve(client: Client, **options: Any) -> AsyncIterator[tuple[ModelhostApp,
                                                                        httpx.AsyncClient]]:
     pool = options.pop("pool", PoolOptions(reload_interval_s=0.2))
     app = create_app(client.registry, options=ServerOptions(pool=pool, **options),
                      today=lambda: TODAY)
-    async with lifespan(app):
+    async with app.running():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield app, http

@@ -9,6 +9,7 @@ also declares the prediction routes so that they are documented.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import gc
@@ -23,6 +24,7 @@ from modelhost.serving import errors as http_errors
 from modelhost.serving import infer_v2, invocations, v1
 from modelhost.serving.cache import open_cache
 from modelhost.serving.http import (
+    Message,
     Receive,
     Reply,
     Scope,
@@ -73,6 +75,27 @@ class ModelhostApp:
     def __init__(self, server: Server, api: object) -> None:
         self.server = server
         self.api = api
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[ModelhostApp]:
+        """Run the app's lifespan as a server would (load models, start the watcher;
+        then drain and stop), for embedding it in-process, e.g. with
+        ``httpx.ASGITransport``."""
+        inbox: asyncio.Queue[Message] = asyncio.Queue()
+        outbox: asyncio.Queue[Message] = asyncio.Queue()
+        task = asyncio.create_task(self({"type": "lifespan", "asgi": {"version": "3.0"}},
+                                        inbox.get, outbox.put))
+        await inbox.put({"type": "lifespan.startup"})
+        started = await outbox.get()
+        if started["type"] != "lifespan.startup.complete":
+            await task
+            raise RuntimeError(f"the app failed to start: {started.get('message', '')}")
+        try:
+            yield self
+        finally:
+            await inbox.put({"type": "lifespan.shutdown"})
+            await outbox.get()
+            await task
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
