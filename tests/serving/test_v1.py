@@ -167,3 +167,19 @@ async def test_operations_endpoints(iris_client: Client) -> None:
         unknown = await http.get("/nope")
         assert unknown.status_code == 404
         assert _error(unknown)["code"] == "not_found"
+
+
+async def test_openapi_documents_each_model_with_its_signature(iris_client: Client) -> None:
+    async with serve(iris_client) as (_, http):
+        schema = (await http.get("/openapi.json")).json()
+        route = schema["paths"]["/v1/models/iris/predict"]["post"]
+        content = route["requestBody"]["content"]["application/json"]
+        item = content["schema"]["properties"]["inputs"]["items"]
+        assert item["properties"]["sepal_length"] == {"type": "number", "format": "double"}
+        assert item["required"] == ["sepal_length", "sepal_width", "petal_length",
+                                    "petal_width"]
+        assert len(content["example"]["inputs"]) == 5
+        assert "/v2/models/{name}/infer" in schema["paths"]
+        docs = await http.get("/docs")
+        assert docs.status_code == 200
+        assert "swagger" in docs.text.lower()

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelhost.errors import ModelhostError
 from modelhost.serving import errors as http_errors
+from modelhost.serving import openapi
 from modelhost.serving.http import request_id
 from modelhost.serving.protocols import v2
 
@@ -249,6 +250,7 @@ def build_api(server: Any, *, lifespan: Lifespan) -> FastAPI:
         media = "text/html" if format == "html" else "text/markdown"
         return PlainTextResponse(text, media_type=f"{media}; charset=utf-8")
 
+    openapi.install(api, registry)
     return api
 
 
