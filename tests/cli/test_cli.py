@@ -172,3 +172,14 @@ def test_damaged_database_exits_5(home: Path, capsys: pytest.CaptureFixture[str]
     (home / "modelhost.db").write_bytes(b"garbage" * 1000)
     code, _, err = cli(capsys, "models", "list")
     assert code == 5 and "damaged" in err and "Traceback" not in err
+
+
+def test_register_with_optimize(home: Path, model_file: Path, example_file: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "register", model_file, "--name", "iris", "--optimize",
+                       "--input-example", example_file, "--json")
+    assert code == 0
+    version = json.loads(out)
+    assert version["flavor_meta"]["optimize"]["chosen"] in ("onnx", "original")
+    code, _, err = cli(capsys, "register", model_file, "--name", "x", "--optimize")
+    assert code == 1 and "optimize needs" in err

@@ -341,3 +341,33 @@ def test_same_file_without_example_keeps_the_signature(client: Client, tmp_path:
 def test_a_remote_client_is_refused_clearly() -> None:
     with pytest.raises(InvalidInputError, match="remote Client"):
         Client("http://localhost:8000")  # type: ignore[arg-type]
+
+
+def test_optimize_serves_onnx_when_it_agrees_and_is_faster(client: Client) -> None:
+    X, _ = iris()
+    mv = client.registry.register(iris_model(), name="iris", input_example=iris_example(),
+                                  optimize=True, reference_data=X)
+    report = mv.flavor_meta["optimize"]
+    assert report["rows_checked"] == 155
+    assert report["max_abs_diff"] <= report["tolerance"] == 1e-4
+    assert report["onnx_ms_1"] > 0 and report["original_ms_1"] > 0
+    # A one-row logistic regression runs far faster in onnxruntime than in sklearn.
+    assert report["chosen"] == "onnx", report
+    assert mv.flavor == "onnx"
+    loaded = client.registry.load("iris", mv.version).model
+    predictions, probabilities = loaded.predict_with_proba(X)
+    assert np.array_equal(predictions, iris_model().predict(X))
+    assert np.allclose(probabilities, iris_model().predict_proba(X), atol=1e-4)
+    assert mv.flavor_meta["optimized_from"]["flavor"] == "sklearn"
+
+
+def test_optimize_keeps_the_original_when_conversion_is_impossible(client: Client) -> None:
+    from sklearn.semi_supervised import LabelSpreading
+
+    X, y = iris()
+    model = LabelSpreading().fit(X, y)  # no ONNX converter exists for it
+    mv = client.registry.register(model, name="spread", input_example=iris_example(),
+                                  optimize=True)
+    assert mv.flavor == "sklearn"
+    assert mv.flavor_meta["optimize"]["chosen"] == "original"
+    assert "not converted" in mv.flavor_meta["optimize"]["reason"]

@@ -75,13 +75,16 @@ def register(
     input_example: Path | None = typer.Option(None, "--input-example", help="CSV or JSON "
                                               "file with a few input rows."),
     description: str = typer.Option("", "--description"),
+    optimize: bool = typer.Option(False, "--optimize", help="Also convert a scikit-learn "
+                                  "model to ONNX; serve it if it agrees and is faster."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register a model file or folder as a new version."""
     example = _read_example(input_example) if input_example else None
     mv = STATE.client().registry.register(
         name=name, path=path, flavor=flavor, version=version, force=force,
-        trust_pickle=trust_pickle, input_example=example, description=description)
+        trust_pickle=trust_pickle, input_example=example, description=description,
+        optimize=optimize)
     emit(mv.to_dict(), as_json=as_json,
          table=f"Registered {mv.model} {mv.version} ({mv.flavor}, "
                f"sha256:{mv.artifact_digest[:12]})")

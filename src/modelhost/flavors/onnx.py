@@ -134,18 +134,38 @@ class OnnxModel(LoadedModel):
     def has_proba(self) -> bool:
         return self._proba is not None
 
+    def predict_with_proba(
+        self, X: pd.DataFrame | np.ndarray | dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._proba is None:
+            return self.predict(X), None
+        import numpy as np
+
+        labels, proba = self._run_many(X, [self._label, self._proba])  # one session run
+        labels = np.asarray(labels)
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if isinstance(proba, list):
+            names = sorted(proba[0]) if proba else (self._classes or [])
+            return labels, np.array([[row[c] for c in names] for row in proba],
+                                    dtype=np.float64)
+        return labels, np.asarray(proba, dtype=np.float64)
+
     @property
     def classes(self) -> list[Any] | None:
         return self._classes
 
     def _run(self, data: Any, output: str) -> Any:
+        (result,) = self._run_many(data, [output])
+        return result
+
+    def _run_many(self, data: Any, outputs: list[str]) -> list[Any]:
         feeds = self._feeds(data)
         ort = _onnxruntime()
         try:
-            (result,) = self._session.run([output], feeds)
+            return list(self._session.run(outputs, feeds))
         except ort.capi.onnxruntime_pybind11_state.InvalidArgument as exc:
             raise InvalidInputError(f"the ONNX model rejected the input: {reason(exc)}") from exc
-        return result
 
     def _feeds(self, data: Any) -> dict[str, Any]:
         import numpy as np

@@ -91,6 +91,8 @@ class Registry:
         git_commit: str | None = None,
         datasets: Iterable[DatasetVersion | str] = (),
         trust_pickle: bool = False,
+        optimize: bool = False,
+        reference_data: Any = None,
     ) -> ModelVersion:
         """Register a new version of ``name`` from a Python object or a file/folder.
 
@@ -102,6 +104,11 @@ class Registry:
 
         Without an input example or signature, the latest version's example is tried on
         the new model; if it predicts, the version keeps that signature.
+
+        ``optimize=True`` converts a scikit-learn model to ONNX, checks that it agrees on
+        the input example and ``reference_data`` (a DataFrame of inputs) within
+        ``optimize.DEFAULT_TOLERANCE``, and serves whichever is faster; the report is
+        recorded in the version's ``flavor_meta["optimize"]``.
         """
         validate_name(name)
         explicit = SemVer.parse(version) if version is not None else None
@@ -131,12 +138,16 @@ class Registry:
             if example is None and signature is None and saved.signature is None:
                 example, signature = _inherit(latest, loaded)
             signature = _signature_for(signature or saved.signature, example, loaded)
+            flavor_name, meta = chosen.name, dict(saved.meta)
+            if optimize:
+                flavor_name, meta = self._optimize(chosen.name, meta, loaded, dest,
+                                                   signature, example, reference_data)
             choose = functools.partial(choose_version, name=name, signature=signature,
                                        explicit=explicit, force=force)
             choose(latest)  # the rule, checked now; again inside the writing transaction
             self._models.check_lineage(run_id, dataset_refs)
             new = NewVersion(
-                model=name, flavor=chosen.name, flavor_meta=saved.meta,
+                model=name, flavor=flavor_name, flavor_meta=meta,
                 artifact_digest="", artifact_size=0, signature=signature,
                 input_example=to_jsonable(example) if example is not None else None,
                 lineage=Lineage(
@@ -163,6 +174,27 @@ class Registry:
                     tree.digest)):
                 self._artifacts.put_tree(dest)
         return created
+
+    @staticmethod
+    def _optimize(flavor: str, meta: dict[str, Any], loaded: LoadedModel, dest: Path,
+                  signature: Signature | None, example: Any, reference: Any
+                  ) -> tuple[str, dict[str, Any]]:
+        if flavor != "sklearn" or signature is None or example is None:
+            raise InvalidInputError("optimize needs a scikit-learn model and an input example")
+        import pandas as pd
+
+        from modelhost.registry.optimize import try_onnx
+
+        validator = InputValidator(signature)
+        parts = [validator.validate(to_jsonable(data, max_rows=100_000))
+                 for data in (example, reference) if data is not None]
+        check = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        inner = getattr(loaded, "model", None)
+        saved, _, report = try_onnx(inner, loaded, check, dest)
+        if saved is None:
+            return flavor, {**meta, "optimize": report.to_dict()}
+        return "onnx", {**saved.meta, "optimize": report.to_dict(),
+                        "optimized_from": {"flavor": flavor, "meta": meta}}
 
     def _create(self, new: NewVersion, choose: Callable[[ModelVersion | None], SemVer],
                 dataset_refs: list[tuple[str, int]], *, explicit: SemVer | None
