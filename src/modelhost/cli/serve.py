@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -74,11 +75,17 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
     config = uvicorn.Config("modelhost.cli.serve:app_factory", factory=True, host=host,
                             port=port, workers=workers, loop="uvloop", http="httptools",
                             lifespan="on", access_log=False, log_level=log_level,
-                            timeout_graceful_shutdown=30)
+                            timeout_graceful_shutdown=30,
+                            # Workers import the ML stack before answering the
+                            # supervisor's ping; on a busy host that exceeds 5 s.
+                            timeout_worker_healthcheck=60)
     err.print(f"modelhost serving on http://{host}:{port} with {workers} worker(s); "
               "docs at /docs; Ctrl+C stops", highlight=False)
     server = uvicorn.Server(config)
     if workers == 1:
+        # uvicorn re-raises the SIGTERM it handled once shutdown is complete; with this
+        # handler in place that ends the process normally (exit 0) after the drain.
+        signal.signal(signal.SIGTERM, lambda *_: None)
         server.run()
         return
     from uvicorn.supervisors import Multiprocess

@@ -256,6 +256,7 @@ def build_api(server: Any, *, lifespan: Lifespan) -> FastAPI:
 
 
 def _served_ref(pool: Any, name: str) -> str:
-    """The version serving ``name`` now, else its production version, else latest."""
-    routed = pool.routes.get(name)
-    return routed if routed is not None else "@production" if name in pool.routes else "latest"
+    """The version serving ``name`` now, else its production version (perhaps still
+    loading), else the latest one."""
+    version: str | None = pool.routes.get(name) or pool.production_version(name)
+    return version if version is not None else "latest"

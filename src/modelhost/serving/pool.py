@@ -330,6 +330,10 @@ class ModelPool:
                 await asyncio.sleep(0.05)
         return self.ready()[0]
 
+    def production_version(self, name: str) -> str | None:
+        """The production version in the database at the last refresh."""
+        return self._wanted.get(name)
+
     def served(self) -> list[ServedVersion]:
         return list(self._served.values())
 
