@@ -183,3 +183,24 @@ def test_register_with_optimize(home: Path, model_file: Path, example_file: Path
     assert version["flavor_meta"]["optimize"]["chosen"] in ("onnx", "original")
     code, _, err = cli(capsys, "register", model_file, "--name", "x", "--optimize")
     assert code == 1 and "optimize needs" in err
+
+
+def test_predict_in_process(home: Path, model_file: Path, example_file: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "register", model_file, "--name", "iris", "--input-example",
+               example_file)[0] == 0
+    assert cli(capsys, "stage", "iris", "1.0.0", "staging")[0] == 0
+    assert cli(capsys, "stage", "iris", "1.0.0", "production")[0] == 0
+    code, out, _ = cli(capsys, "predict", "iris", "--input", example_file)
+    result = json.loads(out)
+    assert code == 0 and result["version"] == "1.0.0"
+    assert result["predictions"] == iris_model().predict(iris_example()).tolist()
+    assert len(result["probabilities"]) == 5
+    csv = tmp_path / "rows.csv"
+    iris_example(rows=2).to_csv(csv, index=False)
+    code, out, _ = cli(capsys, "predict", "iris", "--input", csv, "--version", "1.0.0")
+    assert code == 0 and len(json.loads(out)["predictions"]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"sepal_length": "x"}]')
+    code, _, err = cli(capsys, "predict", "iris", "--input", bad)
+    assert code == 1 and "expected double, got string" in err

@@ -159,3 +159,32 @@ async def test_a_full_queue_answers_503_with_retry_after(sqlite_client: Client) 
         overloaded = next(r for r in responses if r.status_code == 503)
         assert int(overloaded.headers["retry-after"]) >= 1
         assert overloaded.json()["error"]["code"] == "overloaded"
+
+
+async def test_a_version_that_fails_to_load_never_disturbs_the_serving_one(
+        iris_client: Client) -> None:
+    from pathlib import Path
+
+    async with serve(iris_client) as (app, http):
+        assert (await http.post("/v1/models/iris/predict", json={"inputs": records(1)})
+                ).json()["version"] == "1.0.0"
+        # Damage 1.0.1's artifact, then promote it while the server runs.
+        mv = iris_client.registry.get_version("iris", "1.0.1")
+        root = Path(iris_client.settings.resolved_artifacts)
+        for digest in iris_client.artifacts.tree_blobs(mv.artifact_digest):
+            blob = root / "sha256" / digest[:2] / digest
+            if blob.stat().st_size > 1000:
+                blob.chmod(0o644)
+                blob.write_bytes(b"damaged")
+        iris_client.registry.transition("iris", "1.0.1", "staging")
+        iris_client.registry.transition("iris", "1.0.1", "production")
+        await app.server.pool.refresh()
+        await app.server.pool.refresh()
+        for _ in range(5):
+            response = await http.post("/v1/models/iris/predict", json={"inputs": records(1)})
+            assert response.status_code == 200
+            assert response.json()["version"] == "1.0.0"
+        assert app.server.pool.routes == {"iris": "1.0.0"}
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["loading"] == {"iris": "1.0.1"}
