@@ -840,3 +840,24 @@ def test_a_single_corruption_is_reported_at_exactly_its_cell(data: st.DataObject
     assert [(p["column"], p["row"]) for p in found] == [(spec.name, row)]
     assert found[0]["message"].startswith(f"column {spec.name!r}: ")
     assert found[0]["message"].endswith(f" at row {row}")
+
+
+def test_validate_as_array_for_all_double_signatures() -> None:
+    from modelhost.entities import ColumnSpec, ColumnType, Signature
+    from modelhost.signature import InputValidator
+
+    double = InputValidator(Signature(inputs=(ColumnSpec("a", ColumnType.DOUBLE),
+                                              ColumnSpec("b", ColumnType.DOUBLE))))
+    assert double.numeric_block
+    array = double.validate([{"b": 2, "a": 1.5}, {"a": 3, "b": 4.0}], as_array=True)
+    assert isinstance(array, np.ndarray)
+    assert array.tolist() == [[1.5, 2.0], [3.0, 4.0]]
+    columns = double.validate({"a": [1, 2], "b": [3, 4]}, as_array=True)
+    assert columns.tolist() == [[1.0, 3.0], [2.0, 4.0]]
+    mixed = InputValidator(Signature(inputs=(ColumnSpec("a", ColumnType.DOUBLE),
+                                             ColumnSpec("s", ColumnType.STRING))))
+    assert not mixed.numeric_block
+    assert isinstance(mixed.validate([{"a": 1.0, "s": "x"}], as_array=True), pd.DataFrame)
+    optional = InputValidator(Signature(inputs=(
+        ColumnSpec("a", ColumnType.DOUBLE), ColumnSpec("b", ColumnType.DOUBLE, required=False))))
+    assert not optional.numeric_block

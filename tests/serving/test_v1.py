@@ -16,7 +16,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_predict_routes_to_production(iris_client: Client) -> None:
-    async with serve(iris_client) as (_, http):
+    async with serve(iris_client) as (app, http):
         response = await http.post("/v1/models/iris/predict", json={"inputs": records(4)})
         assert response.status_code == 200, response.text
         body = response.json()
@@ -27,6 +27,8 @@ async def test_predict_routes_to_production(iris_client: Client) -> None:
         assert np.allclose(body["probabilities"], expected)
         assert response.headers["x-model-version"] == "1.0.0"
         assert response.headers["x-request-id"] == body["request_id"]
+        # All-double signature and a verified array path: no pandas on the hot path.
+        assert app.server.pool._served[("iris", "1.0.0")].as_array
 
 
 async def test_columnar_input_and_pinning(iris_client: Client) -> None:

@@ -104,6 +104,8 @@ class ObjectModel(LoadedModel):
         model, data = self._model, X
         if self._fast is not None and self._columns is not None and _is_frame(X):
             model, data = self._fast, _as_array(X, self._columns)
+        elif self._fast is not None and _is_matrix(X):  # already in self._columns order
+            model = self._fast
         else:
             data = self._adapt(X)
         if self._argmax:
@@ -113,6 +115,9 @@ class ObjectModel(LoadedModel):
         if not self._has_proba:
             return predictions, None
         return predictions, np.asarray(model.predict_proba(data), dtype=np.float64)
+
+    def accepts_array(self, columns: list[str]) -> bool:
+        return self._fast is not None and self._columns == list(columns)
 
     def warm_up(self, X: pd.DataFrame | np.ndarray | dict[str, np.ndarray]) -> None:
         import numpy as np
@@ -196,6 +201,11 @@ def _classes(model: Any) -> list[Any] | None:
         return None
     labels: list[Any] = array.tolist()
     return labels
+
+
+def _is_matrix(X: Any) -> bool:
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(X, numpy.ndarray) and X.ndim == 2
 
 
 def _is_frame(X: Any) -> bool:

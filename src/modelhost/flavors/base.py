@@ -73,6 +73,11 @@ class LoadedModel(abc.ABC):
         predictions = self.predict(X)
         return predictions, self.predict_proba(X) if self.has_proba else None
 
+    def accepts_array(self, columns: list[str]) -> bool:
+        """Whether a plain 2-D array with these columns, in this order, is as good an
+        input as a DataFrame (decided by :meth:`warm_up`; False when unsure)."""
+        return False
+
     def warm_up(self, X: pd.DataFrame | np.ndarray | dict[str, np.ndarray]) -> None:
         """Run once on an input example before the model takes traffic.
 

@@ -134,6 +134,11 @@ class OnnxModel(LoadedModel):
     def has_proba(self) -> bool:
         return self._proba is not None
 
+    def accepts_array(self, columns: list[str]) -> bool:
+        # One 2-D input takes a DataFrame's columns in their order: an array in that
+        # same order is the identical input.
+        return len(self._inputs) == 1 and self._inputs[0][2] == 2
+
     def predict_with_proba(
         self, X: pd.DataFrame | np.ndarray | dict[str, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray | None]:

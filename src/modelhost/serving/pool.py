@@ -68,6 +68,9 @@ class ServedVersion:
     validator: InputValidator | None
     batcher: AdaptiveBatcher
     load_seconds: float
+    # Requests are validated straight into a 2-D array (no pandas on the hot path) when
+    # the signature is all numeric and the model takes such an array as is.
+    as_array: bool = False
     last_used: float = field(default_factory=time.monotonic)
 
     @property
@@ -298,6 +301,8 @@ class ModelPool:
                                load_seconds=0.0)
         if self.options.warmup and mv.input_example is not None and validator is not None:
             served.model.warm_up(validator.validate(mv.input_example))
+            served.as_array = validator.numeric_block and served.model.accepts_array(
+                [c.name for c in mv.signature.columns] if mv.signature else [])
         on_batch = self._on_batch
 
         def report(rows: int, requests: int, seconds: float) -> None:

@@ -62,7 +62,8 @@ class Predictor:
                 data = orjson.loads(hit)
                 return Prediction(served, data["p"], data.get("q"), cached=True)
             self.metrics.cache_misses.labels(*labels).inc()
-        inputs = served.validator.validate(payload) if served.validator else _raw(payload)
+        inputs = (served.validator.validate(payload, as_array=served.as_array)
+                  if served.validator else _raw(payload))
         n = len(inputs) if hasattr(inputs, "__len__") and not isinstance(inputs, dict) else rows
         gauge = self.metrics.queue_rows.labels(*labels)
         gauge.inc(n)

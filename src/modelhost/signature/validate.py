@@ -71,8 +71,19 @@ class InputValidator:
         self._block: type[np.floating[Any]] | None = (
             np.float64 if kinds == {_T.DOUBLE} else np.float32 if kinds == {_T.FLOAT} else None)
 
-    def validate(self, payload: Any) -> Any:
+    @property
+    def numeric_block(self) -> bool:
+        """Whether :meth:`validate` can give a plain 2-D array (``as_array=True``): every
+        column required, not nullable, and of one floating type."""
+        return self._block is not None and all(
+            c.required and not c.nullable for c in self._columns)
+
+    def validate(self, payload: Any, *, as_array: bool = False) -> Any:
         """The model input for ``payload``: a DataFrame, an ndarray, or a dict of ndarrays.
+
+        With ``as_array=True`` and a :attr:`numeric_block` signature, the result is a 2-D
+        array with the signature's columns in order instead of a DataFrame (the serving
+        hot path skips pandas entirely then).
 
         Raises:
             SignatureViolationError: the payload breaks the signature. ``details`` holds up
@@ -97,8 +108,10 @@ class InputValidator:
         if self._block is not None and not problems.total:
             block = self._float_block(columns)
             if block is not None:
-                return pd.DataFrame(block if by_row else block.T, columns=self._index,
-                                    copy=False)
+                block = block if by_row else block.T
+                if as_array and self.numeric_block:
+                    return np.ascontiguousarray(block)
+                return pd.DataFrame(block, columns=self._index, copy=False)
         if by_row:
             columns = list(zip(*columns, strict=True))
         arrays: list[Any] = [
@@ -110,6 +123,8 @@ class InputValidator:
                for a in arrays):
             # One 2-D block builds a DataFrame several times faster than a dict of columns.
             block = np.column_stack(arrays) if len(arrays) > 1 else first.reshape(-1, 1)
+            if as_array and self.numeric_block:
+                return block
             return pd.DataFrame(block, columns=self._index, copy=False)
         return pd.DataFrame(dict(zip(self._names, arrays, strict=True)),
                             index=pd.RangeIndex(len(columns[0])), copy=False)
