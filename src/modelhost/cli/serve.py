@@ -75,6 +75,7 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
     config = uvicorn.Config("modelhost.cli.serve:app_factory", factory=True, host=host,
                             port=port, workers=workers, loop="uvloop", http="httptools",
                             lifespan="on", access_log=False, log_level=log_level,
+                            proxy_headers=False,  # not behind a proxy by default
                             timeout_graceful_shutdown=30,
                             # Workers import the ML stack before answering the
                             # supervisor's ping; on a busy host that exceeds 5 s.

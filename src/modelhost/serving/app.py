@@ -179,9 +179,8 @@ class ModelhostApp:
                            (b"x-request-id", rid.encode())])
         await send_reply(send, reply)
         version = next((v.decode() for k, v in reply.headers if k == b"x-model-version"), "-")
-        metrics.requests.labels(model, version, protocol, str(reply.status)).inc()
-        metrics.latency.labels(model, version, protocol).observe(
-            time.perf_counter() - started)
+        metrics.observe_request(model, version, protocol, reply.status,
+                                time.perf_counter() - started)
 
 
 def _model_from_path(path: str) -> str:

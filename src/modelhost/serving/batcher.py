@@ -311,17 +311,20 @@ class AdaptiveBatcher:
         self._queued_rows += rows
         self._pending += 1
         self._wake()
+        # A timer rather than asyncio.wait_for: no extra task per request on the hot path.
+        timer = None if timeout_s is None else loop.call_later(
+            timeout_s, self._expire, request)
         try:
-            if timeout_s is None:
-                return await future
-            return await asyncio.wait_for(future, timeout_s)
-        except asyncio.TimeoutError:
+            return await future
+        except DeadlineExceededError:
             self._abandon(request)
-            raise DeadlineExceededError(timeout_s or 0.0) from None
+            raise
         except asyncio.CancelledError:
             self._abandon(request)
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
             self._pending -= 1
 
     async def close(self, *, drain: bool = True) -> None:
@@ -382,6 +385,11 @@ class AdaptiveBatcher:
     def _unqueue(self, request: _Request) -> None:
         request.queued = False
         self._queued_rows -= request.rows
+
+    @staticmethod
+    def _expire(request: _Request) -> None:
+        if not request.future.done():
+            request.future.set_exception(DeadlineExceededError(request.timeout_s or 0.0))
 
     def _abandon(self, request: _Request) -> None:
         """The caller stopped waiting; take its request out of the queue if still there."""

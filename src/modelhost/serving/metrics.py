@@ -21,6 +21,8 @@ class Metrics:
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+        self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+        self._queue_children: dict[tuple[str, str], Any] = {}
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("model", "version")
@@ -54,6 +56,29 @@ class Metrics:
                  _seconds: float) -> None:
         self.batch_rows.labels(model, version).observe(rows)
         self.batch_requests.labels(model, version).observe(requests)
+        self.rows.labels(model, version).inc(rows)
+
+    def queue_gauge(self, model: str, version: str) -> Any:
+        """The queue-depth child of one version (cached: it changes per request)."""
+        key = (model, version)
+        child = self._queue_children.get(key)
+        if child is None:
+            child = self._queue_children[key] = self.queue_rows.labels(model, version)
+        return child
+
+    def observe_request(self, model: str, version: str, protocol: str, status: int,
+                        seconds: float) -> None:
+        """One answered prediction request (label children cached: the hot path)."""
+        key = (model, version, protocol, status)
+        children = self._request_children.get(key)
+        if children is None:
+            if len(self._request_children) > 10_000:  # bound the cache, not the metrics
+                self._request_children.clear()
+            children = (self.requests.labels(model, version, protocol, str(status)),
+                        self.latency.labels(model, version, protocol))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def on_load(self, model: str, version: str, seconds: float) -> None:
         self.load_seconds.labels(model, version).observe(seconds)

@@ -65,7 +65,7 @@ class Predictor:
         inputs = (served.validator.validate(payload, as_array=served.as_array)
                   if served.validator else _raw(payload))
         n = len(inputs) if hasattr(inputs, "__len__") and not isinstance(inputs, dict) else rows
-        gauge = self.metrics.queue_rows.labels(*labels)
+        gauge = self.metrics.queue_gauge(*labels)  # rows waiting for or inside the model
         gauge.inc(n)
         try:
             predictions, probabilities = await served.batcher.submit(
@@ -73,7 +73,6 @@ class Predictor:
                 timeout_s=timeout_s or self.limits.timeout_s)
         finally:
             gauge.dec(n)
-        self.metrics.rows.labels(*labels).inc(n)
         if key is not None and self.cache is not None:
             value = {"p": predictions, "q": probabilities}
             await self.cache.set(key, orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))

@@ -70,13 +70,14 @@ class InputValidator:
         kinds = {c.type for c in columns}
         self._block: type[np.floating[Any]] | None = (
             np.float64 if kinds == {_T.DOUBLE} else np.float32 if kinds == {_T.FLOAT} else None)
+        self._numeric_block = self._block is not None and all(
+            c.required and not c.nullable for c in columns)
 
     @property
     def numeric_block(self) -> bool:
         """Whether :meth:`validate` can give a plain 2-D array (``as_array=True``): every
         column required, not nullable, and of one floating type."""
-        return self._block is not None and all(
-            c.required and not c.nullable for c in self._columns)
+        return self._numeric_block
 
     def validate(self, payload: Any, *, as_array: bool = False) -> Any:
         """The model input for ``payload``: a DataFrame, an ndarray, or a dict of ndarrays.
@@ -109,7 +110,7 @@ class InputValidator:
             block = self._float_block(columns)
             if block is not None:
                 block = block if by_row else block.T
-                if as_array and self.numeric_block:
+                if as_array and self._numeric_block:
                     return np.ascontiguousarray(block)
                 return pd.DataFrame(block, columns=self._index, copy=False)
         if by_row:
@@ -123,7 +124,7 @@ class InputValidator:
                for a in arrays):
             # One 2-D block builds a DataFrame several times faster than a dict of columns.
             block = np.column_stack(arrays) if len(arrays) > 1 else first.reshape(-1, 1)
-            if as_array and self.numeric_block:
+            if as_array and self._numeric_block:
                 return block
             return pd.DataFrame(block, columns=self._index, copy=False)
         return pd.DataFrame(dict(zip(self._names, arrays, strict=True)),
