@@ -152,6 +152,28 @@ def test_single_idle_request_does_not_pay_the_wait() -> None:
     assert model.sizes == [3] * 5
 
 
+def test_a_few_closed_loop_clients_do_not_pay_the_wait_every_batch() -> None:
+    model = Model(delay=0.002)
+
+    async def client(batcher: AdaptiveBatcher, base: int) -> None:
+        for i in range(10):  # each waits for its answer before asking again
+            check(await batcher.submit(rows(base + i, 1), rows=1), rows(base + i, 1))
+
+    async def main() -> float:
+        batcher = AdaptiveBatcher(model, combine=np.concatenate, max_batch_size=64,
+                                  max_wait_ms=200)
+        started = time.perf_counter()
+        await asyncio.gather(*(client(batcher, 100 * c) for c in range(4)))
+        elapsed = time.perf_counter() - started
+        await batcher.close()
+        return elapsed
+
+    # Four clients can never fill a batch of 64: waiting 200 ms per batch would take
+    # seconds; the batch stops filling once arrivals pause.
+    assert run(main()) < 1.0
+    assert max(model.sizes) <= 4
+
+
 def test_under_load_the_consumer_waits_for_the_batch_to_fill() -> None:
     now = [0.0]
     model = Model()

@@ -93,6 +93,8 @@ successful or not, with the seconds the call took (combine and split included)."
 _ALPHA = 0.3  # weight of the newest sample in the moving averages
 _GAP_CLIP = 10.0  # gaps are clipped to this many max_wait, so one idle pause resets load
 _OVERLAP_HIGH = 0.5  # share of arrivals that met another pending request under load
+_QUIET_GAPS = 2.0  # a batch stops filling after this many typical gaps without an arrival
+_QUIET_MIN_S = 50e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -495,13 +497,18 @@ class AdaptiveBatcher:
             return
         loop = asyncio.get_running_loop()
         end = loop.time() + budget
+        # Keep waiting only while requests keep arriving: when none came for about two
+        # typical gaps, the clients that are coming are all here (a few closed-loop
+        # clients never fill a batch, and making them wait max_wait each time would
+        # only add latency).
+        quiet = max(_QUIET_MIN_S, _QUIET_GAPS * (self._gap_ewma or self._max_wait))
         while True:
             self._wakeup.clear()
             remaining = end - loop.time()
             if remaining <= 0:
                 return
             try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
+                await asyncio.wait_for(self._wakeup.wait(), min(remaining, quiet))
             except asyncio.TimeoutError:
                 return
             if self._closed or not self._queue or self._plan()[1]:
