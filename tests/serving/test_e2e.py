@@ -406,6 +406,24 @@ def _sample_sum(text: str, name: str, **labels: str) -> float:
                and all(sample.labels.get(k) == v for k, v in labels.items()))
 
 
+def test_bench_command_loads_a_real_server(main: ServerProcess,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from modelhost.cli import run
+
+    code = run(["bench", "iris", "--url", main.base_url, "--concurrency", "4",
+                "--duration", "1", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert result["requests"] == result["ok"] > 0
+    assert result["errors"] == {}
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    code = run(["bench", "nope", "--url", main.base_url, "--duration", "1"])
+    assert code == 1
+    assert "404" in capsys.readouterr().err
+
+
 def test_metrics_are_summed_over_workers(main: ServerProcess) -> None:
     n = 40
     labels = {"model": "iris", "protocol": "v1", "status": "200"}
