@@ -185,3 +185,14 @@ async def test_openapi_documents_each_model_with_its_signature(iris_client: Clie
         docs = await http.get("/docs")
         assert docs.status_code == 200
         assert "swagger" in docs.text.lower()
+
+
+async def test_made_up_names_do_not_create_metric_series(iris_client: Client) -> None:
+    async with serve(iris_client) as (_, http):
+        for i in range(5):
+            await http.post(f"/v1/models/made-up-{i}/predict", json={"inputs": records(1)},
+                            headers={"X-Model-Version": f"{i}.0.0"})
+        text = (await http.get("/metrics")).text
+        assert "made-up" not in text
+        assert 'modelhost_requests_total{model="-",protocol="v1",status="404",version="-"} 5.0' \
+            in text

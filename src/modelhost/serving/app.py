@@ -164,14 +164,18 @@ class ModelhostApp:
         headers = header_map(scope)
         rid = request_id(headers)
         metrics = self.server.metrics
+        # Label values come from the URL: only registered models get their own series,
+        # so that requests for made-up names cannot grow the metrics without bound.
         model = _model_from_path(scope["path"])
+        if not self.server.pool.knows(model):
+            model = "-"
         try:
             body = await read_body(receive, headers,
                                    limit=self.server.options.limits.max_body_bytes)
             reply = await handler(body, headers, rid)
         except ModelhostError as exc:
             reply = shape(exc, rid)
-            metrics.errors.labels(model, headers.get("x-model-version", "-"), exc.code).inc()
+            metrics.errors.labels(model, "-", exc.code).inc()
         except Exception:  # never a traceback to the client; the log has it
             log.exception("request %s failed", rid)
             reply = Reply(500, http_errors.internal_error_body(rid),

@@ -335,6 +335,10 @@ class ModelPool:
                 await asyncio.sleep(0.05)
         return self.ready()[0]
 
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` was a registered model at the last refresh."""
+        return name in self._aliases
+
     def production_version(self, name: str) -> str | None:
         """The production version in the database at the last refresh."""
         return self._wanted.get(name)
