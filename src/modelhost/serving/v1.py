@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from modelhost.entities import ModelVersion
-from modelhost.errors import InvalidInputError, MalformedRequestError
+from modelhost.errors import InvalidInputError, MalformedRequestError, UnsupportedMediaTypeError
 from modelhost.serving.http import Reply
 from modelhost.serving.predictor import Prediction, Predictor
 
@@ -29,8 +29,6 @@ def parse_json(body: bytes) -> Any:
 
 
 def parse_v1(body: bytes, content_type: str | None) -> tuple[Any, dict[str, Any] | None]:
-    from modelhost.errors import UnsupportedMediaTypeError
-
     if content_type is not None and content_type.split(";")[0].strip().lower() not in (
             "application/json", ""):
         raise UnsupportedMediaTypeError(content_type.split(";")[0], ["application/json"])
