@@ -263,10 +263,6 @@ class Registry:
         mv = self.get_version(name, ref)
         return self._models.set_sunset(name, mv.version, when)
 
-    def undeprecate(self, name: str, ref: str) -> ModelVersion:
-        mv = self.get_version(name, ref)
-        return self._models.set_sunset(name, mv.version, None)
-
     def is_past_sunset(self, mv: ModelVersion) -> bool:
         return mv.sunset is not None and self._today() > mv.sunset
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -255,16 +255,6 @@ class ModelStore:
             row = self._version_row(s, self._model_row(s, name), version)
             for key, value in tags.items():
                 s.merge(VersionTagRow(version_id=row.id, key=key, value=value))
-
-    def delete_version_tag(self, name: str, version: str, key: str) -> None:
-        with self._db.session(write=True) as s:
-            row = self._version_row(s, self._model_row(s, name), version)
-            s.execute(delete(VersionTagRow).where(VersionTagRow.version_id == row.id,
-                                                  VersionTagRow.key == key))
-
-    def set_description(self, name: str, description: str) -> None:
-        with self._db.session(write=True) as s:
-            self._model_row(s, name).description = description
 
     def set_sunset(self, name: str, version: str, sunset: dt.date | None) -> ModelVersion:
         with self._db.session(write=True) as s:

@@ -50,11 +50,6 @@ class TrackingStore:
                 continue  # created concurrently; read it on the next pass
         raise ConflictError(f"experiment {name!r} is being created concurrently; try again")
 
-    def list_experiments(self) -> list[Experiment]:
-        with self._db.session() as s:
-            return [Experiment(name=r.name, created_at=as_utc(r.created_at))
-                    for r in s.scalars(select(ExperimentRow).order_by(ExperimentRow.name))]
-
     # --- runs -----------------------------------------------------------------------
 
     def create_run(self, experiment: str, *, name: str | None = None,
