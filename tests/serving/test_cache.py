@@ -325,7 +325,9 @@ def test_lru_is_safe_across_threads() -> None:
         for step in range(500):
             key = keys[(seed * 31 + step * 7) % len(keys)]
             value = cache.get_nowait(key)
-            assert value is None or value == key.encode()[: 10 + step % 50]
+            # Other threads write the same key with other lengths: any value seen must
+            # be one that some thread wrote for this key, never a torn or foreign one.
+            assert value is None or (key.encode().startswith(value) and len(value) >= 10)
             cache.set_nowait(key, key.encode()[: 10 + step % 50])
         return 500
 
