@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from modelhost.flavors.base import LoadedModel
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+    from modelhost.flavors._kernels import Kernel
 
 
 def is_sklearn_estimator(obj: object) -> bool:
@@ -56,7 +58,8 @@ class ObjectModel(LoadedModel):
     column order (a DataFrame costs scikit-learn ~0.5 ms per call in checks) through a
     copy without recorded feature names, and deriving the predicted class from the
     probabilities. Each is kept only if it reproduces the normal results exactly on the
-    example.
+    example. With the first, a few linear models also get an array kernel (see
+    :mod:`modelhost.flavors._kernels`), kept under the same condition.
     """
 
     def __init__(self, model: Any) -> None:
@@ -64,6 +67,7 @@ class ObjectModel(LoadedModel):
         self._fast: Any = None  # a copy that takes plain arrays, once verified
         self._columns: list[str] | None = None  # the array's column order
         self._argmax = False
+        self._kernel: Kernel | None = None  # verified arithmetic of the model, for arrays
         self._estimator = is_sklearn_like(model)
         self._classes = _classes(model)
         # Multi-output classifiers return a list of arrays from predict_proba; the
@@ -101,13 +105,15 @@ class ObjectModel(LoadedModel):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         import numpy as np
 
-        model, data = self._model, X
+        model, data = self._model, cast(Any, X)
         if self._fast is not None and self._columns is not None and _is_frame(X):
             model, data = self._fast, _as_array(X, self._columns)
         elif self._fast is not None and _is_matrix(X):  # already in self._columns order
             model = self._fast
         else:
             data = self._adapt(X)
+        if model is self._fast and self._kernel is not None and data.dtype == np.float64:
+            return self._kernel(data)
         if self._argmax:
             proba = np.asarray(model.predict_proba(data), dtype=np.float64)
             return np.asarray(self._model.classes_).take(proba.argmax(axis=1)), proba
@@ -115,6 +121,15 @@ class ObjectModel(LoadedModel):
         if not self._has_proba:
             return predictions, None
         return predictions, np.asarray(model.predict_proba(data), dtype=np.float64)
+
+    @property
+    def shortcuts(self) -> frozenset[str]:
+        """The verified shortcuts in use: ``array`` (plain arrays in training column
+        order), ``argmax`` (the class from the probabilities), ``kernel`` (the model's
+        arithmetic without scikit-learn's checks)."""
+        found = {"array": self._fast is not None, "argmax": self._argmax,
+                 "kernel": self._kernel is not None}
+        return frozenset(name for name, used in found.items() if used)
 
     def accepts_array(self, columns: list[str]) -> bool:
         return self._fast is not None and self._columns == list(columns)
@@ -137,6 +152,7 @@ class ObjectModel(LoadedModel):
                 same = False
             if same:
                 self._fast, self._columns = fast, columns
+                self._kernel = _verified_kernel(self._model, fast, data, self._has_proba)
         final = _final_step(self._model)
         if (expected_proba is not None and self._classes is not None
                 and type(final).__name__ in _ARGMAX_CLASSIFIERS
@@ -152,6 +168,36 @@ class ObjectModel(LoadedModel):
         if not self._estimator:
             return data
         return adapt_for_estimator(self._model, data)
+
+
+def _verified_kernel(model: Any, fast: Any, data: Any, has_proba: bool) -> Kernel | None:
+    """The model's array kernel if it gives what ``fast`` (the model's array variant)
+    gives on ``data``, as one batch and row by row: the same classes, and numbers equal
+    up to floating-point rounding (:data:`~modelhost.flavors._kernels.RTOL`)."""
+    import numpy as np
+
+    from modelhost.flavors._kernels import agrees, compile_kernel
+
+    kernel = compile_kernel(model)
+    data = np.asarray(data)
+    if kernel is None or data.dtype != np.float64 or data.ndim != 2:
+        return None
+    try:
+        for rows in [data, *(data[i:i + 1] for i in range(min(len(data), 16)))]:
+            rows = np.ascontiguousarray(rows)
+            got, got_proba = kernel(rows)
+            want_proba = (np.asarray(fast.predict_proba(rows), dtype=np.float64)
+                          if has_proba else None)
+            if not agrees(got, np.asarray(fast.predict(rows))):
+                return None
+            if want_proba is None or got_proba is None:
+                if want_proba is not got_proba:
+                    return None
+            elif not agrees(got_proba, want_proba):
+                return None
+    except Exception:  # noqa: BLE001  # any failure just means: no kernel
+        return None
+    return kernel
 
 
 def adapt_for_estimator(model: Any, data: Any) -> Any:

@@ -101,19 +101,20 @@ class ModelhostApp:
         if scope["type"] == "http" and scope["method"] == "POST":
             route = self._match(scope["path"])
             if route is not None:
-                protocol, handler, shape = route
-                await self._serve(scope, receive, send, protocol, handler, shape)
+                await self._serve(scope, receive, send, *route)
                 return
         await self.api(scope, receive, send)  # type: ignore[operator]
 
-    def _match(self, path: str) -> tuple[str, Handler, ErrorShape] | None:
+    def _match(self, path: str) -> tuple[str, str, Handler, ErrorShape] | None:
         """The prediction routes: /v1/models/{name}[/versions/{v}]/predict,
         /v2/models/{name}[/versions/{v}]/infer, /v1/models/{name}/invocations and, on a
-        single-model server, /invocations."""
+        single-model server, /invocations; as (model name from the URL, protocol,
+        handler, error shape)."""
         parts = path.strip("/").split("/")
         n = len(parts)
         if n == 1 and parts[0] == "invocations":
-            return "mlflow", self._invocations(self.server.options.model), invocations.error
+            return ("-", "mlflow", self._invocations(self.server.options.model),
+                    invocations.error)
         if n < 4 or parts[1] != "models" or parts[0] not in ("v1", "v2"):
             return None
         name, action = parts[2], parts[-1]
@@ -124,11 +125,11 @@ class ModelhostApp:
         else:
             return None
         if parts[0] == "v1" and action == "predict":
-            return "v1", self._v1(name, ref), v1_error
+            return name, "v1", self._v1(name, ref), v1_error
         if parts[0] == "v1" and action == "invocations" and ref is None:
-            return "mlflow", self._invocations(name), invocations.error
+            return name, "mlflow", self._invocations(name), invocations.error
         if parts[0] == "v2" and action == "infer":
-            return "v2", self._v2(name, ref), infer_v2.error
+            return name, "v2", self._v2(name, ref), infer_v2.error
         return None
 
     def _v1(self, name: str, ref: str | None) -> Handler:
@@ -158,15 +159,14 @@ class ModelhostApp:
 
         return handle
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, protocol: str,
-                     handler: Handler, shape: ErrorShape) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, model: str,
+                     protocol: str, handler: Handler, shape: ErrorShape) -> None:
         started = time.perf_counter()
         headers = header_map(scope)
         rid = request_id(headers)
         metrics = self.server.metrics
         # Label values come from the URL: only registered models get their own series,
         # so that requests for made-up names cannot grow the metrics without bound.
-        model = _model_from_path(scope["path"])
         if not self.server.pool.knows(model):
             model = "-"
         try:
@@ -185,11 +185,6 @@ class ModelhostApp:
         version = next((v.decode() for k, v in reply.headers if k == b"x-model-version"), "-")
         metrics.observe_request(model, version, protocol, reply.status,
                                 time.perf_counter() - started)
-
-
-def _model_from_path(path: str) -> str:
-    parts = path.strip("/").split("/")
-    return parts[2] if len(parts) > 2 and parts[1] == "models" else "-"
 
 
 def create_app(registry: Registry, *, options: ServerOptions | None = None,

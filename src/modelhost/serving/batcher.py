@@ -149,6 +149,8 @@ class _CombineError(Exception):
 
 
 def _params_key(params: Mapping[str, Any]) -> str:
+    if not params:  # the common case, and no JSON to build
+        return ""
     return json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
 
 

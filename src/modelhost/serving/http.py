@@ -3,8 +3,8 @@ request ids, and sending a complete response in two messages."""
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -35,7 +35,8 @@ def header_map(scope: Scope) -> dict[str, str]:
 def request_id(headers: dict[str, str]) -> str:
     """The caller's X-Request-Id when it is sane, else a fresh one."""
     given = headers.get("x-request-id")
-    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+    # 128 random bits in hex, like uuid4().hex but without building a UUID object.
+    return given if given and _REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
 async def read_body(receive: Receive, headers: dict[str, str], *, limit: int) -> bytes:
