@@ -1,0 +1,1 @@
+"""Training pipelines with quality gates (``modelhost.yaml``)."""
