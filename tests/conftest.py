@@ -88,3 +88,17 @@ def sqlite_client(tmp_path: Path, sqlite_template: Path) -> Iterator[Client]:
                         artifacts=str(tmp_path / "artifacts"))
     with Client(settings, today=lambda: TODAY) as c:
         yield c
+
+
+def head_revision() -> str:
+    """The newest Alembic revision of the store's migrations."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from modelhost.store.database import _MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head

@@ -16,7 +16,10 @@ from modelhost.config import Settings
 from modelhost.entities import Model, ModelVersion, Stage, StageChange
 from modelhost.errors import InvalidInputError
 from modelhost.registry import LoadedVersion, Registry
+from modelhost.security import ApiKeys
 from modelhost.store import Database, DatasetStore, ModelStore, TrackingStore
+from modelhost.store.audit import AuditStore
+from modelhost.store.keys import KeyStore
 from modelhost.tracking import Datasets, Tracker
 
 
@@ -53,6 +56,8 @@ class Client:
         self.datasets = Datasets(datasets, self.artifacts, references=references)
         self.tracking = Tracker(runs, datasets=self.datasets, registry=self.registry,
                                 artifacts=self.artifacts, references=references)
+        self.keys = ApiKeys(KeyStore(self.db))
+        self.audit = AuditStore(self.db)
         if migrate:
             self.db.upgrade()
 

@@ -7,6 +7,7 @@ package reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,16 @@ class Settings(BaseSettings):
                                      description="deadline of a prediction request")
     reload_interval_s: float = Field(default=2.0, gt=0,
                                      description="how often workers re-read routing")
+
+    # security
+    auth: Literal["required", "off"] | None = Field(
+        default=None, description="API keys and roles; default: required unless the server "
+                                  "binds to loopback")
+    public_metrics: bool = Field(default=False, description="serve /metrics without a key")
+    rate_limit: float | None = Field(default=None, gt=0,
+                                     description="requests/s per key without its own limit")
+    cors_origins: str | None = Field(default=None,
+                                     description="comma-separated origins; CORS off if unset")
 
     @property
     def resolved_db_url(self) -> str:

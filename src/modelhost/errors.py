@@ -299,3 +299,25 @@ class MissingDependencyError(ModelhostError):
             f"{feature} needs an optional dependency; install it with "
             f"\"pip install 'modelhost[{extra}]'\""
         )
+
+
+class UnauthorizedError(ModelhostError):
+    """No key, or a key that is unknown, wrong, expired or revoked: one message for all,
+    so that an answer never tells which keys exist."""
+
+    code = "unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__("a valid API key is required (Authorization: Bearer <key>)")
+
+
+class ForbiddenError(ModelhostError):
+    code = "forbidden"
+
+
+class RateLimitedError(ModelhostError):
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many requests for this API key; slow down")
+        self.retry_after = retry_after

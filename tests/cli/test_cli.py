@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import skops.io
+from tests.conftest import head_revision
 from tests.fixtures_models import iris_example, iris_model
 
 from modelhost.cli import run
@@ -118,7 +119,7 @@ def test_debug_shows_the_traceback(home: Path, capsys: pytest.CaptureFixture[str
 def test_db_upgrade_runs_and_tracking_commands(home: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "db", "upgrade", "--json")
-    assert code == 0 and json.loads(out)["to"] == "0001"
+    assert code == 0 and json.loads(out)["to"] == head_revision()
     data = tmp_path / "d.csv"
     iris_example(rows=20).to_csv(data, index=False)
     code, out, _ = cli(capsys, "data", "add", data, "--name", "iris", "--json")

@@ -9,6 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
+from tests.conftest import head_revision
 from tests.fixtures_models import iris_example, iris_model
 
 from modelhost import Client, Settings
@@ -27,7 +28,7 @@ def test_migrations_match_the_tables(db_url: str) -> None:
 
 def test_upgrade_is_idempotent(db_url: str) -> None:
     db = Database(db_url)
-    assert db.upgrade() == db.upgrade() == db.current_revision() == "0001"
+    assert db.upgrade() == db.upgrade() == db.current_revision() == head_revision()
     db.dispose()
 
 
@@ -102,7 +103,7 @@ def test_first_start_from_several_processes_migrates_once(tmp_path: Path) -> Non
                               stderr=subprocess.PIPE) for _ in range(4)]
     outcomes = [(p.communicate(timeout=120)[1], p.returncode) for p in procs]
     assert [err for err, code in outcomes if code != 0] == []
-    assert Database(f"sqlite:///{tmp_path / 'modelhost.db'}").current_revision() == "0001"
+    assert Database(f"sqlite:///{tmp_path / 'modelhost.db'}").current_revision() == head_revision()
 
 
 def test_a_damaged_database_file_is_reported(tmp_path: Path) -> None:

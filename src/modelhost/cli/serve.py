@@ -26,7 +26,11 @@ def server_options(settings: Settings) -> Any:
                          max_wait_ms=settings.max_wait_ms,
                          max_queue_rows=settings.max_queue_rows,
                          reload_interval_s=settings.reload_interval_s),
-        redis_url=settings.redis_url, model=settings.serve_model)
+        redis_url=settings.redis_url, model=settings.serve_model,
+        auth=settings.auth == "required", public_metrics=settings.public_metrics,
+        rate_limit=settings.rate_limit,
+        cors_origins=tuple(o.strip() for o in (settings.cors_origins or "").split(",")
+                           if o.strip()))
 
 
 def app_factory() -> Any:
@@ -35,7 +39,8 @@ def app_factory() -> Any:
 
     settings = Settings()
     client = Client(settings, migrate=False)
-    return create_app(client.registry, options=server_options(settings))
+    return create_app(client.registry, options=server_options(settings), keys=client.keys,
+                      audit=client.audit)
 
 
 @app.command("serve")
@@ -68,8 +73,10 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
                        *(overrides or {}).items()):
         if value is not None:
             os.environ[key] = str(value)
-    with Client(Settings()):  # migrate once, before any worker starts
-        pass
+    auth = resolve_auth(settings.auth, host)
+    os.environ["MODELHOST_AUTH"] = auth
+    with Client(Settings()) as client:  # migrate once, before any worker starts
+        keys = client.keys.list() if auth == "required" else []
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelhost-metrics-")
     config = uvicorn.Config("modelhost.cli.serve:app_factory", factory=True, host=host,
@@ -82,6 +89,14 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
                             timeout_worker_healthcheck=60)
     err.print(f"modelhost serving on http://{host}:{port} with {workers} worker(s); "
               "docs at /docs; Ctrl+C stops", highlight=False)
+    if auth == "off":
+        where = "bound to loopback" if is_loopback(host) else "turned off by MODELHOST_AUTH=off"
+        err.print(f"authentication is OFF ({where}): anyone who can connect can predict "
+                  "and change models", highlight=False)
+    else:
+        err.print("authentication is on: send 'Authorization: Bearer <key>'"
+                  + ("" if keys else "; no key exists yet, create one with "
+                     "'modelhost keys create --name admin --role admin'"), highlight=False)
     server = uvicorn.Server(config)
     if workers == 1:
         # uvicorn re-raises the SIGTERM it handled once shutdown is complete; with this
@@ -124,3 +139,21 @@ def predict(
         if probabilities is not None:
             result["probabilities"] = probabilities.tolist()
     emit(result, as_json=True)
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_auth(configured: str | None, host: str) -> str:
+    """``required`` unless the server binds to loopback or auth is explicitly off."""
+    if configured is not None:
+        return configured
+    return "off" if is_loopback(host) else "required"

@@ -16,10 +16,12 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelhost.errors import ModelhostError
+from modelhost.security import ApiKeys
+from modelhost.serving import admin, openapi
 from modelhost.serving import errors as http_errors
-from modelhost.serving import openapi
 from modelhost.serving.http import request_id
 from modelhost.serving.protocols import v2
+from modelhost.store.audit import AuditStore
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
@@ -50,7 +52,8 @@ class AliasRequest(BaseModel):
     version: str
 
 
-def build_api(server: Any, *, lifespan: Lifespan) -> FastAPI:
+def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
+              audit: AuditStore | None = None) -> FastAPI:
     api = FastAPI(title="modelhost", version=metadata.version("modelhost"), lifespan=lifespan,
                   description="Versioned prediction APIs and their management.")
     registry = server.registry
@@ -250,6 +253,7 @@ def build_api(server: Any, *, lifespan: Lifespan) -> FastAPI:
         media = "text/html" if format == "html" else "text/markdown"
         return PlainTextResponse(text, media_type=f"{media}; charset=utf-8")
 
+    admin.install(api, keys=keys, audit=audit)
     openapi.install(api, registry)
     return api
 

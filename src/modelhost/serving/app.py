@@ -18,11 +18,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+from modelhost._actor import set_actor
 from modelhost.errors import ModelhostError, NotFoundError
 from modelhost.registry import Registry
+from modelhost.security import ApiKeys, RateLimiter
 from modelhost.serving import errors as http_errors
 from modelhost.serving import infer_v2, invocations, v1
 from modelhost.serving.cache import open_cache
+from modelhost.serving.guard import Guard
 from modelhost.serving.http import (
     Message,
     Receive,
@@ -32,11 +35,13 @@ from modelhost.serving.http import (
     header_map,
     read_body,
     request_id,
+    security_headers,
     send_reply,
 )
 from modelhost.serving.metrics import Metrics
 from modelhost.serving.pool import ModelPool, PoolOptions
 from modelhost.serving.predictor import Limits, Predictor
+from modelhost.store.audit import AuditStore
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,10 @@ class ServerOptions:
     pool: PoolOptions = field(default_factory=PoolOptions)
     redis_url: str | None = None
     model: str | None = None  # `serve --model NAME`: MLflow-style single-model server
+    auth: bool = False  # require API keys (the server turns this on off loopback)
+    public_metrics: bool = False  # /metrics without a key
+    rate_limit: float | None = None  # requests/s per key without its own limit
+    cors_origins: tuple[str, ...] = ()  # CORS off unless origins are given
 
 
 @dataclass
@@ -70,11 +79,25 @@ def v1_error(error: ModelhostError, rid: str) -> Reply:
 
 
 class ModelhostApp:
-    """The ASGI entry point: the prediction fast path in front of the FastAPI app."""
+    """The ASGI entry point: the guard (keys, roles, rate limits), then the prediction
+    fast path in front of the FastAPI app."""
 
-    def __init__(self, server: Server, api: object) -> None:
+    def __init__(self, server: Server, api: object, *, guard: Guard | None = None) -> None:
         self.server = server
         self.api = api
+        self.guard = guard
+        self._http: Callable[[Scope, Receive, Send], Awaitable[None]] = self._handle
+        if server.options.cors_origins:
+            from starlette.middleware.cors import CORSMiddleware
+
+            # Outermost, so that preflight requests (which carry no key) are answered.
+            self._http = CORSMiddleware(
+                self._handle, allow_origins=list(server.options.cors_origins),
+                allow_methods=["GET", "POST", "PUT", "DELETE"],
+                allow_headers=["authorization", "x-api-key", "content-type",
+                               "x-model-version", "x-request-id", "x-routing-key",
+                               "x-request-timeout-ms"],
+                expose_headers=["x-model-version", "x-request-id", "retry-after"])
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[ModelhostApp]:
@@ -98,12 +121,45 @@ class ModelhostApp:
             await task
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+            return
+        await self.api(scope, receive, send)  # type: ignore[operator]
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.guard is not None and not await self._admit(scope, send):
+            return
+        if scope["method"] == "POST":
             route = self._match(scope["path"])
             if route is not None:
                 await self._serve(scope, receive, send, *route)
                 return
-        await self.api(scope, receive, send)  # type: ignore[operator]
+        if self.guard is None:  # who changed what, for the audit log
+            client = scope.get("client")
+            set_actor(f"anonymous@{client[0]}" if client else "anonymous")
+        await self.api(scope, receive, _with_security_headers(send, scope["path"]))  # type: ignore[operator]
+
+    async def _admit(self, scope: Scope, send: Send) -> bool:
+        """Run the guard; answer a refused request here, in its protocol's error shape."""
+        assert self.guard is not None
+        headers = header_map(scope)
+        rid = request_id(headers)
+        if headers.get("x-request-id") != rid:
+            # One id for the whole request: the routes and the audit log read this one.
+            scope["headers"] = [*(h for h in scope["headers"] if h[0] != b"x-request-id"),
+                                (b"x-request-id", rid.encode())]
+        try:
+            await self.guard.check(scope["method"], scope["path"], scope["headers"], rid)
+        except ModelhostError as exc:
+            path = scope["path"]
+            shape: ErrorShape = (infer_v2.error if path.startswith("/v2/")
+                                 else invocations.error if path.endswith("/invocations")
+                                 else v1_error)
+            reply = shape(exc, rid)
+            self.server.metrics.errors.labels("-", "-", exc.code).inc()
+            await send_reply(send, reply)
+            return False
+        return True
 
     def _match(self, path: str) -> tuple[str, str, Handler, ErrorShape] | None:
         """The prediction routes: /v1/models/{name}[/versions/{v}]/predict,
@@ -187,9 +243,25 @@ class ModelhostApp:
                                 time.perf_counter() - started)
 
 
+def _with_security_headers(send: Send, path: str) -> Send:
+    extra = security_headers(path)
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *extra]
+        await send(message)
+
+    return wrapped
+
+
 def create_app(registry: Registry, *, options: ServerOptions | None = None,
+               keys: ApiKeys | None = None, audit: AuditStore | None = None,
                today: Callable[[], dt.date] = dt.date.today) -> ModelhostApp:
-    """Build the server over a registry. Nothing is loaded until the lifespan starts."""
+    """Build the server over a registry. Nothing is loaded until the lifespan starts.
+
+    With ``options.auth`` every route but the health probes needs a key from ``keys``;
+    denied attempts at privileged routes go to ``audit``.
+    """
     from modelhost.serving.api import build_api
 
     options = options or ServerOptions()
@@ -198,6 +270,14 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                      on_batch=metrics.on_batch, on_load=metrics.on_load)
     pool.pinned_model = options.model
     cache = open_cache(options.redis_url)
+    guard = None
+    limiter = None
+    if options.auth:
+        if keys is None:
+            raise ValueError("options.auth needs the key service (keys=...)")
+        limiter = RateLimiter(options.redis_url)
+        guard = Guard(keys, audit=audit, limiter=limiter, default_rate=options.rate_limit,
+                      pinned_model=options.model, public_metrics=options.public_metrics)
     server = Server(registry=registry, pool=pool, metrics=metrics, options=options,
                     predictor=Predictor(pool, metrics=metrics, limits=options.limits,
                                         cache=cache))
@@ -216,5 +296,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
         finally:
             await pool.stop()
             await cache.close()
+            if limiter is not None:
+                await limiter.close()
 
-    return ModelhostApp(server, build_api(server, lifespan=lifespan))
+    return ModelhostApp(server, build_api(server, lifespan=lifespan, keys=keys, audit=audit),
+                        guard=guard)

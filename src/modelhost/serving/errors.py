@@ -7,6 +7,7 @@ import orjson
 from modelhost.errors import (
     ConflictError,
     DeadlineExceededError,
+    ForbiddenError,
     InvalidInputError,
     MalformedRequestError,
     ModelhostError,
@@ -15,7 +16,9 @@ from modelhost.errors import (
     OverloadedError,
     PayloadTooLargeError,
     PredictionFailedError,
+    RateLimitedError,
     StoreUnavailableError,
+    UnauthorizedError,
     UnsupportedMediaTypeError,
     VersionSunsetError,
 )
@@ -23,12 +26,15 @@ from modelhost.errors import (
 # First match wins, so subclasses come before their bases.
 _STATUS: tuple[tuple[type[ModelhostError], int], ...] = (
     (MalformedRequestError, 400),
+    (UnauthorizedError, 401),
+    (ForbiddenError, 403),
     (NotFoundError, 404),
     (ConflictError, 409),
     (VersionSunsetError, 410),
     (PayloadTooLargeError, 413),
     (UnsupportedMediaTypeError, 415),
     (InvalidInputError, 422),
+    (RateLimitedError, 429),
     (OverloadedError, 503),
     (ModelNotReadyError, 503),
     (StoreUnavailableError, 503),
@@ -47,7 +53,7 @@ def status_for(error: ModelhostError) -> int:
 
 def retry_after(error: ModelhostError) -> float | None:
     """Seconds a client should wait before retrying, for the 503 family."""
-    if isinstance(error, OverloadedError | ModelNotReadyError):
+    if isinstance(error, OverloadedError | ModelNotReadyError | RateLimitedError):
         return error.retry_after
     if isinstance(error, StoreUnavailableError):
         return 5.0
@@ -56,6 +62,8 @@ def retry_after(error: ModelhostError) -> float | None:
 
 def error_headers(error: ModelhostError, request_id: str) -> list[tuple[bytes, bytes]]:
     headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]
+    if isinstance(error, UnauthorizedError):
+        headers.append((b"www-authenticate", b'Bearer realm="modelhost"'))
     wait = retry_after(error)
     if wait is not None:
         headers.append((b"retry-after", str(max(1, round(wait))).encode()))

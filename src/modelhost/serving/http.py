@@ -80,7 +80,28 @@ def _gunzip(data: bytes, *, limit: int) -> bytes:
     return out
 
 
+_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+)
+# The interactive docs load Swagger UI / ReDoc from their CDN; every other answer is data.
+_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_DOC_PAGES = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+
+
+def security_headers(path: str) -> tuple[tuple[bytes, bytes], ...]:
+    """Headers every response carries (no sniffing, no framing, no caching, and a
+    deny-all content security policy except on the documentation pages)."""
+    return _SECURITY_HEADERS if path in _DOC_PAGES else (*_SECURITY_HEADERS, _CSP)
+
+
+_REPLY_HEADERS = security_headers("/")
+
+
 async def send_reply(send: Send, reply: Reply) -> None:
-    headers = [(b"content-length", str(len(reply.body)).encode()), *reply.headers]
+    headers = [(b"content-length", str(len(reply.body)).encode()), *reply.headers,
+               *_REPLY_HEADERS]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})

@@ -36,6 +36,7 @@ from modelhost.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
+from modelhost.store import audit
 from modelhost.store.database import Database, WriteConflictError
 from modelhost.store.schema import (
     AliasRow,
@@ -185,7 +186,12 @@ class ModelStore:
                           for k, v in new.tags.items())
                 model.updated_at = now
                 s.flush()
-                return self._version(s, model, row)
+                version = self._version(s, model, row)
+                audit.append(s, "model.register", f"{new.model}:{number}",
+                             after={"flavor": new.flavor,
+                                    "artifact_digest": new.artifact_digest,
+                                    "run_id": new.lineage.run_id})
+                return version
         except WriteConflictError as exc:
             # Lost a race with a concurrent registration (the unique semver constraint
             # backs up the row lock); the registry picks a number again.
@@ -216,6 +222,10 @@ class ModelStore:
                         s.flush()  # free the one-production slot before taking it
                 changes.append(self._move(s, name, row, target, reason, now))
                 model.updated_at = now
+                for change in changes:
+                    audit.append(s, "model.stage", f"{name}:{change.version}",
+                                 before={"stage": change.from_stage.value},
+                                 after={"stage": change.to_stage.value, "reason": change.reason})
                 return changes
         except WriteConflictError as exc:
             raise ConflictError(
@@ -227,13 +237,18 @@ class ModelStore:
             row = self._version_row(s, model, version)
             existing = s.get(AliasRow, (model.id, alias))
             now = utcnow()
+            before = None
             if existing is None:
                 s.add(AliasRow(model_id=model.id, alias=alias, version_id=row.id, updated_at=now))
             else:
+                old = s.get(ModelVersionRow, existing.version_id)
+                before = {"version": _number(old)} if old is not None else None
                 existing.version_id = row.id
                 existing.updated_at = now
             model.updated_at = now
             s.flush()
+            audit.append(s, "model.alias.set", f"{name}@{alias}", before=before,
+                         after={"version": _number(row)})
             return self._version(s, model, row)
 
     def delete_alias(self, name: str, alias: str) -> None:
@@ -242,26 +257,34 @@ class ModelStore:
             existing = s.get(AliasRow, (model.id, alias))
             if existing is None:
                 raise AliasNotFoundError(name, alias)
+            old = s.get(ModelVersionRow, existing.version_id)
             s.delete(existing)
+            audit.append(s, "model.alias.delete", f"{name}@{alias}",
+                         before={"version": _number(old)} if old is not None else None)
 
     def set_model_tags(self, name: str, tags: Mapping[str, str]) -> None:
         with self._db.session(write=True) as s:
             model = self._model_row(s, name)
             for key, value in tags.items():
                 s.merge(ModelTagRow(model_id=model.id, key=key, value=value))
+            audit.append(s, "model.tags", name, after=dict(tags))
 
     def set_version_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
         with self._db.session(write=True) as s:
             row = self._version_row(s, self._model_row(s, name), version)
             for key, value in tags.items():
                 s.merge(VersionTagRow(version_id=row.id, key=key, value=value))
+            audit.append(s, "model.version.tags", f"{name}:{_number(row)}", after=dict(tags))
 
     def set_sunset(self, name: str, version: str, sunset: dt.date | None) -> ModelVersion:
         with self._db.session(write=True) as s:
             model = self._model_row(s, name)
             row = self._version_row(s, model, version)
+            before = {"sunset": row.sunset.isoformat() if row.sunset else None}
             row.sunset = sunset
             s.flush()
+            audit.append(s, "model.deprecate", f"{name}:{_number(row)}", before=before,
+                         after={"sunset": sunset.isoformat() if sunset else None})
             return self._version(s, model, row)
 
     # --- helpers --------------------------------------------------------------------
@@ -393,3 +416,7 @@ class ModelStore:
 def _semver(row: ModelVersionRow) -> str:
     return f"{row.major}.{row.minor}.{row.patch}"
 
+
+
+def _number(row: ModelVersionRow) -> str:
+    return f"{row.major}.{row.minor}.{row.patch}"

@@ -243,3 +243,40 @@ class DatasetVersionRow(Base):
     schema: Mapped[dict[str, Any]] = mapped_column(JSON)
     profile: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(_tz())
+
+
+# --- security -------------------------------------------------------------------------
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # also the lookup prefix
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    models: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    rate_limit: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(_tz())
+    expires_at: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)
+
+
+class AuditRow(Base):
+    """One entry of the append-only, hash-chained audit log (see store/audit.py)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(_tz())
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(300), index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,0 +1,129 @@
+"""``modelhost keys ...`` and ``modelhost audit ...``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import typer
+
+from modelhost._utils import utcnow
+from modelhost.cli._app import (
+    EXIT_USER_ERROR,
+    JSON_OPTION,
+    STATE,
+    app,
+    emit,
+    err,
+    make_table,
+    out,
+)
+from modelhost.errors import InvalidInputError
+
+keys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+_DURATION = re.compile(r"^(\d{1,6})([mhdw])$")
+_UNITS = {"m": dt.timedelta(minutes=1), "h": dt.timedelta(hours=1), "d": dt.timedelta(days=1),
+          "w": dt.timedelta(weeks=1)}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    match = _DURATION.match(text.strip().lower())
+    if match is None or int(match.group(1)) == 0:
+        raise InvalidInputError(f"{text!r} is not a duration; use e.g. 90m, 12h, 30d or 4w")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., "--name", help="What the key is for, e.g. ci-deployer."),
+    role: str = typer.Option(..., "--role", help="admin, deployer, predictor or viewer."),
+    models: str | None = typer.Option(None, "--models",
+                                      help="Predictor keys: comma-separated models."),
+    expires_in: str | None = typer.Option(None, "--expires-in", help="e.g. 30d, 12h."),
+    rate_limit: float | None = typer.Option(None, "--rate-limit",
+                                            help="Requests per second for this key."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create a key; it is printed once and cannot be shown again."""
+    from modelhost._actor import current_actor
+
+    expires = utcnow() + parse_duration(expires_in) if expires_in else None
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    created = STATE.client().keys.create(name=name, role=role, models=names,
+                                         expires_at=expires, rate_limit=rate_limit,
+                                         created_by=current_actor().name)
+    key = created.key
+    emit({**key.to_dict(), "key": created.secret}, as_json=as_json,
+         table=f"Created key {key.id} ({key.name}, {key.role}"
+               + (f", models {', '.join(key.models)}" if key.models else "")
+               + (f", expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else "")
+               + ")")
+    if not as_json:
+        out.print(created.secret, highlight=False)
+        err.print("Store it now: it is shown only this once.")
+
+
+@keys_app.command("list")
+def keys_list(include_revoked: bool = typer.Option(False, "--all",
+                                                   help="Include revoked keys."),
+              as_json: bool = JSON_OPTION) -> None:
+    """List keys (never their secrets)."""
+    keys = STATE.client().keys.list(include_revoked=include_revoked)
+
+    def when(value: dt.datetime | None) -> str:
+        return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+    emit([k.to_dict() for k in keys], as_json=as_json, table=make_table(
+        "ID", "NAME", "ROLE", "MODELS", "CREATED", "EXPIRES", "LAST USED", "REVOKED",
+        rows=[(k.id, k.name, k.role, ",".join(k.models) if k.models else "*",
+               when(k.created_at), when(k.expires_at), when(k.last_used_at),
+               when(k.revoked_at)) for k in keys]) if keys else "No keys.")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, as_json: bool = JSON_OPTION) -> None:
+    """Revoke a key (servers stop accepting it within seconds)."""
+    key = STATE.client().keys.revoke(key_id)
+    emit(key.to_dict(), as_json=as_json, table=f"Revoked key {key.id} ({key.name})")
+
+
+@audit_app.command("list")
+def audit_list(limit: int = typer.Option(50, "--limit", min=1, max=10_000),
+               action: str | None = typer.Option(None, "--action"),
+               target: str | None = typer.Option(None, "--target"),
+               actor: str | None = typer.Option(None, "--actor"),
+               as_json: bool = JSON_OPTION) -> None:
+    """Newest entries first."""
+    entries = STATE.client().audit.list(limit=limit, action=action, target=target,
+                                        actor=actor)
+    emit([e.to_dict() for e in entries], as_json=as_json, table=make_table(
+        "SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "BEFORE", "AFTER",
+        rows=[(e.seq, e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.target,
+               _short(e.before), _short(e.after)) for e in entries])
+         if entries else "The audit log is empty.")
+
+
+def _short(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        text = ", ".join(f"{k}={v}" for k, v in value.items())
+    else:
+        text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: bool = JSON_OPTION) -> None:
+    """Check the hash chain; exit 1 if an entry was changed, removed or reordered."""
+    result = STATE.client().audit.verify()
+    emit(result.to_dict(), as_json=as_json,
+         table=(f"OK: {result.entries} entries, head {result.head}" if result.ok
+                else f"TAMPERED: {result.problem} ({result.entries} entries verified "
+                     "before it)"))
+    if not result.ok:
+        raise typer.Exit(EXIT_USER_ERROR)
