@@ -22,6 +22,10 @@ from modelhost.store import DatasetStore
 
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _TOP_CATEGORIES = 20
+# The probability levels of a numeric column's ``quantiles`` and ``percentiles`` in a
+# profile; the finer percentiles (deciles and the tails) let a diff estimate a PSI.
+QUANTILE_LEVELS = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+PERCENTILE_LEVELS = (0.0, 0.01, 0.05, *(i / 10 for i in range(1, 10)), 0.95, 0.99, 1.0)
 
 
 class Datasets:
@@ -125,7 +129,13 @@ def _schema(frame: Any) -> dict[str, str]:
 
 
 def profile(frame: Any) -> dict[str, Any]:
-    """Per-column statistics: null rate, and quantiles or category frequencies."""
+    """Per-column statistics: null rate, and quantiles or category frequencies.
+
+    A numeric column has ``mean``, ``std``, ``min``, ``max``, ``quantiles`` (at
+    ``QUANTILE_LEVELS``) and ``percentiles`` (at ``PERCENTILE_LEVELS``; absent from
+    profiles written before it existed); a categorical one its ``unique`` count and the
+    ``top`` 20 values with their counts.
+    """
     import pandas as pd
 
     columns: dict[str, Any] = {}
@@ -140,10 +150,12 @@ def profile(frame: Any) -> dict[str, Any]:
             stats.update(kind="categorical", unique=int(counts.size),
                          top={str(k): int(v) for k, v in counts.head(_TOP_CATEGORIES).items()})
         elif len(values):
-            quantiles = values.quantile([0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0]).tolist()
+            quantiles = values.quantile(list(QUANTILE_LEVELS)).tolist()
+            percentiles = values.quantile(list(PERCENTILE_LEVELS)).tolist()
             stats.update(kind="numeric", mean=_num(values.mean()), std=_num(values.std()),
                          min=_num(quantiles[0]), max=_num(quantiles[-1]),
-                         quantiles=[_num(q) for q in quantiles])
+                         quantiles=[_num(q) for q in quantiles],
+                         percentiles=[_num(q) for q in percentiles])
         else:
             stats.update(kind="numeric")
         columns[str(name)] = stats
@@ -155,4 +167,4 @@ def _num(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-__all__ = ["Datasets", "profile"]
+__all__ = ["PERCENTILE_LEVELS", "QUANTILE_LEVELS", "Datasets", "profile"]
