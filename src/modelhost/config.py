@@ -41,6 +41,8 @@ class Settings(BaseSettings):
                                 description="rows queued per version before 503")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
                                 description="largest request body, also after gzip")
+    max_upload_bytes: int = Field(default=1024 ** 3, ge=1024,
+                                  description="largest model upload, also unpacked")
     max_rows: int = Field(default=10_000, ge=1, description="most rows in one request")
     request_timeout_s: float = Field(default=30.0, gt=0,
                                      description="deadline of a prediction request")

@@ -21,6 +21,7 @@ def server_options(settings: Settings) -> Any:
 
     return ServerOptions(
         limits=Limits(max_body_bytes=settings.max_body_bytes, max_rows=settings.max_rows,
+                      max_upload_bytes=settings.max_upload_bytes,
                       timeout_s=settings.request_timeout_s),
         pool=PoolOptions(max_batch_size=settings.max_batch_size,
                          max_wait_ms=settings.max_wait_ms,

@@ -16,8 +16,9 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelhost.errors import ModelhostError
+from modelhost.registry.uploads import UploadLimits
 from modelhost.security import ApiKeys
-from modelhost.serving import admin, openapi
+from modelhost.serving import admin, openapi, upload
 from modelhost.serving import errors as http_errors
 from modelhost.serving.http import request_id
 from modelhost.serving.protocols import v2
@@ -254,6 +255,8 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
         return PlainTextResponse(text, media_type=f"{media}; charset=utf-8")
 
     admin.install(api, keys=keys, audit=audit)
+    upload.install(api, registry, UploadLimits(max_bytes=server.options.limits.max_upload_bytes,
+                                               max_files=server.options.limits.max_upload_files))
     openapi.install(api, registry)
     return api
 

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from modelhost._actor import set_actor
-from modelhost.errors import ModelhostError, NotFoundError
+from modelhost.errors import ModelhostError, NotFoundError, PayloadTooLargeError
 from modelhost.registry import Registry
 from modelhost.security import ApiKeys, RateLimiter
 from modelhost.serving import errors as http_errors
@@ -137,7 +137,17 @@ class ModelhostApp:
         if self.guard is None:  # who changed what, for the audit log
             client = scope.get("client")
             set_actor(f"anonymous@{client[0]}" if client else "anonymous")
-        await self.api(scope, receive, _with_security_headers(send, scope["path"]))  # type: ignore[operator]
+        limits = self.server.options.limits
+        limit = (limits.max_upload_bytes if _is_upload(scope["method"], scope["path"])
+                 else limits.max_body_bytes)
+        send = _with_security_headers(send, scope["path"])
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            exc = PayloadTooLargeError("the request body", limit, "bytes")
+            await send_reply(send, v1_error(exc, request_id(header_map(scope))))
+            return
+        guard = _BodyLimit(receive, send, limit, request_id(header_map(scope)))
+        await self.api(scope, guard.receive, guard.send)  # type: ignore[operator]
 
     async def _admit(self, scope: Scope, send: Send) -> bool:
         """Run the guard; answer a refused request here, in its protocol's error shape."""
@@ -241,6 +251,50 @@ class ModelhostApp:
         version = next((v.decode() for k, v in reply.headers if k == b"x-model-version"), "-")
         metrics.observe_request(model, version, protocol, reply.status,
                                 time.perf_counter() - started)
+
+
+def _is_upload(method: str, path: str) -> bool:
+    parts = [p for p in path.split("/") if p]
+    return method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "models"] and (
+        parts[3] == "versions")
+
+
+class _BodyLimit:
+    """Stops a request body growing past ``limit`` bytes (a chunked body declares no
+    length): answers 413 itself, tells the app the client left, and drops whatever the
+    app still tries to send. (Raising from ``receive`` would not do: FastAPI turns any
+    error while reading a body into a 400.)"""
+
+    def __init__(self, receive: Receive, send: Send, limit: int, rid: str) -> None:
+        self._receive = receive
+        self._send = send
+        self._limit = limit
+        self._rid = rid
+        self._seen = 0
+        self._started = False
+        self._refused = False
+
+    async def receive(self) -> Message:
+        if self._refused:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._seen += len(message.get("body", b""))
+            if self._seen > self._limit:
+                self._refused = True
+                if not self._started:
+                    exc = PayloadTooLargeError("the request body", self._limit, "bytes")
+                    self._started = True
+                    await send_reply(self._send, v1_error(exc, self._rid))
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self._refused:
+            return
+        if message["type"] == "http.response.start":
+            self._started = True
+        await self._send(message)
 
 
 def _with_security_headers(send: Send, path: str) -> Send:

@@ -22,6 +22,8 @@ from modelhost.serving.pool import ModelPool, ServedVersion
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 16 * 1024 * 1024
+    max_upload_bytes: int = 1024 * 1024 * 1024  # model uploads, also their unpacked size
+    max_upload_files: int = 10_000
     max_rows: int = 10_000
     timeout_s: float = 30.0
 
