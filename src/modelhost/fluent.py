@@ -67,6 +67,17 @@ def start_run(*, name: str | None = None, experiment: str | None = None,
             _runs.reset(token)
 
 
+@contextmanager
+def use_run(run: ActiveRun) -> Iterator[ActiveRun]:
+    """Make ``run`` (started elsewhere, e.g. by a pipeline) the active run of the
+    module-level ``log_*`` functions inside the block; it is not ended here."""
+    token = _runs.set((*_runs.get(), run))
+    try:
+        yield run
+    finally:
+        _runs.reset(token)
+
+
 def active_run() -> ActiveRun | None:
     stack = _runs.get()
     return stack[-1] if stack else None

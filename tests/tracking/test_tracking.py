@@ -145,3 +145,17 @@ def test_bad_run_arguments_create_no_run(client: Client) -> None:
         with pytest.raises(InvalidInputError):
             client.tracking.start_run("exp", **kwargs)  # type: ignore[arg-type]
     assert client.tracking.list_runs() == []
+
+
+def test_the_commit_is_that_of_the_code_folder(sqlite_client: Client, tmp_path: Path) -> None:
+    """A run (and a version registered from it) records the commit of the folder its
+    code lives in: none for a folder outside git, whatever the current folder is."""
+    outside = tmp_path / "pipeline"
+    outside.mkdir()
+    run = sqlite_client.tracking.start_run("code-dir", code_dir=outside)
+    assert run.info.git_commit is None
+    version = sqlite_client.registry.register(iris_model(), name="iris",
+                                              input_example=iris_example(),
+                                              code_dir=outside)
+    assert version.lineage.git_commit is None
+    run.end()

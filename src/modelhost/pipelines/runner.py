@@ -143,11 +143,8 @@ class PipelineRunner:
 @contextlib.contextmanager
 def _active(run: ActiveRun) -> Iterator[None]:
     """Make ``run`` the active run of ``modelhost.log_*`` while a step runs."""
-    token = fluent._runs.set((*fluent._runs.get(), run))
-    try:
+    with fluent.use_run(run):
         yield
-    finally:
-        fluent._runs.reset(token)
 
 
 class _Execution:
@@ -231,9 +228,8 @@ class _Execution:
         tags = {check_key(k, "tag"): str(v) for k, v in tags.items()}
         name = f"{self.spec.name} ({self.trigger})"
         # The run's commit is that of the pipeline's folder, not of the current folder.
-        entity = self.client.tracking.store.create_run(
-            experiment, name=name, git_commit=self.commit, tags=tags, params=flat)
-        return ActiveRun(entity, tracker=self.client.tracking)
+        return self.client.tracking.start_run(experiment, name=name, params=flat, tags=tags,
+                                              code_dir=self.pipeline.folder)
 
     def _finish(self, run: ActiveRun, results: list[StepResult],
                 status: PipelineStatus) -> None:
@@ -526,6 +522,7 @@ class _Execution:
             input_example=candidate.example, metrics=dict(self.metrics), params=flat,
             tags=tags, description=register.description or self.spec.description,
             run_id=self.run_handle.run_id, git_commit=self.commit,
+            code_dir=self.pipeline.folder,
             datasets=[d.version for d in self.datasets.values()])
         self.model_version, self.registered = version.version, True
         self._save(REGISTER, key, facts={"model": model.name, "version": version.version})

@@ -89,6 +89,7 @@ class Registry:
         description: str = "",
         run_id: str | None = None,
         git_commit: str | None = None,
+        code_dir: str | Path | None = None,
         datasets: Iterable[DatasetVersion | str] = (),
         trust_pickle: bool = False,
         optimize: bool = False,
@@ -153,7 +154,8 @@ class Registry:
                 lineage=Lineage(
                     run_id=run_id,
                     dataset_versions=tuple(f"{n}@{v}" for n, v in dataset_refs),
-                    git_commit=git_commit or environment.git_commit(),
+                    git_commit=git_commit or environment.git_commit(
+                        Path(code_dir) if code_dir is not None else None),
                     python_version=environment.python_version(),
                     packages=environment.package_versions()),
                 metrics=clean_metrics, params=clean_params, tags=clean_tags,

@@ -31,14 +31,18 @@ class Tracker:
 
     def start_run(self, experiment: str, *, name: str | None = None,
                   params: Mapping[str, Any] | None = None,
-                  tags: Mapping[str, str] | None = None) -> ActiveRun:
+                  tags: Mapping[str, str] | None = None,
+                  code_dir: Path | None = None) -> ActiveRun:
+        """Start a run; its git commit is that of ``code_dir`` (default: the current
+        folder), None outside git."""
         validate_name(experiment, "experiment")
         # Everything is checked before the run row exists, so a bad value leaves no run.
         clean_params = {_key(k): str(v) for k, v in (params or {}).items()}
         clean_tags = {_key(k): str(v) for k, v in (tags or {}).items()}
         if name is not None and (not name.strip() or len(name) > 250):
             raise InvalidInputError("a run name has 1-250 characters")
-        run = self.store.create_run(experiment, name=name, git_commit=environment.git_commit(),
+        run = self.store.create_run(experiment, name=name,
+                                    git_commit=environment.git_commit(code_dir),
                                     tags=clean_tags, params=clean_params)
         return ActiveRun(run, tracker=self)
 
