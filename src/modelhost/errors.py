@@ -311,6 +311,14 @@ class UnauthorizedError(ModelhostError):
         super().__init__("a valid API key is required (Authorization: Bearer <key>)")
 
 
+class HeadersTooLargeError(ModelhostError):
+    code = "headers_too_large"
+
+    def __init__(self, limit_bytes: int, limit_count: int) -> None:
+        super().__init__(f"the request headers exceed {limit_bytes:,} bytes or "
+                         f"{limit_count} fields")
+
+
 class ForbiddenError(ModelhostError):
     code = "forbidden"
 

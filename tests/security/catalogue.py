@@ -470,11 +470,7 @@ def _uploads() -> None:
          codes=refused | {"malformed_request"}, key="deployer",
          headers=[("Content-Type", _multipart(("file", "model.pkl", PICKLE))[1])],
          body=_multipart(("file", "model.pkl", PICKLE),
-                         ("input_example", None, b"[" * 30_000 + b"]" * 30_000))[0],
-         bug="POST /v1/models/{name}/versions answers 500 when the input_example field is "
-             "deeply nested JSON: serving/upload.py _options() catches only JSONDecodeError "
-             "around json.loads(example), and the RecursionError escapes (traceback in the "
-             "server log); expected 400/422")
+                         ("input_example", None, b"[" * 30_000 + b"]" * 30_000))[0])
     _upload("input-example-not-records", [("file", "model.pkl", PICKLE),
                                           ("input_example", None, b'{"a": 1}')], 422)
     _upload("input-example-nan", [("file", "model.pkl", PICKLE),
@@ -583,15 +579,12 @@ def _sizes() -> None:
          body=_json({"stage": "archived", "reason": "x" * (MAX_BODY_BYTES + 1000)}))
     _add("keys.create:body-over-limit", "size", "POST", "/v1/keys", 413, headers=[JSON],
          body=_json({"name": "big", "role": "viewer", "pad": "x" * (MAX_BODY_BYTES + 1000)}))
-    # Headers: a server must bound them (nginx 8 KB, h11 16 KB); this one is read, and
-    # kept, before any key is checked.
+    # Headers: a server must bound them (nginx 8 KB, h11 16 KB); refused before any key
+    # is checked.
     _add("header:1mb-without-key", "size", "GET", "/v1/models", {400, 413, 431},
-         {"transport", "v1", "text"}, codes={"malformed_request", "payload_too_large"},
-         key=None, headers=[("X-Padding", "a" * 1_000_000)],
-         bug="request headers have no size limit: uvicorn runs with http='httptools', which "
-             "buffers headers of any size (1 MB here, also many MB or 20,000 headers) before "
-             "the guard runs, so an unauthenticated client can make the server hold "
-             "arbitrarily large requests in memory; expected 431 (or 400) past a bound")
+         {"transport", "v1", "text"},
+         codes={"malformed_request", "payload_too_large", "headers_too_large"},
+         key=None, headers=[("X-Padding", "a" * 1_000_000)])
 
 
 # --- 4. JSON: depth, non-finite numbers, wrong types ------------------------------------------
@@ -738,10 +731,7 @@ def _types() -> None:
         _add(f"keys.create:{label}", "types", "POST", "/v1/keys", 422, headers=[JSON],
              body=_json(document))
     _add("alias:body-not-json", "json", "PUT", "/v1/models/iris/aliases/champion", 400,
-         codes={"malformed_request"}, key="deployer", headers=[JSON], body=b'{"version":',
-         bug="management routes answer 422 invalid_input ('body.0: JSON decode error') to a "
-             "body that is not JSON; PRODUCT.md §3.6 says 400 (what the prediction routes "
-             "answer, code malformed_request)")
+         codes={"malformed_request"}, key="deployer", headers=[JSON], body=b'{"version":')
     _add("keys.create:text-plain", "types", "POST", "/v1/keys", {415, 422},
          codes={"invalid_input", "unsupported_media_type"},
          headers=[("Content-Type", "text/plain")], body=_json({"name": "x", "role": "viewer"}))
@@ -821,11 +811,7 @@ def _unicode() -> None:
     # A redirect must not send the client to another host named in the request.
     _add("trailing-slash-redirect-host", "headers", "GET", "/v1/models/iris/", {307, 308, 404},
          {"empty", "v1"}, key="viewer", headers=[("Host", "evil.example")],
-         forbid=("evil.example",),
-         bug="the framework's trailing-slash redirect (FastAPI redirect_slashes) builds an "
-             "absolute Location from the request's Host header: GET /v1/models/iris/ with "
-             "'Host: evil.example' answers 307 'Location: http://evil.example/v1/models/iris' "
-             "(host header injection / open redirect); redirect relatively, or not at all")
+         forbid=("evil.example",))
 
 
 # --- 6. SQL metacharacters --------------------------------------------------------------------

@@ -102,9 +102,14 @@ def audit_list(limit: int = typer.Option(50, "--limit", min=1, max=10_000),
                                         actor=actor)
     emit([e.to_dict() for e in entries], as_json=as_json, table=make_table(
         "SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "BEFORE", "AFTER",
-        rows=[(e.seq, e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.target,
-               _short(e.before), _short(e.after)) for e in entries])
+        rows=[(e.seq, e.at.strftime("%Y-%m-%d %H:%M:%S"), _printable(e.actor), e.action,
+               _printable(e.target), _short(e.before), _short(e.after)) for e in entries])
          if entries else "The audit log is empty.")
+
+
+def _printable(text: str) -> str:
+    """Control characters (a newline in a hostile path) shown escaped, one entry a line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _short(value: object) -> str:
@@ -114,6 +119,7 @@ def _short(value: object) -> str:
         text = ", ".join(f"{k}={v}" for k, v in value.items())
     else:
         text = str(value)
+    text = _printable(text)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelhost.errors import ModelhostError
@@ -29,6 +29,8 @@ Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
 class PredictRequest(BaseModel):
     """Records (`[{"col": value}, ...]`) or columns (`{"col": [...]}`)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     inputs: list[dict[str, Any]] | dict[str, list[Any]] = Field(
         description="A list of records, or an object of equally long columns.")
@@ -55,7 +57,9 @@ class AliasRequest(BaseModel):
 
 def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
               audit: AuditStore | None = None) -> FastAPI:
+    # No trailing-slash redirects: they build an absolute Location from the Host header.
     api = FastAPI(title="modelhost", version=metadata.version("modelhost"), lifespan=lifespan,
+                  redirect_slashes=False,
                   description="Versioned prediction APIs and their management.")
     registry = server.registry
     pool = server.pool
@@ -76,25 +80,28 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
     @api.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         rid = request_id(dict(request.headers))
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):  # not JSON at all: 400
+            return _error_response(400, "malformed_request", "the body is not valid JSON", rid)
         details = [{"location": ".".join(str(p) for p in e.get("loc", ())),
-                    "message": e.get("msg", "")} for e in exc.errors()[:20]]
+                    "message": e.get("msg", "")} for e in errors[:20]]
         first = details[0] if details else {"location": "body", "message": "invalid"}
-        return JSONResponse({"error": {"code": "invalid_input",
-                                       "message": f"{first['location']}: {first['message']}",
-                                       "details": details, "request_id": rid}}, 422)
+        return _error_response(422, "invalid_input",
+                               f"{first['location']}: {first['message']}", rid,
+                               details=details)
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         rid = request_id(dict(request.headers))
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return JSONResponse({"error": {"code": code, "message": str(exc.detail),
-                                       "request_id": rid}}, exc.status_code)
+        code = {400: "malformed_request", 404: "not_found",
+                405: "method_not_allowed"}.get(exc.status_code, "error")
+        return _error_response(exc.status_code, code, str(exc.detail), rid)
 
     @api.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         rid = request_id(dict(request.headers))
         return Response(http_errors.internal_error_body(rid), 500,
-                        media_type="application/json")
+                        media_type="application/json", headers={"x-request-id": rid})
 
     # --- operations ---------------------------------------------------------------
 
@@ -260,6 +267,13 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
     openapi.install(api, registry)
     return api
 
+
+
+def _error_response(status: int, code: str, message: str, rid: str,
+                    **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **extra,
+                                   "request_id": rid}}, status,
+                        headers={"x-request-id": rid})
 
 
 def _served_ref(pool: Any, name: str) -> str:

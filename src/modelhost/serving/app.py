@@ -19,7 +19,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from modelhost._actor import set_actor
-from modelhost.errors import ModelhostError, NotFoundError, PayloadTooLargeError
+from modelhost.errors import (
+    HeadersTooLargeError,
+    ModelhostError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
 from modelhost.registry import Registry
 from modelhost.security import ApiKeys, RateLimiter
 from modelhost.serving import errors as http_errors
@@ -44,6 +49,9 @@ from modelhost.serving.predictor import Limits, Predictor
 from modelhost.store.audit import AuditStore
 
 log = logging.getLogger(__name__)
+
+_MAX_HEADER_BYTES = 64 * 1024
+_MAX_HEADERS = 200
 
 Handler = Callable[[bytes, dict[str, str], str], Awaitable[Reply]]
 ErrorShape = Callable[[ModelhostError, str], Reply]
@@ -122,6 +130,13 @@ class ModelhostApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            headers = scope["headers"]
+            # httptools reads headers of any size; refuse big ones before any work.
+            if len(headers) > _MAX_HEADERS or sum(
+                    len(k) + len(v) for k, v in headers) > _MAX_HEADER_BYTES:
+                exc = HeadersTooLargeError(_MAX_HEADER_BYTES, _MAX_HEADERS)
+                await send_reply(send, v1_error(exc, request_id(header_map(scope))))
+                return
             await self._http(scope, receive, send)
             return
         await self.api(scope, receive, send)  # type: ignore[operator]
@@ -140,24 +155,20 @@ class ModelhostApp:
         limits = self.server.options.limits
         limit = (limits.max_upload_bytes if _is_upload(scope["method"], scope["path"])
                  else limits.max_body_bytes)
-        send = _with_security_headers(send, scope["path"])
+        rid = _ensure_request_id(scope)
+        send = _with_security_headers(send, scope["path"], rid)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             exc = PayloadTooLargeError("the request body", limit, "bytes")
-            await send_reply(send, v1_error(exc, request_id(header_map(scope))))
+            await send_reply(send, v1_error(exc, rid))
             return
-        guard = _BodyLimit(receive, send, limit, request_id(header_map(scope)))
+        guard = _BodyLimit(receive, send, limit, rid)
         await self.api(scope, guard.receive, guard.send)  # type: ignore[operator]
 
     async def _admit(self, scope: Scope, send: Send) -> bool:
         """Run the guard; answer a refused request here, in its protocol's error shape."""
         assert self.guard is not None
-        headers = header_map(scope)
-        rid = request_id(headers)
-        if headers.get("x-request-id") != rid:
-            # One id for the whole request: the routes and the audit log read this one.
-            scope["headers"] = [*(h for h in scope["headers"] if h[0] != b"x-request-id"),
-                                (b"x-request-id", rid.encode())]
+        rid = _ensure_request_id(scope)
         try:
             await self.guard.check(scope["method"], scope["path"], scope["headers"], rid)
         except ModelhostError as exc:
@@ -297,12 +308,29 @@ class _BodyLimit:
         await self._send(message)
 
 
-def _with_security_headers(send: Send, path: str) -> Send:
+def _ensure_request_id(scope: Scope) -> str:
+    """The request's id: the caller's sane X-Request-Id, or a new one written into the
+    scope's headers, so that the routes, the audit log and the answer share it."""
+    headers = header_map(scope)
+    rid = request_id(headers)
+    if headers.get("x-request-id") != rid:
+        scope["headers"] = [*(h for h in scope["headers"] if h[0] != b"x-request-id"),
+                            (b"x-request-id", rid.encode())]
+    return rid
+
+
+def _with_security_headers(send: Send, path: str, rid: str) -> Send:
+    """Adds the security headers, and X-Request-Id where the framework answered without
+    it (its own 404/405/422)."""
     extra = security_headers(path)
+    id_header = (b"x-request-id", rid.encode())
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", []), *extra]
+            headers = list(message.get("headers", []))
+            if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                headers.append(id_header)
+            message["headers"] = [*headers, *extra]
         await send(message)
 
     return wrapped

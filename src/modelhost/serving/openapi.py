@@ -36,8 +36,9 @@ def record_schema(columns: tuple[ColumnSpec, ...]) -> dict[str, Any]:
 
 def model_path(mv: ModelVersion) -> dict[str, Any]:
     """The OpenAPI path item of ``/v1/models/{mv.model}/predict``."""
-    body: dict[str, Any] = {"type": "object", "required": ["inputs"], "properties": {
-        "params": {"type": "object"}}}
+    body: dict[str, Any] = {"type": "object", "required": ["inputs"],
+                            "additionalProperties": False, "properties": {
+                                "params": {"type": "object"}}}
     if mv.signature is not None and mv.signature.columns:
         body["properties"]["inputs"] = {"type": "array", "minItems": 1,
                                         "items": record_schema(mv.signature.columns)}

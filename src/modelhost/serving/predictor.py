@@ -75,10 +75,21 @@ class Predictor:
                 timeout_s=timeout_s or self.limits.timeout_s)
         finally:
             gauge.dec(n)
+        _check_finite(predictions, probabilities)
         if key is not None and self.cache is not None:
             value = {"p": predictions, "q": probabilities}
             await self.cache.set(key, orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
         return Prediction(served, predictions, probabilities)
+
+
+def _check_finite(predictions: Any, probabilities: Any) -> None:
+    """A model fed finite but extreme inputs can overflow to NaN/inf, which JSON (and the
+    documented responses) cannot carry: refuse this request's inputs instead."""
+    for output in (probabilities, predictions):
+        if isinstance(output, np.ndarray) and output.dtype.kind in "fc" and not bool(
+                np.isfinite(output).all()):
+            raise InvalidInputError("the model gives no finite result for these inputs "
+                                    "(values too large in magnitude?)")
 
 
 def _count_rows(payload: Any) -> int:
