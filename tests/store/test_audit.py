@@ -107,3 +107,15 @@ def test_concurrent_changes_keep_one_unbroken_chain(client: Client) -> None:
     assert not errors
     result = client.audit.verify()
     assert result.ok and result.entries == 2 + 4 * 3
+
+
+def test_nul_characters_cannot_keep_an_entry_out_of_the_log(client: Client) -> None:
+    """PostgreSQL cannot store NUL in text; a hostile path must still be logged."""
+    with acting_as("anonymous\x00", "req-nul"):
+        entry = client.audit.record("access.denied", "GET /v1/keys\x00/x",
+                                    after={"reason": "no\x00key", "list": ["a\x00"]})
+    stored = client.audit.list(limit=1)[0]
+    assert stored == entry
+    assert stored.target == "GET /v1/keys\\x00/x" and stored.actor == "anonymous\\x00"
+    assert stored.after == {"reason": "no\\x00key", "list": ["a\\x00"]}
+    assert client.audit.verify().ok

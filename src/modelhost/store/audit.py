@@ -96,26 +96,41 @@ def append(s: Session, action: str, target: str, *, before: Mapping[str, Any] | 
     at = utcnow()
     before_doc = _jsonable(before)
     after_doc = _jsonable(after)
-    digest = entry_hash(seq, at, who.name, action, target, before_doc, after_doc,
+    # What is stored is what is hashed: fields cut to their column sizes, and NUL (which
+    # PostgreSQL cannot store, so a hostile path could otherwise keep its denial out of
+    # the log) written as an escape.
+    actor_text, action_text = _storable(who.name, 200), _storable(action, 64)
+    target_text = _storable(target, 300)
+    digest = entry_hash(seq, at, actor_text, action_text, target_text, before_doc, after_doc,
                         who.request_id, prev)
-    row = AuditRow(seq=seq, at=at, actor=who.name[:200], action=action[:64],
-                   target=target[:300], before=before_doc, after=after_doc,
-                   request_id=who.request_id, prev_hash=prev, hash=digest)
-    if row.actor != who.name or row.action != action or row.target != target:
-        # Truncated fields would no longer match the hash: hash what is stored.
-        row.hash = entry_hash(seq, at, row.actor, row.action, row.target, before_doc,
-                              after_doc, who.request_id, prev)
+    row = AuditRow(seq=seq, at=at, actor=actor_text, action=action_text, target=target_text,
+                   before=before_doc, after=after_doc, request_id=who.request_id,
+                   prev_hash=prev, hash=digest)
     s.add(row)
     s.flush()
     return _entry(row)
+
+
+def _storable(text_: str, size: int) -> str:
+    return text_.replace("\x00", "\\x00")[:size]
 
 
 def _jsonable(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
     # Round-trip through JSON so that what is hashed is exactly what is stored.
-    loaded: dict[str, Any] = json.loads(json.dumps(dict(value), default=str))
+    loaded: dict[str, Any] = _without_nul(json.loads(json.dumps(dict(value), default=str)))
     return loaded
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _entry(row: AuditRow) -> AuditEntry:
