@@ -77,10 +77,26 @@ class ServedVersion:
     def key(self) -> tuple[str, str]:
         return self.version.model, self.version.version
 
-    def run_batch(self, inputs: Any, params: Mapping[str, Any]) -> tuple[Any, Any]:
-        """One model call on a (combined) batch; runs in the batcher's thread."""
+    def run_batch(self, inputs: Any, params: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+        """One model call on a (combined) batch; runs in the batcher's thread.
+
+        Returns predictions, probabilities (or None) and, only when some output is NaN or
+        infinite, a per-row mask of those rows (else None): checked once per batch here,
+        so that each request only looks at its own slice of the mask."""
         predictions, probabilities = self.model.predict_with_proba(inputs)
-        return np.asarray(predictions), probabilities
+        predictions = np.asarray(predictions)
+        return predictions, probabilities, _nonfinite_rows(predictions, probabilities)
+
+
+def _nonfinite_rows(*outputs: Any) -> Any:
+    mask = None
+    for output in outputs:
+        if isinstance(output, np.ndarray) and output.dtype.kind in "fc" and output.ndim:
+            finite = np.isfinite(output)
+            if not finite.all():
+                bad = ~finite.reshape(len(output), -1).all(axis=1)
+                mask = bad if mask is None else mask | bad
+    return mask
 
 
 def _combine(parts: list[Any]) -> Any:

@@ -6,6 +6,7 @@ payload and calls :meth:`Predictor.predict`; only the encoding differs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ class Predictor:
         self.metrics = metrics
         self.limits = limits
         self.cache = cache
+        self._depth: dict[tuple[str, str], _Depth] = {}
 
     async def predict(self, name: str, ref: str | None, payload: Any,
                       params: Mapping[str, Any] | None, *,
@@ -67,29 +69,45 @@ class Predictor:
         inputs = (served.validator.validate(payload, as_array=served.as_array)
                   if served.validator else _raw(payload))
         n = len(inputs) if hasattr(inputs, "__len__") and not isinstance(inputs, dict) else rows
-        gauge = self.metrics.queue_gauge(*labels)  # rows waiting for or inside the model
-        gauge.inc(n)
+        self._track(labels, n)
         try:
-            predictions, probabilities = await served.batcher.submit(
+            predictions, probabilities, nonfinite = await served.batcher.submit(
                 inputs, rows=n, params=params or {},
                 timeout_s=timeout_s or self.limits.timeout_s)
         finally:
-            gauge.dec(n)
-        _check_finite(predictions, probabilities)
+            self._track(labels, -n)
+        if nonfinite is not None and nonfinite.any():
+            # A model fed finite but extreme inputs can overflow to NaN/inf, which JSON
+            # (and the documented responses) cannot carry: refuse these inputs instead.
+            raise InvalidInputError("the model gives no finite result for these inputs "
+                                    "(values too large in magnitude?)")
         if key is not None and self.cache is not None:
             value = {"p": predictions, "q": probabilities}
             await self.cache.set(key, orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
         return Prediction(served, predictions, probabilities)
 
 
-def _check_finite(predictions: Any, probabilities: Any) -> None:
-    """A model fed finite but extreme inputs can overflow to NaN/inf, which JSON (and the
-    documented responses) cannot carry: refuse this request's inputs instead."""
-    for output in (probabilities, predictions):
-        if isinstance(output, np.ndarray) and output.dtype.kind in "fc" and not bool(
-                np.isfinite(output).all()):
-            raise InvalidInputError("the model gives no finite result for these inputs "
-                                    "(values too large in magnitude?)")
+    def _track(self, labels: tuple[str, str], rows: int) -> None:
+        """Rows waiting for or inside the model. The gauge is a metric in shared memory
+        with several workers: it is written at most every 0.1 s per version (and
+        whenever the queue empties), not twice per request."""
+        depth = self._depth.get(labels)
+        if depth is None:
+            depth = self._depth[labels] = _Depth()
+        depth.rows += rows
+        now = time.monotonic()
+        if depth.rows == 0 or now - depth.published >= _GAUGE_EVERY_S:
+            depth.published = now
+            self.metrics.queue_gauge(*labels).set(depth.rows)
+
+
+_GAUGE_EVERY_S = 0.1
+
+
+@dataclass
+class _Depth:
+    rows: int = 0
+    published: float = float("-inf")
 
 
 def _count_rows(payload: Any) -> int:
