@@ -20,6 +20,7 @@ from modelhost.registry.uploads import UploadLimits
 from modelhost.security import ApiKeys
 from modelhost.serving import admin, openapi, upload
 from modelhost.serving import errors as http_errors
+from modelhost.serving.guard import OPEN_PATHS
 from modelhost.serving.http import request_id
 from modelhost.serving.protocols import v2
 from modelhost.store.audit import AuditStore
@@ -264,7 +265,8 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
     admin.install(api, keys=keys, audit=audit)
     upload.install(api, registry, UploadLimits(max_bytes=server.options.limits.max_upload_bytes,
                                                max_files=server.options.limits.max_upload_files))
-    openapi.install(api, registry)
+    openapi.install(api, registry,
+                    open_paths=OPEN_PATHS if server.options.auth else None)
     return api
 
 

@@ -22,8 +22,9 @@ from modelhost.store.audit import AuditStore
 
 log = logging.getLogger(__name__)
 
-_OPEN = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/ping",
-                   "/health", "/version", "/v2"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready",
+                        "/ping", "/health", "/version", "/v2"})
+"""Liveness and readiness probes: answered without a key."""
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -42,7 +43,7 @@ def permission_for(method: str, path: str, *, pinned_model: str | None = None,
     # a path needs less than its canonical form.
     parts = [p for p in path.split("/") if p]
     path = "/" + "/".join(parts)
-    if path in _OPEN or (path == "/metrics" and public_metrics):
+    if path in OPEN_PATHS or (path == "/metrics" and public_metrics):
         return None
     if path == "/metrics":
         return Need(frozenset({Permission.METRICS}))

@@ -58,9 +58,19 @@ def model_path(mv: ModelVersion) -> dict[str, Any]:
     }}
 
 
-def install(api: Any, registry: Registry, *, clock: Callable[[], float] = time.monotonic
-            ) -> None:
-    """Make ``api.openapi()`` add one predict path per production model (cached 10 s)."""
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "An API key: `Authorization: Bearer mh_...`"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
+
+def install(api: Any, registry: Registry, *, clock: Callable[[], float] = time.monotonic,
+            open_paths: frozenset[str] | None = None) -> None:
+    """Make ``api.openapi()`` add one predict path per production model (cached 10 s).
+
+    With ``open_paths`` (auth is on), the document declares the key schemes, requires one
+    everywhere (so that `/docs` offers "Authorize") and none on those paths."""
     base = api.openapi
     cached: dict[str, Any] = {}
 
@@ -78,7 +88,20 @@ def install(api: Any, registry: Registry, *, clock: Callable[[], float] = time.m
         except ModelhostError:  # the database is away: document the generic routes only
             pass
         schema["paths"] = paths
+        if open_paths is not None:
+            _declare_security(schema, open_paths)
         cached.update(at=clock(), schema=schema)
         return schema
 
     api.openapi = openapi
+
+
+def _declare_security(schema: dict[str, Any], open_paths: frozenset[str]) -> None:
+    components = dict(schema.get("components", {}))
+    components["securitySchemes"] = SECURITY_SCHEMES
+    schema["components"] = components
+    schema["security"] = [{"bearer": []}, {"apiKey": []}]
+    for path, item in schema["paths"].items():
+        if path in open_paths:
+            schema["paths"][path] = {method: {**operation, "security": []}
+                                     for method, operation in item.items()}
