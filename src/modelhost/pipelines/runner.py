@@ -26,20 +26,16 @@ from modelhost import fluent
 from modelhost._utils import check_key, utcnow, validate_name
 from modelhost.client import Client
 from modelhost.entities import RunStatus
-from modelhost.errors import InvalidInputError, ModelhostError, NotFoundError
-from modelhost.pipelines import candidate as candidate_module
-from modelhost.pipelines import data_validation, gates, git, scoring
-from modelhost.pipelines import deploy as deploy_module
-from modelhost.pipelines.candidate import Candidate
+from modelhost.errors import ModelhostError
+from modelhost.pipelines import builtin_steps, git
 from modelhost.pipelines.context import StepContext
 from modelhost.pipelines.data import ResolvedDataset, resolve_datasets
-from modelhost.pipelines.gates import GateInputs, GateResult, evaluate_gates
-from modelhost.pipelines.hashing import file_digest, json_digest
+from modelhost.pipelines.gates import GateResult
+from modelhost.pipelines.hashing import json_digest
 from modelhost.pipelines.loader import (
     LoadedStep,
     code_digest,
     load_steps,
-    module_digest,
     user_code,
 )
 from modelhost.pipelines.outputs import (
@@ -163,6 +159,7 @@ class _Execution:
         self.lock = LockFile.load(self.pipeline.lock_file) if options.write_lock else \
             LockFile(self.pipeline.lock_file, save=False)
         self.params = _merged_params(self.spec.steps, options.params)
+        self.reason = options.reason
         self.trigger = options.trigger or ("retrain" if options.reason else "manual")
         self.commit = git.commit(self.pipeline.folder)
         self.dirty = git.is_dirty(self.pipeline.folder) if self.commit else False
@@ -287,13 +284,13 @@ class _Execution:
         started = self.clock()
         try:
             if name == VALIDATE:
-                result = self._validate()
+                result = builtin_steps.validate(self)
             elif name == GATE:
-                result = self._gate()
+                result = builtin_steps.gate(self)
             elif name == REGISTER:
-                result = self._register()
+                result = builtin_steps.register(self)
             elif name == DEPLOY:
-                result = self._deploy()
+                result = builtin_steps.deploy(self)
             else:
                 result = self._user_step(name)
         except ModelhostError as exc:
@@ -302,7 +299,7 @@ class _Execution:
                                 error=exc.message, message=exc.message)
         return _timed(result, self.clock() - started)
 
-    def _cached(self, name: str, key: StepKey) -> StepRecord | None:
+    def cached(self, name: str, key: StepKey) -> StepRecord | None:
         if self.options.force or not self.options.write_lock:
             return None
         record = self.lock.get(name)
@@ -312,7 +309,7 @@ class _Execution:
             return None
         return record
 
-    def _reuse(self, name: str, record: StepRecord) -> None:
+    def reuse(self, name: str, record: StepRecord) -> None:
         self.records[name] = record
         if record.metrics:
             self._log_metrics(dict(record.metrics))
@@ -322,7 +319,7 @@ class _Execution:
         self.run_handle.log_metrics(metrics)
         self.metrics.update(metrics)
 
-    def _save(self, name: str, key: StepKey, *, outputs: Mapping[str, Any] | None = None,
+    def save(self, name: str, key: StepKey, *, outputs: Mapping[str, Any] | None = None,
               metrics: Mapping[str, float] | None = None,
               facts: Mapping[str, Any] | None = None) -> StepRecord:
         assert self.run_handle is not None
@@ -358,9 +355,9 @@ class _Execution:
         params = self.params.get(name, {})
         key = StepKey(code=code_digest(loaded, self.pipeline), params=json_digest(params),
                       inputs={k: self.digest(v) for k, v in spec.inputs.items()})
-        cached = self._cached(name, key)
+        cached = self.cached(name, key)
         if cached is not None:
-            self._reuse(name, cached)
+            self.reuse(name, cached)
             return StepResult(name=name, kind="step", status=StepStatus.SKIPPED,
                               message=_metrics_line(cached.metrics), metrics=cached.metrics)
         assert self.run_handle is not None
@@ -387,184 +384,9 @@ class _Execution:
         for out, value in outputs.items():
             self._values[(name, out)] = value if not isinstance(value, Path) else \
                 load_output(records[out], self.work)
-        self._save(name, key, outputs=records, metrics=metrics)
+        self.save(name, key, outputs=records, metrics=metrics)
         return StepResult(name=name, kind="step", status=StepStatus.RAN,
                           message=_metrics_line(metrics), metrics=metrics)
-
-    # --- validate -----------------------------------------------------------------------
-
-    def _validate(self) -> StepResult:
-        schemas = {n: self.pipeline.path(d.schema_file)
-                   for n, d in self.spec.datasets.items() if d.schema_file}
-        key = StepKey(
-            code=module_digest(data_validation, *data_validation.CODE_MODULES),
-            params=json_digest({n: file_digest(p) for n, p in schemas.items()}),
-            inputs={n: self.datasets[n].version.digest for n in schemas})
-        cached = self._cached(VALIDATE, key)
-        if cached is not None:
-            self._reuse(VALIDATE, cached)
-            self.validation = [DatasetValidation(**v) for v in cached.facts["validation"]]
-            return StepResult(name=VALIDATE, kind=VALIDATE, status=StepStatus.SKIPPED,
-                              message=_validation_line(self.validation))
-        self.validation = data_validation.validate_datasets(self.datasets, schemas)
-        self._log_validation_reports()
-        line = _validation_line(self.validation)
-        if not all(v.ok for v in self.validation):
-            self.lock.drop(VALIDATE)
-            details = "\n".join(v.summary for v in self.validation if not v.ok)
-            return StepResult(name=VALIDATE, kind=VALIDATE, status=StepStatus.FAILED,
-                              message=line, error=details)
-        facts = {"validation": [{"dataset": v.dataset, "ref": v.ref, "ok": v.ok,
-                                 "summary": v.summary} for v in self.validation]}
-        self._save(VALIDATE, key, facts=facts)
-        return StepResult(name=VALIDATE, kind=VALIDATE, status=StepStatus.RAN, message=line)
-
-    def _log_validation_reports(self) -> None:
-        assert self.run_handle is not None
-        with tempfile.TemporaryDirectory(prefix="modelhost-validation-") as tmp:
-            for v in self.validation:
-                file = Path(tmp) / f"{v.dataset}.json"
-                file.write_text(json.dumps(v.to_dict(), indent=2, default=str),
-                                encoding="utf-8")
-                self.run_handle.log_artifact(file, name=f"pipeline/validation/{v.dataset}.json")
-
-    # --- gate ---------------------------------------------------------------------------
-
-    def _candidate_refs(self) -> dict[str, str]:
-        model = self.spec.model
-        if model is None:
-            return {}
-        refs = {"model": model.output, "input_example": model.input_example,
-                "holdout": model.holdout}
-        return {k: v for k, v in refs.items() if v is not None}
-
-    def _gate(self) -> StepResult:
-        refs = self._candidate_refs()
-        model = self.spec.model
-        key = StepKey(
-            code=module_digest(gates, scoring, candidate_module),
-            params=json_digest({"gates": [g.model_dump() for g in self.spec.gates],
-                                "model": model.model_dump() if model else None}),
-            inputs={**{k: self.digest(v) for k, v in refs.items()},
-                    "metrics": json_digest(self.metrics),
-                    "validation": json_digest({v.dataset: v.ok for v in self.validation})})
-        cached = self._cached(GATE, key)
-        if cached is not None:
-            self._reuse(GATE, cached)
-            self.gate_results = [GateResult.from_dict(g) for g in cached.facts["gates"]]
-            return StepResult(name=GATE, kind=GATE, status=StepStatus.SKIPPED,
-                              message=f"{len(self.gate_results)} passed")
-        candidate = self._candidate()
-        try:
-            self.gate_results = evaluate_gates(self.spec.gates, GateInputs(
-                metrics=dict(self.metrics), registry=self.client.registry,
-                candidate=candidate,
-                holdout=self.value(refs["holdout"]) if "holdout" in refs else None,
-                target=model.target if model else None,
-                model_name=model.name if model else None,
-                validation={v.dataset: v.ok for v in self.validation},
-                datasets=list(self.spec.datasets)))
-        finally:
-            if candidate is not None:
-                candidate.close()
-        failed = [g for g in self.gate_results if not g.passed]
-        if failed:
-            self.lock.drop(GATE)
-            error = "; ".join(f"{g.name}: {g.message}" for g in failed)
-            return StepResult(name=GATE, kind=GATE, status=StepStatus.FAILED,
-                              message=f"{len(failed)} of {len(self.gate_results)} failed",
-                              error=error)
-        self._save(GATE, key, facts={"gates": [g.to_dict() for g in self.gate_results]})
-        return StepResult(name=GATE, kind=GATE, status=StepStatus.RAN,
-                          message=f"{len(self.gate_results)} passed")
-
-    def _candidate(self) -> Candidate | None:
-        model = self.spec.model
-        if model is None:
-            return None
-        example = self.value(model.input_example) if model.input_example else None
-        if example is None and model.holdout and model.target:
-            holdout = self.value(model.holdout)
-            if hasattr(holdout, "drop") and model.target in getattr(holdout, "columns", ()):
-                example = holdout.drop(columns=[model.target])
-        return Candidate(self.value(model.output), flavor=model.flavor, example=example)
-
-    # --- register -----------------------------------------------------------------------
-
-    def _register(self) -> StepResult:
-        model = self.spec.model
-        register = self.spec.register_
-        assert model is not None and register is not None and self.run_handle is not None
-        refs = self._candidate_refs()
-        dataset_refs = sorted(d.ref for d in self.datasets.values())
-        key = StepKey(
-            code=module_digest(deploy_module),
-            params=json_digest({"model": model.model_dump(),
-                                "register": register.model_dump()}),
-            inputs={**{k: self.digest(v) for k, v in refs.items() if k != "holdout"},
-                    "metrics": json_digest(self.metrics), "params": json_digest(self.params),
-                    "datasets": json_digest(dataset_refs)})
-        cached = self._cached(REGISTER, key)
-        if cached is not None and self._exists(model.name, str(cached.facts.get("version"))):
-            self._reuse(REGISTER, cached)
-            self.model_version = str(cached.facts["version"])
-            return StepResult(name=REGISTER, kind=REGISTER, status=StepStatus.SKIPPED,
-                              message=f"{model.name} {self.model_version}")
-        candidate = self._candidate()
-        assert candidate is not None
-        tags = {"pipeline": self.spec.name, "pipeline.trigger": self.trigger,
-                **register.tags}
-        if self.options.reason:
-            tags["pipeline.reason"] = self.options.reason
-        flat = {f"{s}.{k}": v for s, values in self.params.items() for k, v in values.items()}
-        version = self.client.registry.register(
-            candidate.model, name=model.name, flavor=model.flavor,
-            input_example=candidate.example, metrics=dict(self.metrics), params=flat,
-            tags=tags, description=register.description or self.spec.description,
-            run_id=self.run_handle.run_id, git_commit=self.commit,
-            code_dir=self.pipeline.folder,
-            datasets=[d.version for d in self.datasets.values()])
-        self.model_version, self.registered = version.version, True
-        self._save(REGISTER, key, facts={"model": model.name, "version": version.version})
-        return StepResult(name=REGISTER, kind=REGISTER, status=StepStatus.RAN,
-                          message=f"{model.name} {version.version}")
-
-    def _exists(self, model: str, version: str) -> bool:
-        try:
-            self.client.registry.get_version(model, version)
-        except (NotFoundError, InvalidInputError):
-            return False
-        return True
-
-    # --- deploy -------------------------------------------------------------------------
-
-    def _deploy(self) -> StepResult:
-        deploy = self.spec.deploy
-        model = self.spec.model
-        assert deploy is not None and model is not None and self.model_version is not None
-        key = StepKey(code=module_digest(deploy_module),
-                      params=json_digest(deploy.model_dump()),
-                      inputs={"version": f"{model.name}@{self.model_version}"})
-        cached = self._cached(DEPLOY, key)
-        if cached is not None:
-            self._reuse(DEPLOY, cached)
-            self.deployed = dict(cached.facts)
-            return StepResult(name=DEPLOY, kind=DEPLOY, status=StepStatus.SKIPPED,
-                              message=f"{model.name} {self.model_version} "
-                                      f"({deploy_module.normalize(deploy.strategy)})")
-        assert self.run_handle is not None
-        why = f"pipeline {self.spec.name}, run {self.run_handle.run_id[:8]}"
-        if self.options.reason:
-            why += f": {self.options.reason}"
-        strategy = deploy_module.get_strategy(deploy.strategy)
-        outcome = strategy.deploy(self.client.registry, model.name, self.model_version,
-                                  options=deploy.options, reason=why)
-        self.deployed = outcome.to_dict()
-        self._save(DEPLOY, key, facts=json.loads(json.dumps(self.deployed, default=str)))
-        moved = "promoted to production" if outcome.changes else "already in production"
-        return StepResult(name=DEPLOY, kind=DEPLOY, status=StepStatus.RAN,
-                          message=f"{model.name} {self.model_version} {moved} "
-                                  f"({strategy.name})")
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -621,10 +443,6 @@ def _timed(result: StepResult, seconds: float) -> StepResult:
 
 def _metrics_line(metrics: Mapping[str, float]) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-
-
-def _validation_line(results: list[DatasetValidation]) -> str:
-    return "; ".join(f"{v.ref}: {'passed' if v.ok else 'FAILED'}" for v in results)
 
 
 def _in_repo(file: Path) -> str | None:
