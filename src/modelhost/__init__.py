@@ -10,6 +10,7 @@ The public Python API::
 """
 
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING, Any
 
 from modelhost.client import Client
 from modelhost.config import Settings
@@ -41,7 +42,19 @@ from modelhost.fluent import (
     set_tag,
     start_run,
 )
-from modelhost.signature import infer_signature
+
+if TYPE_CHECKING:
+    from modelhost.signature import infer_signature
+
+
+def __getattr__(name: str) -> Any:
+    # infer_signature needs pandas: import it on first use, not with modelhost.
+    if name == "infer_signature":
+        from modelhost.signature import infer_signature
+
+        return infer_signature
+    raise AttributeError(f"module 'modelhost' has no attribute {name!r}")
+
 
 try:
     __version__ = _metadata.version("modelhost")

@@ -12,9 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from modelhost import signature as signatures  # pandas loads on first use
 from modelhost.entities import Signature
 from modelhost.flavors import Flavor, LoadedModel, flavor_for_object, get_flavor
-from modelhost.signature import InputValidator, infer_signature, to_jsonable
 
 EXAMPLE_ROWS = 5
 
@@ -53,7 +53,7 @@ class Candidate:
 
     @property
     def signature(self) -> Signature | None:
-        return infer_signature(self.example) if self.example is not None else None
+        return signatures.infer_signature(self.example) if self.example is not None else None
 
     def served_input(self) -> Any:
         """The input example as the server hands it to the model: its JSON form checked
@@ -61,7 +61,7 @@ class Candidate:
         signature = self.signature
         if signature is None:
             return None
-        return InputValidator(signature).validate(to_jsonable(self.example,
+        return signatures.InputValidator(signature).validate(signatures.to_jsonable(self.example,
                                                               max_rows=EXAMPLE_ROWS))
 
     def feature_columns(self, frame: Any, *, target: str | None) -> list[str]:

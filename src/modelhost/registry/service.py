@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelhost import signature as signatures  # pandas loads on first use
 from modelhost._utils import check_key, finite_number, validate_name
 from modelhost.artifacts import ArtifactStore
 from modelhost.entities import (
@@ -34,7 +35,6 @@ from modelhost.errors import (
 from modelhost.flavors import LoadedModel, flavor_for_object, flavor_for_path, get_flavor
 from modelhost.registry import card, environment
 from modelhost.registry.versioning import choose_version
-from modelhost.signature import InputValidator, infer_signature, to_jsonable
 from modelhost.store import ConcurrentVersionError, ModelStore, NewVersion
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class Registry:
             new = NewVersion(
                 model=name, flavor=flavor_name, flavor_meta=meta,
                 artifact_digest="", artifact_size=0, signature=signature,
-                input_example=to_jsonable(example) if example is not None else None,
+                input_example=signatures.to_jsonable(example) if example is not None else None,
                 lineage=Lineage(
                     run_id=run_id,
                     dataset_versions=tuple(f"{n}@{v}" for n, v in dataset_refs),
@@ -187,8 +187,8 @@ class Registry:
 
         from modelhost.registry.optimize import try_onnx
 
-        validator = InputValidator(signature)
-        parts = [validator.validate(to_jsonable(data, max_rows=100_000))
+        validator = signatures.InputValidator(signature)
+        parts = [validator.validate(signatures.to_jsonable(data, max_rows=100_000))
                  for data in (example, reference) if data is not None]
         check = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
         inner = getattr(loaded, "model", None)
@@ -295,8 +295,9 @@ def _signature_for(given: Signature | None, example: Any,
     """The signature to record, checked by predicting on the example once."""
     if example is None:
         return given
-    signature = given or infer_signature(example)
-    frame = InputValidator(signature).validate(to_jsonable(example, max_rows=5))
+    signature = given or signatures.infer_signature(example)
+    example_rows = signatures.to_jsonable(example, max_rows=5)
+    frame = signatures.InputValidator(signature).validate(example_rows)
     try:
         predictions = loaded.predict(frame)
     except Exception as exc:  # a user model may raise anything; report, don't crash
@@ -308,7 +309,7 @@ def _signature_for(given: Signature | None, example: Any,
                              f"for {rows} input rows")
     if not signature.outputs:
         signature = Signature(inputs=signature.inputs,
-                              outputs=infer_signature(example, predictions).outputs)
+                              outputs=signatures.infer_signature(example, predictions).outputs)
     return signature
 
 
@@ -317,7 +318,7 @@ def _inherit(latest: ModelVersion | None, loaded: LoadedModel) -> tuple[Any, Sig
     if latest is None or latest.signature is None or latest.input_example is None:
         return None, None
     try:
-        frame = InputValidator(latest.signature).validate(latest.input_example)
+        frame = signatures.InputValidator(latest.signature).validate(latest.input_example)
         loaded.predict(frame)
     except Exception:  # noqa: BLE001  # the new model simply has another contract
         return None, None

@@ -21,13 +21,15 @@ from modelhost.signature._problems import (
     _FLOATS,
     _INTS,
     _MISSING,
-    _NA,
-    _NAT,
     _label,
     _Problems,
 )
 
 _T = ColumnType
+# pandas' missing-value singletons (this module imports pandas anyway; _problems does not,
+# so that comparing signatures needs no pandas).
+_NAT: Any = pd.NaT
+_NA: Any = pd.NA
 
 
 class _RejectError(Exception):

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from modelhost.errors import SignatureViolationError
 
@@ -45,8 +44,6 @@ class _Missing:
 
 
 _MISSING = _Missing()
-_NAT: Any = pd.NaT
-_NA: Any = pd.NA
 _FLOATS = (float, np.floating)
 _INTS = (int, np.integer)
 _BOOLS = (bool, np.bool_)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from modelhost.entities import Signature
 from modelhost.errors import InvalidInputError
-from modelhost.signature._problems import _NA, _NAT
+from modelhost.signature._columns import _NA, _NAT
 from modelhost.signature.infer import _dataframe
 from modelhost.signature.validate import InputValidator
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modelhost import signature as signatures  # pandas loads on first use
 from modelhost._utils import validate_name
 from modelhost.artifacts import ArtifactStore, TreeResult
 from modelhost.entities import ColumnSpec, DatasetVersion
@@ -17,7 +18,6 @@ from modelhost.errors import (
     InvalidInputError,
     MissingDependencyError,
 )
-from modelhost.signature import infer_signature
 from modelhost.store import DatasetStore
 
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -120,7 +120,7 @@ def _schema(frame: Any) -> dict[str, str]:
     schema: dict[str, str] = {}
     for name in frame.columns:
         try:
-            spec = infer_signature(frame[[name]]).inputs[0]
+            spec = signatures.infer_signature(frame[[name]]).inputs[0]
         except InvalidInputError:
             schema[str(name)] = "unknown"
             continue
