@@ -116,13 +116,13 @@ class ApiKeys:
     def authenticate(self, token: str | None) -> Principal:
         """The principal of a presented key; raises UnauthorizedError otherwise.
 
-        Blocking (it may read the database): call it from a thread in async code, or use
-        :meth:`cached` first.
+        Blocking (it may read the database): call it from a thread in async code, after
+        :meth:`authenticate_cached` found nothing.
         """
         if not token:
             raise UnauthorizedError()
         digest = hash_secret(token)
-        found = self.cached(digest)
+        found = self._cached(digest)
         if found is _MISS:
             principal = self._lookup(token, digest)
             self._remember(digest, principal)
@@ -133,7 +133,16 @@ class ApiKeys:
         self._mark_used(principal.key_id)
         return principal
 
-    def cached(self, digest: str) -> object:
+    def authenticate_cached(self, token: str) -> Principal | None:
+        """The principal of a key accepted within the cache time, without I/O; None when
+        only :meth:`authenticate` can tell (unknown to the cache, or refused)."""
+        found = self._cached(hash_secret(token))
+        if not isinstance(found, Principal):
+            return None
+        self._mark_used(found.key_id)
+        return found
+
+    def _cached(self, digest: str) -> object:
         """The remembered result for a key's hash: a principal, None (refused), or
         :data:`_MISS`."""
         with self._lock:

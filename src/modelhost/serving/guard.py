@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from modelhost._actor import acting_as, set_actor
 from modelhost.errors import ForbiddenError, ModelhostError, RateLimitedError, UnauthorizedError
 from modelhost.security import PRIVILEGED, ApiKeys, Permission, Principal, RateLimiter, allows
-from modelhost.security.keys import hash_secret
 from modelhost.store.audit import AuditStore
 
 log = logging.getLogger(__name__)
@@ -128,10 +127,9 @@ class Guard:
         return principal
 
     async def _authenticate(self, token: str | None) -> Principal:
-        if token:
-            cached = self._keys.cached(hash_secret(token))
-            if isinstance(cached, Principal):
-                return self._keys.authenticate(token)  # cached: no I/O
+        principal = self._keys.authenticate_cached(token) if token else None
+        if principal is not None:
+            return principal
         return await asyncio.to_thread(self._authenticate_blocking, token)
 
     def _authenticate_blocking(self, token: str | None) -> Principal:
