@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 from modelhost import Client, Settings
 from modelhost.store import Database
 from modelhost.store.schema import Base
+from tests.fixtures_models import iris_example, iris_model
 from tests.services import require_postgres
 
 TODAY = dt.date(2026, 11, 21)
@@ -102,3 +103,14 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None
     return head
+
+
+@pytest.fixture
+def iris_client(sqlite_client: Client) -> Client:
+    """A registry with iris 1.0.0 in production and 1.0.1 registered."""
+    registry = sqlite_client.registry
+    v1 = registry.register(iris_model(), name="iris", input_example=iris_example())
+    registry.register(iris_model(C=0.01), name="iris", input_example=iris_example())
+    registry.transition("iris", v1.version, "staging")
+    registry.transition("iris", v1.version, "production")
+    return sqlite_client

@@ -11,9 +11,8 @@ import pytest
 
 from modelhost import Client
 from modelhost.security import Permission
-from modelhost.serving import PoolOptions, ServerOptions, create_app
 from modelhost.serving.guard import permission_for
-from tests.fixtures_models import iris_example, iris_model
+from tests.serving.conftest import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -25,16 +24,6 @@ V2_BODY = {"inputs": [{"name": n, "shape": [1], "datatype": "FP64", "data": [v]}
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def iris_client(sqlite_client: Client) -> Client:
-    registry = sqlite_client.registry
-    v1 = registry.register(iris_model(), name="iris", input_example=iris_example())
-    registry.register(iris_model(C=0.01), name="iris", input_example=iris_example())
-    registry.transition("iris", v1.version, "staging")
-    registry.transition("iris", v1.version, "production")
-    return sqlite_client
 
 
 @pytest.fixture
@@ -52,13 +41,8 @@ def keys(iris_client: Client) -> dict[str, str]:
 
 @asynccontextmanager
 async def secured(client: Client, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(client.registry, keys=client.keys, audit=client.audit,
-                     options=ServerOptions(auth=True, pool=PoolOptions(reload_interval_s=0.2),
-                                           **options))
-    async with app.running():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
+    async with serve(client, auth=True, **options) as (_, http):
+        yield http
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.conftest import TODAY
-from tests.fixtures_models import iris_example, iris_model
+from tests.fixtures_models import iris_example
 
 from modelhost import Client
 from modelhost.serving import ModelhostApp, PoolOptions, ServerOptions, create_app
@@ -25,23 +25,14 @@ def anyio_backend() -> str:
 async def serve(client: Client, **options: Any) -> AsyncIterator[tuple[ModelhostApp,
                                                                        httpx.AsyncClient]]:
     pool = options.pop("pool", PoolOptions(reload_interval_s=0.2))
+    # Keys and audit log as `modelhost serve` wires them (used when options say auth=True).
     app = create_app(client.registry, options=ServerOptions(pool=pool, **options),
+                     keys=client.keys, audit=client.audit,
                      today=lambda: TODAY)
     async with app.running():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield app, http
-
-
-@pytest.fixture
-def iris_client(sqlite_client: Client) -> Client:
-    """A registry with iris 1.0.0 in production and 1.0.1 registered."""
-    registry = sqlite_client.registry
-    v1 = registry.register(iris_model(), name="iris", input_example=iris_example())
-    registry.register(iris_model(C=0.01), name="iris", input_example=iris_example())
-    registry.transition("iris", v1.version, "staging")
-    registry.transition("iris", v1.version, "production")
-    return sqlite_client
 
 
 def records(rows: int = 3) -> list[dict[str, float]]:

@@ -8,13 +8,12 @@ import pickle
 import tarfile
 from pathlib import Path
 
-import httpx
 import pytest
 import skops.io
 from tests.fixtures_models import iris_example, iris_model
 
 from modelhost import Client
-from modelhost.serving import Limits, ServerOptions
+from modelhost.serving import Limits
 
 from .conftest import serve
 
@@ -148,17 +147,10 @@ async def test_uploads_are_bounded(sqlite_client: Client) -> None:
 async def test_only_deployers_and_admins_upload(sqlite_client: Client) -> None:
     keys = {role: sqlite_client.keys.create(name=role, role=role).secret
             for role in ("predictor", "viewer", "deployer")}
-    options = ServerOptions(auth=True)
-    from modelhost.serving import create_app
-
-    app = create_app(sqlite_client.registry, options=options, keys=sqlite_client.keys,
-                     audit=sqlite_client.audit)
-    async with app.running():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            for role, status in (("predictor", 403), ("viewer", 403), ("deployer", 201)):
-                response = await http.post(
-                    "/v1/models/iris/versions", files={"file": ("model.skops", _skops_bytes())},
-                    data={"input_example": EXAMPLE},
-                    headers={"Authorization": f"Bearer {keys[role]}"})
-                assert response.status_code == status, (role, response.text)
+    async with serve(sqlite_client, auth=True) as (_, http):
+        for role, status in (("predictor", 403), ("viewer", 403), ("deployer", 201)):
+            response = await http.post(
+                "/v1/models/iris/versions", files={"file": ("model.skops", _skops_bytes())},
+                data={"input_example": EXAMPLE},
+                headers={"Authorization": f"Bearer {keys[role]}"})
+            assert response.status_code == status, (role, response.text)
