@@ -80,6 +80,28 @@ class Datasets:
         return self._artifacts.get_tree(dv.digest, dest)
 
 
+def read_frame(path: str | Path) -> Any:
+    """The table in a CSV/Parquet file or a folder of such files, as one DataFrame.
+
+    Raises:
+        FileNotFoundInputError: nothing exists at ``path``.
+        InvalidInputError: the file is no CSV/Parquet data.
+    """
+    source = Path(path)
+    if not source.exists():
+        raise FileNotFoundInputError(str(path))
+    fmt, files = _data_files(source)
+    return _read(files, fmt)
+
+
+def read_version(datasets: Datasets, dv: DatasetVersion) -> Any:
+    """The data of a registered dataset version (verified against its digest)."""
+    with tempfile.TemporaryDirectory(prefix="modelhost-data-") as tmp:
+        folder = datasets.materialize(dv, Path(tmp) / "data")
+        fmt, files = _data_files(folder)
+        return _read(files, fmt)
+
+
 def _data_files(source: Path) -> tuple[str, list[Path]]:
     if source.is_file():
         files = [source]
@@ -167,4 +189,5 @@ def _num(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-__all__ = ["PERCENTILE_LEVELS", "QUANTILE_LEVELS", "Datasets", "profile"]
+__all__ = ["PERCENTILE_LEVELS", "QUANTILE_LEVELS", "Datasets", "profile", "read_frame",
+           "read_version"]
