@@ -2,6 +2,13 @@
 
 Each one builds its step key, reuses its cached record when the runner allows it, or
 does its work and saves what it produced; the runner decides the order and tracks the run.
+
+The results of validate, register and deploy live in the store the run writes to (the
+validation reports with a tracked run, the version in the registry), not in the work dir.
+The lock file may have been written against another store (a fresh ``MODELHOST_HOME``,
+another database), so these steps are skipped only when this store holds what their
+entry records: the run that stored the validation reports, the version registered by the
+recorded run, and, for deploy, that same registration (its run is part of deploy's key).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class BuiltinRun(Protocol):
     spec: PipelineSpec
     client: Client
     lock: LockFile
+    records: dict[str, StepRecord]
     reason: str | None
     trigger: str
     commit: str | None
@@ -83,7 +91,7 @@ def validate(run: BuiltinRun) -> StepResult:
         params=json_digest({n: file_digest(p) for n, p in schemas.items()}),
         inputs={n: run.datasets[n].version.digest for n in schemas})
     cached = run.cached(VALIDATE, key)
-    if cached is not None:
+    if cached is not None and _reports_in_store(run, cached.run_id, list(schemas)):
         run.reuse(VALIDATE, cached)
         run.validation = [DatasetValidation(**v) for v in cached.facts["validation"]]
         return StepResult(name=VALIDATE, kind=VALIDATE, status=StepStatus.SKIPPED,
@@ -102,6 +110,20 @@ def validate(run: BuiltinRun) -> StepResult:
     return StepResult(name=VALIDATE, kind=VALIDATE, status=StepStatus.RAN, message=line)
 
 
+def _reports_in_store(run: BuiltinRun, run_id: str, datasets: list[str]) -> bool:
+    """Whether this store holds the run that stored the validation reports of a cached
+    validate step (a lock written against another store names a run this one lacks)."""
+    try:
+        artifacts = run.client.tracking.get_run(run_id).artifacts
+    except NotFoundError:
+        return False
+    return all(_report_name(name) in artifacts for name in datasets)
+
+
+def _report_name(dataset: str) -> str:
+    return f"pipeline/validation/{dataset}.json"
+
+
 def _log_validation_reports(run: BuiltinRun) -> None:
     assert run.run_handle is not None
     with tempfile.TemporaryDirectory(prefix="modelhost-validation-") as tmp:
@@ -109,7 +131,7 @@ def _log_validation_reports(run: BuiltinRun) -> None:
             file = Path(tmp) / f"{v.dataset}.json"
             file.write_text(json.dumps(v.to_dict(), indent=2, default=str),
                             encoding="utf-8")
-            run.run_handle.log_artifact(file, name=f"pipeline/validation/{v.dataset}.json")
+            run.run_handle.log_artifact(file, name=_report_name(v.dataset))
 
 
 # --- gate ---------------------------------------------------------------------------
@@ -196,7 +218,9 @@ def register(run: BuiltinRun) -> StepResult:
                 "metrics": json_digest(run.metrics), "params": json_digest(run.params),
                 "datasets": json_digest(dataset_refs)})
     cached = run.cached(REGISTER, key)
-    if cached is not None and _exists(run, model.name, str(cached.facts.get("version"))):
+    if cached is not None and _registered_here(run, model.name,
+                                               str(cached.facts.get("version")),
+                                               run_id=cached.run_id):
         run.reuse(REGISTER, cached)
         run.model_version = str(cached.facts["version"])
         return StepResult(name=REGISTER, kind=REGISTER, status=StepStatus.SKIPPED,
@@ -221,12 +245,14 @@ def register(run: BuiltinRun) -> StepResult:
                       message=f"{model.name} {version.version}")
 
 
-def _exists(run: BuiltinRun, model: str, version: str) -> bool:
+def _registered_here(run: BuiltinRun, model: str, version: str, *, run_id: str) -> bool:
+    """Whether this store has ``model`` ``version`` registered by the run ``run_id``: a
+    version of that number from elsewhere (another pipeline, another store) is not ours."""
     try:
-        run.client.registry.get_version(model, version)
+        found = run.client.registry.get_version(model, version)
     except (NotFoundError, InvalidInputError):
         return False
-    return True
+    return found.lineage.run_id == run_id
 
 
 # --- deploy -------------------------------------------------------------------------
@@ -237,9 +263,12 @@ def deploy(run: BuiltinRun) -> StepResult:
     deploy = run.spec.deploy
     model = run.spec.model
     assert deploy is not None and model is not None and run.model_version is not None
+    # The registering run tells this registration from a version of the same number
+    # registered anew (in a fresh store), which has not been deployed yet.
     key = StepKey(code=module_digest(deploy_module),
                   params=json_digest(deploy.model_dump()),
-                  inputs={"version": f"{model.name}@{run.model_version}"})
+                  inputs={"version": f"{model.name}@{run.model_version}",
+                          "registered_by": run.records[REGISTER].run_id})
     cached = run.cached(DEPLOY, key)
     if cached is not None:
         run.reuse(DEPLOY, cached)

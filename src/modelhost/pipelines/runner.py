@@ -6,7 +6,9 @@ gate results and a ``pipeline/record.json`` artifact that ``modelhost reproduce`
 
 A step is skipped when its code hash, params hash and input hashes equal those of its
 entry in ``modelhost.lock`` and its outputs are still intact in the work dir; its outputs
-are then read from there and its metrics logged on the new run again. A step that fails
+are then read from there and its metrics logged on the new run again. The built-in steps
+whose results live in the store (validate, register, deploy) are also checked against the
+store this run writes to (see ``builtin_steps``). A step that fails
 stops the pipeline; the steps before it stay cached, so running again resumes there.
 """
 

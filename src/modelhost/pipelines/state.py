@@ -3,7 +3,8 @@
 One entry per step that last *succeeded*: the key it ran with (code hash, params hash,
 input hashes) and what it produced (outputs with their sha256, metrics it logged, facts of
 built-in steps such as the registered version). A step whose current key equals its entry,
-and whose output files are still there with the recorded hashes, is skipped.
+and whose output files are still there with the recorded hashes, is skipped; a built-in
+step whose results live in the store is skipped only if the store holds them too.
 
 The file is YAML, sorted and free of machine paths (outputs are relative to the work dir),
 and rewritten atomically after every successful step, so a pipeline that fails half-way
