@@ -269,9 +269,9 @@ def test_many_changes_are_summarised() -> None:
     assert reason.endswith(" and 4 more")
 
 
-def test_signature_none_is_major_unless_both_are_none() -> None:
+def test_adding_a_signature_is_minor_and_dropping_it_major() -> None:
     assert compare_signatures(None, None)[0] is Bump.PATCH
-    assert compare_signatures(None, BASE) == (Bump.MAJOR, "adds a signature")
+    assert compare_signatures(None, BASE) == (Bump.MINOR, "adds a signature")
     assert compare_signatures(BASE, None) == (Bump.MAJOR, "drops the signature")
 
 

@@ -205,3 +205,12 @@ def test_predict_in_process(home: Path, model_file: Path, example_file: Path, tm
     bad.write_text('[{"sepal_length": "x"}]')
     code, _, err = cli(capsys, "predict", "iris", "--input", bad)
     assert code == 1 and "expected double, got string" in err
+
+
+def test_adding_a_signature_is_a_minor_version(home: Path, model_file: Path,
+                                                example_file: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "register", model_file, "--name", "iris")[0] == 0
+    code, out, _ = cli(capsys, "register", model_file, "--name", "iris", "--json",
+                       "--input-example", example_file)
+    assert code == 0 and json.loads(out)["version"] == "1.1.0"

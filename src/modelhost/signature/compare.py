@@ -15,14 +15,18 @@ def compare_signatures(old: Signature | None, new: Signature | None) -> tuple[Bu
 
     MAJOR: an input column dropped, retyped, newly required (added as required, or optional
     turned required) or no longer nullable; any change of input tensors; a switch between
-    column and tensor inputs; an output dropped or retyped; a signature added or removed.
-    MINOR: only optional inputs or outputs added, or inputs relaxed (nullable, optional).
+    column and tensor inputs; an output dropped or retyped; the signature removed.
+    MINOR: only optional inputs or outputs added, inputs relaxed (nullable, optional), or a
+    signature added where there was none (the old version accepted its inputs unchecked, so
+    every client that got predictions from it still sends what the model can use).
     PATCH: the same contract. The reason names the changes that decide the bump.
     """
     if old is None or new is None:
         if old is None and new is None:
             return Bump.PATCH, "same contract (neither version has a signature)"
-        return Bump.MAJOR, "adds a signature" if old is None else "drops the signature"
+        if old is None:
+            return Bump.MINOR, "adds a signature"
+        return Bump.MAJOR, "drops the signature"
     changes = [*_compare_specs(old.inputs, new.inputs, "input"),
                *_compare_specs(old.outputs, new.outputs, "output")]
     if not changes:
