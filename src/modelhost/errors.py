@@ -86,6 +86,21 @@ class UntrustedArtifactError(InvalidInputError):
         )
 
 
+class UntrustedTypesError(UntrustedArtifactError):
+    """A skops file holding types outside skops' default safe list, without the trust flag."""
+
+    def __init__(self, types: Sequence[str]) -> None:
+        InvalidInputError.__init__(
+            self,
+            f"the skops file holds types that skops does not trust by default: "
+            f"{', '.join(types)}; loading them can run code from their modules. If you trust "
+            "the file's author, re-run with --trust-pickle (Python: trust_pickle=True, "
+            "server: MODELHOST_TRUST_PICKLE=true), which trusts exactly these types for "
+            "this version"
+        )
+        self.types = list(types)
+
+
 class UnknownFlavorError(InvalidInputError):
     def __init__(self, flavor: str, known: Sequence[str]) -> None:
         super().__init__(

@@ -214,3 +214,20 @@ def test_adding_a_signature_is_a_minor_version(home: Path, model_file: Path,
     code, out, _ = cli(capsys, "register", model_file, "--name", "iris", "--json",
                        "--input-example", example_file)
     assert code == 0 and json.loads(out)["version"] == "1.1.0"
+
+
+def test_untrusted_skops_types_are_named_with_the_flag_that_trusts_them(
+        home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+    from tests.fixtures_models import iris
+
+    X, y = iris()
+    path = tmp_path / "forest.skops"
+    skops.io.dump(RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y), path)
+    code, _, err = cli(capsys, "register", path, "--name", "forest")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "types that skops does not trust by default: sklearn.tree._tree.Tree;" in err
+    assert "--trust-pickle" in err and "MODELHOST_TRUST_PICKLE=true" in err
+    assert "save the model with skops" not in err
+    code, out, _ = cli(capsys, "register", path, "--name", "forest", "--trust-pickle")
+    assert code == 0 and "Registered forest 1.0.0" in out

@@ -144,7 +144,7 @@ def test_import_skops_with_a_custom_class_is_refused_without_trust(
     dest = tmp_path / "dest"
     with pytest.raises(UntrustedArtifactError, match="MajorityClassifier") as info:
         flavor.import_path(src, dest)
-    assert "skops file with types outside skops' safe list" in info.value.message
+    assert "types that skops does not trust by default" in info.value.message
     assert entries(dest) == []
     saved = flavor.import_path(src, dest, trust_pickle=True)
     assert same(flavor.load(dest, saved.meta).predict(X), model.predict(X))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from modelhost.errors import MissingDependencyError, UntrustedArtifactError
+from modelhost.errors import MissingDependencyError, UntrustedTypesError
 from modelhost.flavors._files import load_failed, reason
 
 PickleKind = Literal["joblib", "pickle", "cloudpickle"]
@@ -76,11 +76,13 @@ def untrusted_types(file: Path, *, what: str) -> list[str]:
 
 
 def require_trusted_types(types: Sequence[str], *, trust_pickle: bool) -> None:
-    """Refuse a skops file with types outside skops' safe list unless trusted."""
+    """Refuse a skops file with types outside skops' safe list unless trusted.
+
+    Raises:
+        UntrustedTypesError: naming the types and the flag that trusts them.
+    """
     if types and not trust_pickle:
-        raise UntrustedArtifactError(
-            f"skops file with types outside skops' safe list: {', '.join(types)}"
-        )
+        raise UntrustedTypesError(types)
 
 
 def load_skops(file: Path, trusted: object, *, what: str) -> Any:
