@@ -15,7 +15,7 @@ from modelhost.artifacts import ArtifactStore, open_artifact_store
 from modelhost.config import Settings
 from modelhost.entities import Model, ModelVersion, Stage, StageChange
 from modelhost.errors import InvalidInputError
-from modelhost.registry import LoadedVersion, Registry
+from modelhost.registry import LoadedVersion, PredictionResult, Registry
 from modelhost.security import ApiKeys
 from modelhost.store import Database, DatasetStore, ModelStore, TrackingStore
 from modelhost.store.audit import AuditStore
@@ -81,6 +81,16 @@ class Client:
 
     def load_model(self, name: str, ref: str = "latest") -> LoadedVersion:
         return self.registry.load(name, ref)
+
+    def predict(self, name: str, inputs: Any, *, version: str = "@production"
+                ) -> PredictionResult:
+        """Predict in-process with a registered version (by default the production one).
+
+        ``inputs``: records, a dict of columns, a list of rows or a DataFrame. A version
+        with a signature checks them against it; one without passes the columns to the
+        model as given.
+        """
+        return self.registry.predict(name, version, inputs)
 
     def close(self) -> None:
         self.db.dispose()

@@ -231,3 +231,48 @@ def test_untrusted_skops_types_are_named_with_the_flag_that_trusts_them(
     assert "save the model with skops" not in err
     code, out, _ = cli(capsys, "register", path, "--name", "forest", "--trust-pickle")
     assert code == 0 and "Registered forest 1.0.0" in out
+
+
+def test_a_version_without_signature_predicts_on_the_columns_given(
+        home: Path, model_file: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "register", model_file, "--name", "iris")[0] == 0
+    csv = tmp_path / "example.csv"
+    iris_example(rows=3).to_csv(csv, index=False)
+    code, out, err = cli(capsys, "predict", "iris", "--version", "1.0.0", "--input", csv)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["version"] == "1.0.0"
+    assert result["predictions"] == iris_model().predict(iris_example(rows=3)).tolist()
+    assert len(result["probabilities"]) == 3
+    records = tmp_path / "rows.json"
+    records.write_text(iris_example(rows=2).to_json(orient="records"))
+    code, out, _ = cli(capsys, "predict", "iris", "--version", "1.0.0", "--input", records)
+    assert code == 0 and len(json.loads(out)["predictions"]) == 2
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('[{"a": 1.0, "b": 2.0}]')
+    code, _, err = cli(capsys, "predict", "iris", "--version", "1.0.0", "--input", wrong)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "the model failed to predict: it raised ValueError" in err
+    assert "has no signature" in err and "--input-example" in err
+
+
+def test_an_input_example_may_be_one_json_record(home: Path, model_file: Path,
+                                                  tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    record = iris_example(rows=1).to_dict(orient="records")[0]
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(record))
+    code, out, err = cli(capsys, "register", model_file, "--name", "iris", "--json",
+                         "--input-example", one)
+    assert code == 0, err
+    assert [c["name"] for c in json.loads(out)["signature"]["inputs"]] == list(record)
+    code, out, err = cli(capsys, "register", model_file, "--name", "iris", "--json",
+                         "--input-example", json.dumps(record))  # inline JSON
+    assert code == 0 and json.loads(out)["version"] == "1.0.1", err
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text('{"sepal_length": 5.1, "sepal_width": [3.5, 3.0]}')
+    code, _, err = cli(capsys, "register", model_file, "--name", "iris",
+                       "--input-example", mixed)
+    assert code == 1 and "mixes single values ('sepal_length') with lists of values" in err
+    assert "must pass an index" not in err

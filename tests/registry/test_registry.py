@@ -371,3 +371,23 @@ def test_optimize_keeps_the_original_when_conversion_is_impossible(client: Clien
     assert mv.flavor == "sklearn"
     assert mv.flavor_meta["optimize"]["chosen"] == "original"
     assert "not converted" in mv.flavor_meta["optimize"]["reason"]
+
+
+def test_client_predicts_with_a_version_without_signature(tmp_path: Path) -> None:
+    from tests.fixtures_models import iris_example, iris_model
+
+    import modelhost as mh
+
+    with mh.Client(home=tmp_path / "home") as client:
+        client.registry.register(iris_model(), name="iris")
+        assert client.get_model_version("iris").signature is None
+        client.transition_stage("iris", "1.0.0", "staging")
+        client.transition_stage("iris", "1.0.0", "production")
+        expected = iris_model().predict(iris_example(rows=2)).tolist()
+        result = client.predict("iris", iris_example(rows=2))
+        assert result.version.version == "1.0.0" and result.predictions == expected
+        records = iris_example(rows=2).to_dict(orient="records")
+        assert client.predict("iris", records, version="1.0.0").predictions == expected
+        one = client.predict("iris", records[0], version="latest")
+        assert one.predictions == expected[:1] and len(one.probabilities or []) == 1
+        assert result.to_dict()["model"] == "iris"

@@ -30,3 +30,14 @@ def read_input_file(path: Path) -> Any:
             data = data["inputs"]
         return data
     raise InvalidInputError(f"{path.name}: use a .json or .csv file")
+
+
+def read_inline_json(text: str, *, what: str) -> Any:
+    """Rows given as JSON on the command line (``{"inputs": ...}`` is unwrapped)."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"{what} is neither a file nor valid JSON: {exc}") from exc
+    if isinstance(data, dict) and "inputs" in data:
+        data = data["inputs"]
+    return data

@@ -72,8 +72,9 @@ def register(
                                "semver rule."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickle-based "
                                       "files; they can run code when loaded."),
-    input_example: Path | None = typer.Option(None, "--input-example", help="CSV or JSON "
-                                              "file with a few input rows."),
+    input_example: str | None = typer.Option(None, "--input-example", help="CSV or JSON "
+                                             "file with a few input rows, or inline JSON "
+                                             "(one record or a list of records)."),
     description: str = typer.Option("", "--description"),
     optimize: bool = typer.Option(False, "--optimize", help="Also convert a scikit-learn "
                                   "model to ONNX; serve it if it agrees and is faster."),
@@ -90,10 +91,12 @@ def register(
                f"sha256:{mv.artifact_digest[:12]})")
 
 
-def _read_example(path: Path) -> object:
-    from modelhost.cli.inputs import read_input_file
+def _read_example(value: str) -> object:
+    from modelhost.cli.inputs import read_inline_json, read_input_file
 
-    return read_input_file(path)
+    if value.lstrip()[:1] in ("{", "[") and not Path(value).exists():
+        return read_inline_json(value, what="--input-example")
+    return read_input_file(Path(value))
 
 
 @app.command("stage")

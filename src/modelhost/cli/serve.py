@@ -122,24 +122,14 @@ def predict(
     version: str = typer.Option("@production", "--version",
                                 help="Version, alias, latest or @stage."),
 ) -> None:
-    """Predict in-process with a registered version (no server needed); prints JSON."""
+    """Predict in-process with a registered version (no server needed); prints JSON.
+
+    A version without a signature gets the file's columns as they are."""
     from modelhost.cli.inputs import read_input_file
-    from modelhost.signature import InputValidator, to_jsonable
 
     registry = STATE.client().registry
     loaded = registry.load(name, version)
-    data = read_input_file(input)
-    payload = to_jsonable(data, max_rows=10**9) if not isinstance(data, list | dict) else data
-    mv = loaded.version
-    frame = InputValidator(mv.signature).validate(payload) if mv.signature else payload
-    predictions = loaded.model.predict(frame)
-    result: dict[str, Any] = {"model": mv.model, "version": mv.version,
-                              "predictions": predictions.tolist()}
-    if loaded.model.has_proba:
-        probabilities = loaded.model.predict_proba(frame)
-        if probabilities is not None:
-            result["probabilities"] = probabilities.tolist()
-    emit(result, as_json=True)
+    emit(loaded.predict(read_input_file(input)).to_dict(), as_json=True)
 
 
 def is_loopback(host: str) -> bool:

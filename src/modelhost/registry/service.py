@@ -28,7 +28,9 @@ from modelhost.entities import (
 from modelhost.errors import (
     FileNotFoundInputError,
     InvalidInputError,
+    ModelhostError,
     ModelLoadError,
+    PredictionFailedError,
     ReservedAliasError,
     VersionExistsError,
 )
@@ -49,6 +51,56 @@ class LoadedVersion:
 
     version: ModelVersion
     model: LoadedModel
+
+    def predict(self, inputs: Any) -> PredictionResult:
+        """Predict on ``inputs``: records, a dict of columns (or of scalars: one row),
+        a list of rows, or a DataFrame.
+
+        With a signature the inputs are checked and converted by it (every problem is
+        reported at once). A version registered without one passes them to the model as
+        given: records and columns become a DataFrame with exactly the columns sent, a
+        DataFrame goes as it is, a list of rows becomes an array.
+
+        Raises:
+            SignatureViolationError: the inputs break the signature.
+            InvalidInputError: inputs that are no table or array at all.
+            PredictionFailedError: the model raised.
+        """
+        mv = self.version
+        if mv.signature is not None and mv.signature.inputs:
+            model_input = signatures.InputValidator(mv.signature).validate(inputs)
+        elif _is_dataframe(inputs):
+            model_input = inputs
+        else:
+            model_input = signatures.example_from_jsonable(inputs, what="input")
+        try:
+            predictions, probabilities = self.model.predict_with_proba(model_input)
+        except ModelhostError:
+            raise
+        except Exception as exc:  # a user model may raise anything; report, don't crash
+            raise PredictionFailedError(_model_failure(exc, signed=mv.signature is not None)
+                                        ) from exc
+        return PredictionResult(
+            version=mv, predictions=predictions.tolist(),
+            probabilities=None if probabilities is None else probabilities.tolist())
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """The predictions of one version (and class probabilities when it has them)."""
+
+    version: ModelVersion
+    predictions: list[Any]
+    probabilities: list[Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shape of the prediction API's answer (without request id)."""
+        result: dict[str, Any] = {"model": self.version.model,
+                                  "version": self.version.version,
+                                  "predictions": self.predictions}
+        if self.probabilities is not None:
+            result["probabilities"] = self.probabilities
+        return result
 
 
 class Registry:
@@ -279,6 +331,11 @@ class Registry:
             return card.render_html(mv, history)
         raise InvalidInputError(f"unknown card format {format!r}: use 'md' or 'html'")
 
+    def predict(self, name: str, ref: str, inputs: Any) -> PredictionResult:
+        """Load version ``ref`` of ``name`` and predict on ``inputs`` in-process (see
+        :meth:`LoadedVersion.predict`)."""
+        return self.load(name, ref).predict(inputs)
+
     def load(self, name: str, ref: str, *, trust_pickle: bool = False) -> LoadedVersion:
         """Fetch a version's artifact, verify every byte's sha256 and load the model."""
         mv = self.get_version(name, ref)
@@ -311,6 +368,21 @@ def _signature_for(given: Signature | None, example: Any,
         signature = Signature(inputs=signature.inputs,
                               outputs=signatures.infer_signature(example, predictions).outputs)
     return signature
+
+
+def _is_dataframe(value: Any) -> bool:
+    # Checked by name so that pandas is not imported for inputs that cannot be frames.
+    return type(value).__name__ == "DataFrame" and type(value).__module__.startswith("pandas")
+
+
+def _model_failure(exc: Exception, *, signed: bool) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    reason = f"it raised {type(exc).__name__}" + (f": {first}" if first else "")
+    if not signed:
+        reason += ("; this version has no signature, so its input reaches the model as "
+                   "given: send the columns it was trained on, or register it with "
+                   "--input-example to have inputs checked")
+    return reason
 
 
 def _inherit(latest: ModelVersion | None, loaded: LoadedModel) -> tuple[Any, Signature | None]:

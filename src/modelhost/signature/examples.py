@@ -84,19 +84,21 @@ def _jsonable(value: Any) -> Any:
     raise InvalidInputError(f"a value of type {type(value).__name__} has no JSON form")
 
 
-def example_from_jsonable(data: Any, signature: Signature | None = None) -> Any:
+def example_from_jsonable(data: Any, signature: Signature | None = None, *,
+                          what: str = "input example") -> Any:
     """Rebuild model input from what :func:`to_jsonable` produced.
 
     With a signature this is ``InputValidator(signature).validate(data)`` (and raises what
-    it raises); without one, records or a dict of columns give a DataFrame and anything
-    else an ndarray.
+    it raises); without one, records or a dict of columns give a DataFrame (a dict of
+    single values is one row) and anything else an ndarray. ``what`` names the data in
+    error messages.
     """
     if signature is not None and signature.inputs:
         return InputValidator(signature).validate(data)
     if isinstance(data, dict) or (
             isinstance(data, list) and data and all(isinstance(r, dict) for r in data)):
-        return _dataframe(data, "input example")
+        return _dataframe(data, what)
     try:
         return np.asarray(data)
     except ValueError as exc:
-        raise InvalidInputError(f"the input example is a ragged nested list: {exc}") from exc
+        raise InvalidInputError(f"the model {what} is a ragged nested list: {exc}") from exc

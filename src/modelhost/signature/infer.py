@@ -77,10 +77,28 @@ def _infer_specs(data: Any, role: str) -> tuple[Spec, ...]:
 
 
 def _dataframe(data: Any, role: str) -> Any:
+    """A DataFrame from records or a dict of columns; a dict of single values is one row."""
+    if isinstance(data, dict) and data:
+        scalar = [not _is_list_like(v) for v in data.values()]
+        if all(scalar):
+            data = [data]
+        elif any(scalar):
+            names = [str(k) for k, one in zip(data, scalar, strict=True) if one][:3]
+            raise InvalidInputError(
+                f"the model {role} mixes single values ({', '.join(map(repr, names))}) with "
+                'lists of values: give one record {"col": value, ...} or columns '
+                '{"col": [value, ...], ...}')
     try:
         return pd.DataFrame(data)
     except (ValueError, TypeError) as exc:
-        raise InvalidInputError(f"the model {role} is not a table: {exc}") from exc
+        raise InvalidInputError(
+            f"the model {role} is not a table ({exc}): give records "
+            '[{"col": value, ...}, ...], one record {"col": value, ...} or columns '
+            '{"col": [value, ...], ...}') from exc
+
+
+def _is_list_like(value: Any) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray, pd.Series))
 
 
 def _column_specs(frame: Any, role: str) -> tuple[ColumnSpec, ...]:
