@@ -334,7 +334,7 @@ def _traversals() -> None:
              headers=[JSON], body=_json({"version": text}))
         _add(f"key-models:{label}", "traversal", "POST", "/v1/keys", 422,
              headers=[JSON], body=_json({"name": "t", "role": "predictor", "models": [text]}))
-        _add(f"v2-output-name:{label}", "traversal", "POST", "/v2/models/iris/infer", 422,
+        _add(f"v2-output-name:{label}", "traversal", "POST", "/v2/models/iris/infer", 400,
              "v2", headers=[JSON],
              body=_json({**json.loads(V2_OK), "outputs": [{"name": text}]}))
 

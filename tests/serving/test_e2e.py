@@ -251,6 +251,9 @@ def test_open_inference_v2_with_tritonclient(main: ServerProcess) -> None:
         assert set(meta["versions"]) == {"1.0.0", "1.0.1"}
         assert [i["name"] for i in meta["inputs"]] == COLUMNS
         assert {i["datatype"] for i in meta["inputs"]} == {"FP64"}
+        # Metadata names the outputs infer answers (never "0"), with their datatypes.
+        assert [(o["name"], o["datatype"]) for o in meta["outputs"]] == [
+            ("predict", "INT64"), ("predict_proba", "FP64")]
         assert client.get_model_metadata("iris", "1.0.1")["name"] == "iris"
         with pytest.raises(InferenceServerException, match="nope"):
             client.get_model_metadata("nope")
@@ -275,8 +278,8 @@ def test_open_inference_v2_with_tritonclient(main: ServerProcess) -> None:
         for binary in (True, False):
             for make_inputs in (per_column, one_matrix):
                 for version in ("1.0.0", "1.0.1"):
-                    outputs = [InferRequestedOutput("predict", **options(binary)),
-                               InferRequestedOutput("predict_proba", **options(binary))]
+                    outputs = [InferRequestedOutput(o["name"], **options(binary))
+                               for o in meta["outputs"]]
                     result = client.infer("iris", make_inputs(binary), outputs=outputs,
                                           model_version=version, request_id="e2e-v2")
                     output = result.get_output("predict")
@@ -284,6 +287,8 @@ def test_open_inference_v2_with_tritonclient(main: ServerProcess) -> None:
                     sent_binary = "binary_data_size" in output.get("parameters", {})
                     assert sent_binary == binary, output
                     response = result.get_response()
+                    assert [(o["name"], o["datatype"]) for o in response["outputs"]] == [
+                        (o["name"], o["datatype"]) for o in meta["outputs"]]
                     assert response["model_name"] == "iris"
                     assert response["model_version"] == version
                     assert response["id"] == "e2e-v2"

@@ -17,11 +17,15 @@ from modelhost.serving.protocols.v2 import (
     DATATYPES,
     HEADER_LENGTH,
     InferRequest,
+    OutputSpec,
     RequestedOutput,
     Tensor,
     build_infer_response,
+    check_requested,
+    conform,
     error_body,
     model_metadata,
+    model_outputs,
     parse_infer_request,
     server_metadata,
     to_model_input,
@@ -444,8 +448,8 @@ def test_requested_outputs_pick_order_and_format() -> None:
 
 
 def test_unknown_requested_output() -> None:
-    with pytest.raises(InvalidInputError,
-                       match="requested output 'nope' does not exist; available outputs: y"):
+    with pytest.raises(MalformedRequestError, match="requested output 'nope' does not "
+                       "exist; the outputs of this model are: y"):
         build_infer_response(model_name="m", model_version="1", request_id=None,
                              outputs=[("y", np.zeros(1))],
                              requested=[RequestedOutput("nope", False)], binary_default=False)
@@ -572,10 +576,10 @@ def test_tensor_signature_and_no_signature() -> None:
 def test_model_metadata_from_columns_and_tensors() -> None:
     signature = Signature(
         inputs=tuple(ColumnSpec(t.value, t) for t in ColumnType),
-        outputs=(TensorSpec("float64", (-1,), "proba"), TensorSpec("int32", (-1, 3)),
-                 TensorSpec("str", (-1,)), TensorSpec("bool", (2,), "flag")))
+        outputs=(TensorSpec("int32", (-1,)),))
+    outputs = model_outputs(signature, has_proba=True, classes=[0, 1, 2])
     meta = model_metadata(name="m", versions=["1.0.0", "1.1.0"], platform="sklearn",
-                          signature=signature)
+                          signature=signature, outputs=outputs)
     assert meta["name"] == "m" and meta["versions"] == ["1.0.0", "1.1.0"]
     assert meta["platform"] == "sklearn"
     assert meta["inputs"] == [
@@ -586,13 +590,58 @@ def test_model_metadata_from_columns_and_tensors() -> None:
         {"name": "boolean", "datatype": "BOOL", "shape": [-1]},
         {"name": "string", "datatype": "BYTES", "shape": [-1]},
         {"name": "datetime", "datatype": "BYTES", "shape": [-1]}]
+    # The names infer answers, never the signature's positions ("0").
     assert meta["outputs"] == [
-        {"name": "proba", "datatype": "FP64", "shape": [-1]},
-        {"name": "1", "datatype": "INT32", "shape": [-1, 3]},
-        {"name": "2", "datatype": "BYTES", "shape": [-1]},
-        {"name": "flag", "datatype": "BOOL", "shape": [2]}]
-    assert model_metadata(name="m", versions=[], platform="python", signature=None) == {
-        "name": "m", "versions": [], "platform": "python", "inputs": [], "outputs": []}
+        {"name": "predict", "datatype": "INT32", "shape": [-1]},
+        {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 3]}]
+    tensors = Signature(inputs=(TensorSpec("float32", (-1, 28, 28), "image"),
+                                TensorSpec("uint8", (-1, 3))))
+    assert model_metadata(name="m", versions=[], platform="python", signature=tensors,
+                          outputs=model_outputs(tensors, has_proba=False, classes=None)) == {
+        "name": "m", "versions": [], "platform": "python",
+        "inputs": [{"name": "image", "datatype": "FP32", "shape": [-1, 28, 28]},
+                   {"name": "1", "datatype": "UINT8", "shape": [-1, 3]}],
+        "outputs": [{"name": "predict", "datatype": "FP64", "shape": [-1]}]}
+
+
+@pytest.mark.parametrize(("specs", "classes", "predict"), [
+    ((TensorSpec("str", (-1,)),), None, ("BYTES", (-1,))),
+    ((TensorSpec("float64", (-1, 2)),), None, ("FP64", (-1, 2))),
+    ((ColumnSpec("y", ColumnType.LONG),), None, ("INT64", (-1,))),
+    ((ColumnSpec("a", ColumnType.DOUBLE), ColumnSpec("b", ColumnType.DOUBLE)), None,
+     ("FP64", (-1, 2))),
+    ((ColumnSpec("a", ColumnType.DOUBLE), ColumnSpec("b", ColumnType.STRING)), None,
+     ("BYTES", (-1, 2))),
+    ((), ["cat", "dog"], ("BYTES", (-1,))),
+    ((), [0, 1], ("INT64", (-1,))),
+    ((), None, ("FP64", (-1,))),
+])
+def test_predict_output_type(specs: tuple[Any, ...], classes: list[Any] | None,
+                             predict: tuple[str, tuple[int, ...]]) -> None:
+    signature = Signature(inputs=(ColumnSpec("x", ColumnType.DOUBLE),), outputs=specs)
+    (output,) = model_outputs(signature, has_proba=False, classes=classes)
+    assert (output.name, output.datatype, output.shape) == ("predict", *predict)
+    proba = model_outputs(None, has_proba=True, classes=None)[1]
+    assert (proba.name, proba.datatype, proba.shape) == ("predict_proba", "FP64", (-1, -1))
+
+
+def test_requested_outputs_are_checked_against_the_model() -> None:
+    outputs = model_outputs(None, has_proba=True, classes=[0, 1])
+    check_requested([RequestedOutput("predict_proba", True)], outputs)
+    with pytest.raises(MalformedRequestError, match="requested output '0' does not exist; "
+                       "the outputs of this model are: predict, predict_proba"):
+        check_requested([RequestedOutput("predict", False), RequestedOutput("0", False)],
+                        outputs)
+
+
+def test_cached_answers_conform_to_the_declared_datatype() -> None:
+    fp32 = OutputSpec("predict", "FP32", (-1,))
+    assert conform(np.array([0.5, 1.0]), fp32).dtype == np.float32
+    assert conform(np.array([1, 2]), OutputSpec("predict", "INT32", (-1,))).dtype == np.int32
+    labels = np.array(["a", "b"], dtype=object)  # never forced into another kind
+    assert conform(labels, fp32) is labels
+    floats = np.array([0.5])
+    assert conform(floats, OutputSpec("predict", "INT64", (-1,))) is floats
 
 
 def test_server_metadata_and_error_body() -> None:

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modelhost.errors import ModelhostError
 from modelhost.registry.uploads import UploadLimits
 from modelhost.security import ApiKeys
-from modelhost.serving import admin, openapi, upload
+from modelhost.serving import admin, infer_v2, openapi, upload
 from modelhost.serving import errors as http_errors
 from modelhost.serving.guard import OPEN_PATHS
 from modelhost.serving.http import request_id
@@ -159,13 +159,16 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
 
     async def v2_metadata(name: str, version: str | None) -> Response:
         try:
-            mv = await call(registry.get_version, name, version or _served_ref(pool, name))
+            # The loaded version: its outputs (probabilities or not) are those infer answers.
+            served = await pool.get(name, version or _served_ref(pool, name))
             versions = [v.version for v in await call(registry.list_versions, name)]
         except ModelhostError as exc:
             return v2_error(exc)
+        mv = served.version
         return JSONResponse(v2.model_metadata(name=name, versions=versions,
                                               platform=f"modelhost-{mv.flavor}",
-                                              signature=mv.signature))
+                                              signature=mv.signature,
+                                              outputs=infer_v2.outputs_of(served)))
 
     async def v2_model_ready(name: str, version: str | None) -> Response:
         try:

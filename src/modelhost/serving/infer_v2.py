@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from modelhost.errors import MalformedRequestError, ModelhostError
 from modelhost.serving import errors as http_errors
 from modelhost.serving.http import Reply
+from modelhost.serving.pool import ServedVersion
 from modelhost.serving.predictor import Predictor
 from modelhost.serving.protocols import v2
 
@@ -21,11 +24,14 @@ async def infer(predictor: Predictor, name: str, ref: str | None, body: bytes,
         header_length = int(raw_length)
     request = v2.parse_infer_request(body, header_length=header_length)
     served = await predictor.pool.get(name, ref)
+    specs = outputs_of(served)
+    v2.check_requested(request.outputs, specs)  # before the model runs
     payload = v2.to_model_input(request, served.version.signature)
     result = await predictor.predict(name, served.version.version, payload, None)
-    outputs: list[tuple[str, Any]] = [("predict", result.predictions)]
-    if result.probabilities is not None:
-        outputs.append(("predict_proba", result.probabilities))
+    values = {v2.PREDICT: result.predictions, v2.PREDICT_PROBA: result.probabilities}
+    outputs: list[tuple[str, Any]] = [
+        (spec.name, v2.conform(np.asarray(values[spec.name]), spec)) for spec in specs
+        if values[spec.name] is not None]
     data, extra = v2.build_infer_response(
         model_name=name, model_version=served.version.version, request_id=request.id,
         outputs=outputs, requested=request.outputs,
@@ -34,6 +40,12 @@ async def infer(predictor: Predictor, name: str, ref: str | None, body: bytes,
     reply_headers += [(b"x-model-version", served.version.version.encode()),
                       (b"x-request-id", rid.encode())]
     return Reply(200, data, reply_headers)
+
+
+def outputs_of(served: ServedVersion) -> list[v2.OutputSpec]:
+    """The outputs ``infer`` answers for this loaded version (also its model metadata)."""
+    return v2.model_outputs(served.version.signature, has_proba=served.model.has_proba,
+                            classes=served.model.classes)
 
 
 def error(exc: ModelhostError, rid: str) -> Reply:

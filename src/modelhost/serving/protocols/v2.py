@@ -21,6 +21,10 @@ Decisions worth knowing:
 * The binary part must be exactly the concatenation of the inputs' ``binary_data_size``
   bytes, in input order: short or trailing bytes are framing errors.
 * Shared memory and the classification extension are refused, not silently ignored.
+* Every model has the outputs ``predict`` and, with probabilities, ``predict_proba``:
+  model metadata lists exactly the outputs ``infer`` answers (:func:`model_outputs`). A
+  request that names outputs gets those, in its order; an unknown name is a
+  :class:`MalformedRequestError` (400) that lists the model's outputs.
 """
 
 from __future__ import annotations
@@ -42,12 +46,18 @@ from modelhost.errors import InvalidInputError, MalformedRequestError, Predictio
 __all__ = [
     "DATATYPES",
     "HEADER_LENGTH",
+    "PREDICT",
+    "PREDICT_PROBA",
     "InferRequest",
+    "OutputSpec",
     "RequestedOutput",
     "Tensor",
     "build_infer_response",
+    "check_requested",
+    "conform",
     "error_body",
     "model_metadata",
+    "model_outputs",
     "parse_infer_request",
     "server_metadata",
     "to_model_input",
@@ -596,17 +606,15 @@ def build_infer_response(*, model_name: str, model_version: str, request_id: str
     """The response body and the headers to send with it.
 
     Raises:
-        InvalidInputError: a requested output does not exist, or bytes that are not UTF-8
-            were asked for as JSON.
+        MalformedRequestError: a requested output does not exist.
+        InvalidInputError: bytes that are not UTF-8 were asked for as JSON.
         PredictionFailedError: an output's dtype has no V2 datatype.
     """
     available = dict(outputs)
     if requested:
         missing = [r.name for r in requested if r.name not in available]
         if missing:
-            raise InvalidInputError(
-                f"requested output {missing[0]!r} does not exist; available outputs: "
-                f"{', '.join(available) or 'none'}")
+            raise _unknown_output(missing[0], list(available))
         chosen = [(r.name, available[r.name], r.binary) for r in requested]
     else:
         chosen = [(name, array, binary_default) for name, array in outputs]
@@ -695,16 +703,85 @@ def _json_data(name: str, array: _Array, datatype: str) -> Any:
 
 # --- metadata -------------------------------------------------------------------------
 
+PREDICT = "predict"
+PREDICT_PROBA = "predict_proba"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One output of ``infer``, as model metadata describes it."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+def model_outputs(signature: Signature | None, *, has_proba: bool,
+                  classes: Sequence[Any] | None) -> list[OutputSpec]:
+    """The outputs ``infer`` answers: ``predict`` (what the model's predict returns, typed
+    by the signature's outputs, else by the class labels, else FP64) and, for models with
+    probabilities, ``predict_proba`` (FP64, one column per class)."""
+    outputs = [_predict_output(signature.outputs if signature else (), classes)]
+    if has_proba:
+        width = len(classes) if classes is not None else -1
+        outputs.append(OutputSpec(PREDICT_PROBA, "FP64", (-1, width)))
+    return outputs
+
+
+def _predict_output(specs: Sequence[Any], classes: Sequence[Any] | None) -> OutputSpec:
+    if len(specs) == 1 and isinstance(specs[0], TensorSpec):
+        return OutputSpec(PREDICT, _tensor_datatype(specs[0].dtype), tuple(specs[0].shape))
+    if specs:  # columns: one column is a vector, several a matrix of one type
+        types = {_spec_metadata(s, i)["datatype"] for i, s in enumerate(specs)}
+        datatype = types.pop() if len(types) == 1 else "BYTES"
+        return OutputSpec(PREDICT, datatype, (-1,) if len(specs) == 1 else (-1, len(specs)))
+    if classes is not None:
+        return OutputSpec(PREDICT, _output_datatype(PREDICT, np.asarray(classes))[0], (-1,))
+    return OutputSpec(PREDICT, "FP64", (-1,))
+
+
+def check_requested(requested: Sequence[RequestedOutput], outputs: Sequence[OutputSpec]) -> None:
+    """Raise when the request names an output the model does not have.
+
+    Raises:
+        MalformedRequestError: names the unknown output and the known ones.
+    """
+    known = [o.name for o in outputs]
+    for output in requested:
+        if output.name not in known:
+            raise _unknown_output(output.name, known)
+
+
+def _unknown_output(name: str, known: Sequence[str]) -> MalformedRequestError:
+    return MalformedRequestError(
+        f"requested output {name!r} does not exist; the outputs of this model are: "
+        f"{', '.join(known) or 'none'}")
+
+
+def conform(array: _Array, output: OutputSpec) -> _Array:
+    """``array`` in the numeric datatype that metadata declares for ``output`` (a cached
+    answer comes back from JSON as int64 or float64), when that cast keeps its kind."""
+    target = DATATYPES.get(output.datatype)
+    if target is None or output.datatype in ("BYTES", "BOOL") or array.dtype == target:
+        return array
+    if array.dtype.kind in "iuf" and np.can_cast(array.dtype, target, casting="same_kind"):
+        return array.astype(target)
+    return array
+
 
 def model_metadata(*, name: str, versions: list[str], platform: str,
-                   signature: Signature | None) -> dict[str, Any]:
-    """Model metadata; unnamed tensors are called by their position ("0", "1", ...)."""
+                   signature: Signature | None,
+                   outputs: Sequence[OutputSpec]) -> dict[str, Any]:
+    """Model metadata; unnamed input tensors are called by their position ("0", "1", ...).
+
+    ``outputs`` are those of :func:`model_outputs`: the names ``infer`` answers."""
     inputs = [_spec_metadata(s, i) for i, s in enumerate(signature.inputs)] if signature \
         else []
-    outputs = [_spec_metadata(s, i) for i, s in enumerate(signature.outputs)] if signature \
-        else []
     return {"name": name, "versions": list(versions), "platform": platform,
-            "inputs": inputs, "outputs": outputs}
+            "inputs": inputs, "outputs": [o.to_dict() for o in outputs]}
 
 
 def _spec_metadata(spec: Any, index: int) -> dict[str, Any]:
