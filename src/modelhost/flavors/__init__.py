@@ -7,12 +7,15 @@ and works without the optional extras.
     flavor = flavor_for_object(model)           # or flavor_for_path(path), get_flavor(name)
     saved = flavor.save(model, folder)          # SavedModel(meta, signature, input_example)
     loaded = flavor.load(folder, saved.meta)    # LoadedModel: predict / predict_proba
+
+Flavor modules and the libraries they use are imported under :data:`LOAD_LOCK`, one
+thread at a time: first imports of scikit-learn and friends from several threads at
+once break (see there).
 """
 
 from __future__ import annotations
 
 import importlib
-import threading
 from pathlib import Path
 
 from modelhost.errors import (
@@ -21,9 +24,10 @@ from modelhost.errors import (
     InvalidInputError,
     UnknownFlavorError,
 )
-from modelhost.flavors.base import Flavor, LoadedModel, SavedModel
+from modelhost.flavors.base import LOAD_LOCK, Flavor, LoadedModel, SavedModel
 
 __all__ = [
+    "LOAD_LOCK",
     "Flavor",
     "LoadedModel",
     "SavedModel",
@@ -45,7 +49,6 @@ _OBJECT_ORDER = ("onnx", "sklearn", "python")
 _PATH_ORDER = ("mlflow", "onnx", "sklearn")
 
 _instances: dict[str, Flavor] = {}
-_lock = threading.Lock()
 
 
 def available_flavors() -> list[str]:
@@ -62,7 +65,10 @@ def get_flavor(name: str) -> Flavor:
     target = _REGISTRY.get(name) if isinstance(name, str) else None
     if target is None:
         raise UnknownFlavorError(str(name), list(_REGISTRY))
-    with _lock:
+    flavor = _instances.get(name)
+    if flavor is not None:
+        return flavor
+    with LOAD_LOCK:
         flavor = _instances.get(name)
         if flavor is None:
             module_name, _, class_name = target.partition(":")

@@ -6,22 +6,48 @@ JSON-able ``meta`` dict, and turns that folder and ``meta`` back into a
 (with the version); neither side knows the other's format.
 
 Flavors are stateless apart from options given to their constructor, and constructors do
-no I/O, so one instance may serve many threads.
+no I/O, so one instance may serve many threads. Their ``save``, ``import_path`` and
+``load`` run one at a time per process, under :data:`LOAD_LOCK` (see there).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import functools
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
     from modelhost.entities import Signature
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+LOAD_LOCK = threading.RLock()
+"""Held by whatever may import a module for the first time while building a model: the
+flavor registry importing a flavor, and every flavor's ``save``, ``import_path`` and
+``load`` (which import scikit-learn, skops, onnxruntime, and the classes a model file
+names). Python's import system does not make first imports of large packages safe from
+several threads at once: a second thread can see a partly initialised module ("module
+'skops' has no attribute 'io'", "cannot import name 'clone' from 'sklearn.base'") or hit a
+``_DeadlockError`` between two packages that import each other. So those first imports
+happen one thread at a time. Reentrant: a flavor may load while it saves. The model
+pool holds it while it loads and warms up a version, as warming up imports too."""
+
+
+def _serialized(method: _F) -> _F:
+    @functools.wraps(method)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with LOAD_LOCK:
+            return method(*args, **kwargs)
+
+    locked.__dict__["__serialized__"] = True
+    return locked  # type: ignore[return-value]
 
 
 class LoadedModel(abc.ABC):
@@ -120,6 +146,15 @@ class Flavor(abc.ABC):
     """
 
     name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every implementation of ``save``, ``import_path`` and ``load`` runs under
+        :data:`LOAD_LOCK`, so that no flavor can forget to take it."""
+        super().__init_subclass__(**kwargs)
+        for name in ("save", "import_path", "load"):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__serialized__", False):
+                setattr(cls, name, _serialized(method))
 
     @abc.abstractmethod
     def can_save(self, model: object) -> bool:
