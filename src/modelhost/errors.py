@@ -63,6 +63,7 @@ class SignatureViolationError(InvalidInputError):
         count = total if total is not None else len(details)
         suffix = f" (and {count - 1} more problem{'s' if count > 2 else ''})" if count > 1 else ""
         super().__init__(first + suffix, details=details)
+        self.total = count
 
 
 class PathEscapeError(InvalidInputError):
@@ -129,20 +130,24 @@ class ModelLoadError(InvalidInputError):
 
 
 class NotFoundError(ModelhostError):
+    """Something named that does not exist. Where an HTTP route lists what exists, the
+    message names that route and ``cli_message`` names the command instead."""
+
     code = "not_found"
+    cli_message: str | None = None
 
 
 class ModelNotFoundError(NotFoundError):
     def __init__(self, name: str) -> None:
-        super().__init__(f"model {name!r} not found; see 'modelhost models list'")
+        super().__init__(f"model {name!r} not found; see GET /v1/models")
+        self.cli_message = f"model {name!r} not found; see 'modelhost models list'"
 
 
 class VersionNotFoundError(NotFoundError):
     def __init__(self, name: str, ref: str) -> None:
-        super().__init__(
-            f"model {name!r} has no version or alias {ref!r}; "
-            f"see 'modelhost models versions {name}'"
-        )
+        what = f"model {name!r} has no version or alias {ref!r}"
+        super().__init__(f"{what}; see GET /v1/models/{name}/versions")
+        self.cli_message = f"{what}; see 'modelhost models versions {name}'"
 
 
 class AliasNotFoundError(NotFoundError):

@@ -276,3 +276,32 @@ def test_an_input_example_may_be_one_json_record(home: Path, model_file: Path,
                        "--input-example", mixed)
     assert code == 1 and "mixes single values ('sepal_length') with lists of values" in err
     assert "must pass an index" not in err
+
+
+def test_predict_lists_every_problem_of_the_input(home: Path, model_file: Path,
+                                                  example_file: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "register", model_file, "--name", "iris", "--input-example",
+               example_file)[0] == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"sepal_length": "x", "sepal_width": "y", "petal_length": 1.0,
+                                "extra": 1}, {"sepal_length": "z"}]))
+    code, _, err = cli(capsys, "predict", "iris", "--version", "latest", "--input", bad)
+    lines = err.strip().splitlines()
+    assert code == 1 and lines[0].startswith("error: the input does not match the signature (")
+    assert "more problem" not in err and "Traceback" not in err
+    assert any("column 'sepal_length': expected double, got string at row 0" in x for x in lines)
+    assert any("column 'sepal_width': expected double, got string at row 0" in x for x in lines)
+    assert any("sepal_length" in x and "row 1" in x for x in lines)
+    assert any("extra" in x for x in lines)
+    assert len(lines) == 1 + int(lines[0].split("(")[1].split()[0])
+
+
+def test_not_found_names_the_route_and_the_cli_names_the_command(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from modelhost.errors import ModelNotFoundError, VersionNotFoundError
+
+    assert ModelNotFoundError("nope").message == "model 'nope' not found; see GET /v1/models"
+    assert VersionNotFoundError("m", "9.9.9").message.endswith("see GET /v1/models/m/versions")
+    code, _, err = cli(capsys, "models", "show", "nope")
+    assert code == 3 and err.strip() == "error: model 'nope' not found; see 'modelhost models list'"

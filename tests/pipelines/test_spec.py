@@ -65,9 +65,11 @@ def without(body: dict[str, Any], key: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("body", "message"), [
     (with_step(paramz={}),
-     "steps.train.paramz: unknown key; allowed: call, deps, inputs, outputs, params"),
-    ({**spec(), "stepz": {}}, "stepz: unknown key; allowed: datasets, deploy, description, "
-                              "experiment, gates, model, name, register, steps, work_dir"),
+     "steps.train.paramz: unknown key (did you mean 'params'?); allowed: call, deps, "
+     "inputs, outputs, params"),
+    ({**spec(), "stepz": {}}, "stepz: unknown key (did you mean 'steps'?); allowed: datasets, "
+                              "deploy, description, experiment, gates, model, name, register, "
+                              "steps, work_dir"),
     (without(spec(), "name"), "name: this key is required"),
     ({**spec(), "name": "Bad Name"}, "name: invalid pipeline name 'Bad Name'"),
     (with_step(call="steps.train"), "steps.train.call: 'steps.train' must look like "
@@ -91,7 +93,8 @@ def without(body: dict[str, Any], key: str) -> dict[str, Any]:
      "data_validation, fairness"),
     ({**spec(), "gates": [{"kind": "speed"}]}, "gates.0: a gate needs 'kind'"),
     ({**spec(), "gates": [{"kind": "threshold", "metric": "auc", "mn": 1}]},
-     "gates.0.mn: unknown key; allowed: kind, max, metric, min, name"),
+     "gates.0.mn: unknown key (did you mean 'min'?); allowed: kind, max, metric, min, "
+     "name"),
     ({**spec(), "gates": [{"kind": "threshold", "metric": "auc"}]},
      "gates.0: a threshold gate needs 'min', 'max' or both"),
     ({**spec(), "gates": [{"kind": "latency", "p99_ms": 0}]}, "gates.0.p99_ms: Input should "
@@ -148,8 +151,17 @@ def test_unquoted_dates_and_all_problems_are_reported(folder: Path) -> None:
         parse(body, folder)
     assert "steps.a.params: param 'd' must be a string, number, boolean, list or mapping; " \
            "got date (quote dates" in caught.value.message
-    assert caught.value.message.endswith("(and 1 more problem)")
     assert [d["message"] for d in caught.value.details][1].startswith("steps.a.outputz")
+    assert "; steps.a.outputz: unknown key (did you mean 'outputs'?)" in caught.value.message
+
+
+def test_a_misspelt_key_lists_every_problem_with_a_suggestion(folder: Path) -> None:
+    with pytest.raises(PipelineSpecError) as caught:
+        parse("name: toy\nstepz:\n  a: {call: 'm:f'}\n", folder)
+    assert caught.value.message.startswith(
+        "modelhost.yaml: steps: this key is required; stepz: unknown key (did you mean "
+        "'steps'?); allowed: datasets, deploy, ")
+    assert "more problem" not in caught.value.message
 
 
 def test_files_the_spec_names_must_exist(tmp_path: Path) -> None:

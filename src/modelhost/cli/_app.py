@@ -20,6 +20,7 @@ from modelhost.errors import (
     ConflictError,
     ModelhostError,
     NotFoundError,
+    SignatureViolationError,
     StoreUnavailableError,
 )
 
@@ -128,7 +129,7 @@ def run(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     except ModelhostError as exc:
-        _report(exc, f"error: {exc.message}")
+        _report(exc, _error_text(exc))
         return exit_code_for(exc)
     except ValidationError as exc:
         _report(exc, f"error: invalid configuration: {_first_validation_error(exc)}")
@@ -153,6 +154,20 @@ def _report(exc: BaseException, line: str) -> None:
     if STATE.debug:
         traceback.print_exception(exc)
     err.print(line, markup=False, highlight=False)
+
+
+def _error_text(exc: ModelhostError) -> str:
+    """``error: <message>``; input that breaks a signature lists every problem found,
+    one per line, as the server's ``details`` do."""
+    if isinstance(exc, NotFoundError) and exc.cli_message:
+        return f"error: {exc.cli_message}"
+    if isinstance(exc, SignatureViolationError) and len(exc.details) > 1:
+        lines = [f"error: the input does not match the signature ({exc.total} problems):"]
+        lines += [f"  {d.get('message', d)}" for d in exc.details]
+        if exc.total > len(exc.details):
+            lines.append(f"  ... and {exc.total - len(exc.details)} more")
+        return "\n".join(lines)
+    return f"error: {exc.message}"
 
 
 def _first_validation_error(exc: ValidationError) -> str:

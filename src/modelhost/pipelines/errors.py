@@ -15,16 +15,13 @@ from modelhost.errors import InvalidInputError
 
 
 class PipelineSpecError(InvalidInputError):
-    """``modelhost.yaml`` is not valid; ``details`` lists every problem found."""
+    """``modelhost.yaml`` is not valid; the message and ``details`` list every problem."""
 
     code = "invalid_pipeline"
 
     def __init__(self, file: str, problems: Sequence[str]) -> None:
-        first = problems[0] if problems else "invalid pipeline"
-        more = len(problems) - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
-        super().__init__(f"{file}: {first}{suffix}",
-                         details=[{"message": p} for p in problems])
+        listed = "; ".join(problems) if problems else "invalid pipeline"
+        super().__init__(f"{file}: {listed}", details=[{"message": p} for p in problems])
         self.problems = list(problems)
 
 

@@ -8,6 +8,7 @@ built in and configured by their own sections. See docs/pipelines.md for the ref
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -544,7 +545,9 @@ def _problems(exc: ValidationError) -> list[str]:
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         if kind == "extra_forbidden":
             allowed = _allowed_keys(loc)
-            message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1) if loc else []
+            message = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "") + (
+                f"; allowed: {', '.join(allowed)}" if allowed else "")
             loc_text = _loc(loc)
         elif kind == "missing":
             message = "this key is required"
