@@ -94,6 +94,10 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         rid = request_id(dict(request.headers))
+        if request.url.path.startswith("/v2/"):  # the Open Inference Protocol's shape
+            return Response(v2.error_body(str(exc.detail)), exc.status_code,
+                            media_type="application/json",
+                            headers={**(exc.headers or {}), "x-request-id": rid})
         code = {400: "malformed_request", 404: "not_found",
                 405: "method_not_allowed"}.get(exc.status_code, "error")
         return _error_response(exc.status_code, code, str(exc.detail), rid)
@@ -145,6 +149,7 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
                         media_type="application/json")
 
     @api.get("/v2", tags=["open inference v2"])
+    @api.get("/v2/", include_in_schema=False)  # the protocol's OpenAPI document spells it so
     async def v2_server() -> dict[str, Any]:
         return v2.server_metadata(metadata.version("modelhost"))
 
