@@ -165,6 +165,20 @@ class RunNotFoundError(NotFoundError):
         super().__init__(f"run {run_id!r} not found; see 'modelhost runs list'")
 
 
+class RunIdTooShortError(InvalidInputError):
+    def __init__(self, prefix: str, minimum: int) -> None:
+        super().__init__(f"run id prefix {prefix!r} is too short: give at least {minimum} "
+                         "characters of the id")
+
+
+class AmbiguousRunIdError(InvalidInputError):
+    def __init__(self, prefix: str, candidates: Sequence[str], *, more: bool = False) -> None:
+        listed = ", ".join(candidates) + (", ..." if more else "")
+        super().__init__(f"run id prefix {prefix!r} matches several runs ({listed}); give "
+                         "more characters of the id")
+        self.candidates = list(candidates)
+
+
 class DatasetNotFoundError(NotFoundError):
     def __init__(self, name: str, version: int | None = None) -> None:
         what = f"dataset {name!r}" if version is None else f"dataset {name!r} version {version}"

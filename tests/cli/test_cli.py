@@ -130,8 +130,8 @@ def test_db_upgrade_runs_and_tracking_commands(home: Path, tmp_path: Path,
     assert [v["version"] for v in json.loads(out)] == [1]
     code, out, _ = cli(capsys, "runs", "list", "--json")
     assert code == 0 and json.loads(out) == []
-    code, _, err = cli(capsys, "runs", "show", "abc")
-    assert code == 3 and "run 'abc' not found" in err
+    code, _, err = cli(capsys, "runs", "show", "abcd")
+    assert code == 3 and "run 'abcd' not found" in err
 
 
 def test_quickstart_registers_two_versions_and_promotes_one(
@@ -305,3 +305,29 @@ def test_not_found_names_the_route_and_the_cli_names_the_command(
     assert VersionNotFoundError("m", "9.9.9").message.endswith("see GET /v1/models/m/versions")
     code, _, err = cli(capsys, "models", "show", "nope")
     assert code == 3 and err.strip() == "error: model 'nope' not found; see 'modelhost models list'"
+
+
+def test_runs_show_takes_a_unique_prefix_of_the_id(home: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from modelhost import Client
+    from modelhost.store import TrackingStore
+
+    ids = iter(["abcd1111" + "0" * 24, "abcd2222" + "0" * 24, "ef01" + "0" * 28])
+    with Client() as client:
+        store = TrackingStore(client.db, new_run_id=lambda: next(ids))
+        for name in ("first", "second", "third"):
+            store.create_run("exp", name=name)
+    code, out, err = cli(capsys, "runs", "show", "abcd1", "--json")
+    assert code == 0 and json.loads(out)["name"] == "first", err
+    code, out, _ = cli(capsys, "runs", "show", "EF01", "--json")
+    assert code == 0 and json.loads(out)["name"] == "third"
+    code, _, err = cli(capsys, "runs", "show", "abcd")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert ("run id prefix 'abcd' matches several runs (abcd1111" + "0" * 24 + ", abcd2222"
+            + "0" * 24 + "); give more characters") in err
+    code, _, err = cli(capsys, "runs", "show", "ef0")
+    assert code == 1 and "run id prefix 'ef0' is too short: give at least 4" in err
+    code, _, err = cli(capsys, "runs", "show", "abcd3")
+    assert code == 3 and "run 'abcd3' not found" in err
+    code, _, err = cli(capsys, "runs", "show", "abcd%")
+    assert code == 3 and "run 'abcd%' not found" in err

@@ -159,3 +159,21 @@ def test_the_commit_is_that_of_the_code_folder(sqlite_client: Client, tmp_path: 
                                               code_dir=outside)
     assert version.lineage.git_commit is None
     run.end()
+
+
+def test_get_run_takes_a_unique_prefix(client: Client) -> None:
+    from modelhost.errors import AmbiguousRunIdError, RunIdTooShortError
+    from modelhost.store import TrackingStore
+
+    ids = iter(["0123aaaa" + "0" * 24, "0123bbbb" + "0" * 24])
+    store = TrackingStore(client.db, new_run_id=lambda: next(ids))
+    first, second = store.create_run("exp"), store.create_run("exp")
+    assert client.tracking.get_run("0123a").run_id == first.run_id
+    assert client.tracking.get_run(second.run_id).run_id == second.run_id
+    with pytest.raises(AmbiguousRunIdError) as caught:
+        client.tracking.get_run("0123")
+    assert caught.value.candidates == [first.run_id, second.run_id]
+    with pytest.raises(RunIdTooShortError):
+        client.tracking.get_run("012")
+    with pytest.raises(RunNotFoundError):
+        client.tracking.get_run("0123c")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -11,9 +12,11 @@ from sqlalchemy.orm import Session
 from modelhost._utils import as_utc, utcnow
 from modelhost.entities import Experiment, MetricPoint, Run, RunStatus
 from modelhost.errors import (
+    AmbiguousRunIdError,
     ConflictError,
     DatasetNotFoundError,
     ExperimentNotFoundError,
+    RunIdTooShortError,
     RunNotFoundError,
 )
 from modelhost.store.database import Database, WriteConflictError
@@ -29,10 +32,22 @@ from modelhost.store.schema import (
     RunTagRow,
 )
 
+MIN_RUN_ID_PREFIX = 4
+"""The shortest run id prefix ``get_run`` accepts (as git's shortest commit hash)."""
+_MAX_CANDIDATES = 10
+_HEX = re.compile(r"[0-9a-f]+")
+
 
 class TrackingStore:
-    def __init__(self, db: Database) -> None:
+    """Experiments and runs in the metadata database.
+
+    ``new_run_id`` makes the id of each new run (32 hex characters; random by default).
+    """
+
+    def __init__(self, db: Database, *,
+                 new_run_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         self._db = db
+        self._new_run_id = new_run_id
 
     # --- experiments ----------------------------------------------------------------
 
@@ -61,7 +76,7 @@ class TrackingStore:
             exp = self._experiment_or_none(s, experiment)
             if exp is None:
                 raise ExperimentNotFoundError(experiment)
-            run_id = uuid.uuid4().hex
+            run_id = self._new_run_id()
             s.add(RunRow(id=run_id, experiment_id=exp.id, name=name or f"run-{run_id[:8]}",
                          status=RunStatus.RUNNING.value, start_time=utcnow(),
                          git_commit=git_commit))
@@ -80,8 +95,17 @@ class TrackingStore:
         return self.get_run(run_id)
 
     def get_run(self, run_id: str) -> Run:
+        """A run by its id, or by a prefix of it that no other run id shares (as git
+        takes a short commit hash).
+
+        Raises:
+            RunNotFoundError: no run id is or starts with ``run_id``.
+            RunIdTooShortError: a prefix shorter than MIN_RUN_ID_PREFIX characters.
+            AmbiguousRunIdError: several run ids start with it (it lists them).
+        """
         with self._db.session() as s:
-            return self._run(s, self._run_row(s, run_id))
+            row = s.get(RunRow, run_id) if isinstance(run_id, str) else None
+            return self._run(s, row if row is not None else self._run_by_prefix(s, run_id))
 
     def list_runs(self, experiment: str | None = None, *, limit: int = 100) -> list[Run]:
         with self._db.session() as s:
@@ -153,6 +177,22 @@ class TrackingStore:
     @staticmethod
     def _experiment_or_none(s: Session, name: str) -> ExperimentRow | None:
         return s.scalar(select(ExperimentRow).where(ExperimentRow.name == name))
+
+    @staticmethod
+    def _run_by_prefix(s: Session, prefix: str) -> RunRow:
+        text = str(prefix).strip().lower()
+        if not _HEX.fullmatch(text):  # ids are hex: nothing else can match
+            raise RunNotFoundError(str(prefix))
+        if len(text) < MIN_RUN_ID_PREFIX:
+            raise RunIdTooShortError(str(prefix), MIN_RUN_ID_PREFIX)
+        rows = list(s.scalars(select(RunRow).where(RunRow.id.startswith(text))
+                              .order_by(RunRow.id).limit(_MAX_CANDIDATES + 1)))
+        if not rows:
+            raise RunNotFoundError(str(prefix))
+        if len(rows) > 1:
+            raise AmbiguousRunIdError(str(prefix), [r.id for r in rows[:_MAX_CANDIDATES]],
+                                      more=len(rows) > _MAX_CANDIDATES)
+        return rows[0]
 
     @staticmethod
     def _run_row(s: Session, run_id: str) -> RunRow:
