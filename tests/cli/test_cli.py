@@ -331,3 +331,36 @@ def test_runs_show_takes_a_unique_prefix_of_the_id(home: Path,
     assert code == 3 and "run 'abcd3' not found" in err
     code, _, err = cli(capsys, "runs", "show", "abcd%")
     assert code == 3 and "run 'abcd%' not found" in err
+
+
+def test_register_a_python_import_path_from_the_current_folder(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+    import uuid
+
+    module = f"slowmod_{uuid.uuid4().hex[:8]}"
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    (code_dir / f"{module}.py").write_text(
+        "class Slow:\n"
+        "    def predict(self, X):\n"
+        "        return [len(X.columns)] * len(X)\n")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(code_dir))])
+    monkeypatch.chdir(code_dir)
+    code, out, err = cli(capsys, "register", f"{module}:Slow", "--flavor", "python",
+                         "--name", "slow", "--json")
+    assert code == 0, err
+    assert json.loads(out)["flavor"] == "python"
+    assert json.loads(out)["flavor_meta"] == {"format": "import", "target": f"{module}:Slow"}
+    code, out, err = cli(capsys, "register", f"{module}:Slow", "--name", "slow")  # detected
+    assert code == 0 and "Registered slow 1.0.1 (python" in out, err
+    rows = code_dir / "rows.json"
+    rows.write_text('[{"a": 1, "b": 2}]')
+    code, out, err = cli(capsys, "predict", "slow", "--version", "latest", "--input", rows)
+    assert code == 0 and json.loads(out)["predictions"] == [2], err
+    code, _, err = cli(capsys, "register", "nosuchmod_x:Thing", "--name", "slow")
+    assert code == 1 and "no such file" not in err and "nosuchmod_x:Thing" in err
+    code, _, err = cli(capsys, "register", "not-an-import-path", "--flavor", "python",
+                       "--name", "slow")
+    assert code == 1 and "expected 'package.module:attr'" in err

@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     STATE.__init__()  # type: ignore[misc]  # a fresh state per invocation (tests run many)
+    _importable_cwd()
     try:
         # Standalone mode: Typer reports usage errors itself (exit code 2) and exits
         # through SystemExit; our own errors pass through to the handlers below.
@@ -148,6 +149,15 @@ def run(argv: list[str] | None = None) -> int:
     finally:
         if STATE._client is not None:
             STATE._client.close()
+
+
+def _importable_cwd() -> None:
+    """Make modules in the current folder importable, as ``python -m`` does: models
+    registered by import path (``slowmod:Slow``) live there. A console script starts
+    with its own bin folder on ``sys.path`` instead."""
+    cwd = str(Path.cwd())
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def _report(exc: BaseException, line: str) -> None:

@@ -61,8 +61,10 @@ def models_versions(name: str, as_json: bool = JSON_OPTION) -> None:
 
 @app.command("register")
 def register(
-    path: Path = typer.Argument(..., help="Model file (.skops, .onnx, .joblib) or folder "
-                                "(an MLflow model with MLmodel)."),
+    path: str = typer.Argument(..., help="Model file (.skops, .onnx, .joblib), folder (an "
+                               "MLflow model with MLmodel), or for the python flavor an "
+                               "import path package.module:attr (the current folder is "
+                               "importable)."),
     name: str = typer.Option(..., "--name", help="Model name."),
     flavor: str | None = typer.Option(None, "--flavor", help="sklearn, onnx, python or "
                                       "mlflow (detected from the path when omitted)."),
@@ -80,15 +82,29 @@ def register(
                                   "model to ONNX; serve it if it agrees and is faster."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Register a model file or folder as a new version."""
+    """Register a model file or folder, or a python import path, as a new version."""
     example = _read_example(input_example) if input_example else None
+    target: str | None = None
+    source: Path | None = Path(path)
+    if _is_import_path(path, flavor):
+        target, source, flavor = path, None, "python"
     mv = STATE.client().registry.register(
-        name=name, path=path, flavor=flavor, version=version, force=force,
+        target, name=name, path=source, flavor=flavor, version=version, force=force,
         trust_pickle=trust_pickle, input_example=example, description=description,
         optimize=optimize)
     emit(mv.to_dict(), as_json=as_json,
          table=f"Registered {mv.model} {mv.version} ({mv.flavor}, "
                f"sha256:{mv.artifact_digest[:12]})")
+
+
+def _is_import_path(value: str, flavor: str | None) -> bool:
+    """``package.module:attr`` for the python flavor: not an existing file or folder, and
+    either shaped like an import path or registered with ``--flavor python``."""
+    if flavor not in (None, "python") or Path(value).exists():
+        return False
+    from modelhost.flavors.python import is_import_target
+
+    return flavor == "python" or is_import_target(value)
 
 
 def _read_example(value: str) -> object:
