@@ -66,11 +66,18 @@ async def test_a_corrupted_artifact_never_serves(iris_client: Client) -> None:
             path.write_bytes(bytes(data))
     async with serve(iris_client) as (_, http):
         response = await http.post("/v1/models/iris/predict", json={"inputs": records(1)})
-        assert response.status_code == 500, response.text
-        assert response.json()["error"]["code"] == "artifact_corrupted"
+        # Not loaded (and retried later): 503 with Retry-After, and the reason.
+        assert response.status_code == 503, response.text
+        assert "retry-after" in response.headers
+        assert response.json()["error"]["code"] == "model_load_failed"
         assert "failed its integrity check" in response.json()["error"]["message"]
+        # A failed version does not keep the server unready: it is listed with why.
         ready = await http.get("/readyz")
-        assert ready.status_code == 503
+        assert ready.status_code == 200, ready.text
+        failed = ready.json()["failed"]["iris"]
+        assert failed["version"] == "1.0.0"
+        assert "failed its integrity check" in failed["reason"]
+        assert ready.json()["serving"] == {} and ready.json()["loading"] == {}
 
 
 async def test_overload_answers_503_with_retry_after(iris_client: Client) -> None:
@@ -186,5 +193,6 @@ async def test_a_version_that_fails_to_load_never_disturbs_the_serving_one(
             assert response.json()["version"] == "1.0.0"
         assert app.server.pool.routes == {"iris": "1.0.0"}
         ready = await http.get("/readyz")
-        assert ready.status_code == 503
-        assert ready.json()["loading"] == {"iris": "1.0.1"}
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["loading"] == {}
+        assert ready.json()["failed"]["iris"]["version"] == "1.0.1"

@@ -117,7 +117,10 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
 
     @api.get("/readyz", tags=["operations"])
     async def readyz() -> Response:
-        """The database answered and every routed version is loaded and warmed up."""
+        """200 when the database answered and every model with a production version
+        serves one or has failed to load; 503 while a model still waits for its first
+        version. Lists `serving`, `loading` and `failed` versions (with a one-line
+        reason and the seconds to their next retry)."""
         ready, detail = pool.ready()
         return JSONResponse({"ready": ready, **detail}, 200 if ready else 503)
 

@@ -51,6 +51,7 @@ from modelhost.store.audit import AuditStore
 log = logging.getLogger(__name__)
 
 _MAX_HEADER_BYTES = 64 * 1024
+_SETTLE_TIMEOUT_S = 600.0  # the initial loads after which the heap is frozen
 _MAX_HEADERS = 200
 
 Handler = Callable[[bytes, dict[str, str], str], Awaitable[Reply]]
@@ -108,10 +109,15 @@ class ModelhostApp:
                 expose_headers=["x-model-version", "x-request-id", "retry-after"])
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[ModelhostApp]:
-        """Run the app's lifespan as a server would (load models, start the watcher;
-        then drain and stop), for embedding it in-process, e.g. with
-        ``httpx.ASGITransport``."""
+    async def running(self, *, wait_for_models: bool = True) -> AsyncIterator[ModelhostApp]:
+        """Run the app's lifespan as a server would (start loading the models and the
+        watcher; then drain and stop), for embedding it in-process, e.g. with
+        ``httpx.ASGITransport``.
+
+        A server answers (``/healthz``, ``/readyz``) while its models load; here, unless
+        ``wait_for_models`` is false, the block starts once every production version has
+        loaded or failed (at most the pool's ``load_wait_s``), as a test usually wants.
+        """
         inbox: asyncio.Queue[Message] = asyncio.Queue()
         outbox: asyncio.Queue[Message] = asyncio.Queue()
         task = asyncio.create_task(self({"type": "lifespan", "asgi": {"version": "3.0"}},
@@ -122,6 +128,9 @@ class ModelhostApp:
             await task
             raise RuntimeError(f"the app failed to start: {started.get('message', '')}")
         try:
+            if wait_for_models:
+                pool = self.server.pool
+                await pool.wait_until_ready(timeout_s=pool.options.load_wait_s)
             yield self
         finally:
             await inbox.put({"type": "lifespan.shutdown"})
@@ -338,18 +347,20 @@ def _with_security_headers(send: Send, path: str, rid: str) -> Send:
 
 def create_app(registry: Registry, *, options: ServerOptions | None = None,
                keys: ApiKeys | None = None, audit: AuditStore | None = None,
-               today: Callable[[], dt.date] = dt.date.today) -> ModelhostApp:
+               today: Callable[[], dt.date] = dt.date.today,
+               clock: Callable[[], float] = time.monotonic) -> ModelhostApp:
     """Build the server over a registry. Nothing is loaded until the lifespan starts.
 
     With ``options.auth`` every route but the health probes needs a key from ``keys``;
-    denied attempts at privileged routes go to ``audit``.
+    denied attempts at privileged routes go to ``audit``. ``clock`` (monotonic seconds)
+    times the retries of failed loads.
     """
     from modelhost.serving.api import build_api
 
     options = options or ServerOptions()
     metrics = Metrics()
     pool = ModelPool(registry, options=options.pool, today=today,
-                     on_batch=metrics.on_batch, on_load=metrics.on_load)
+                     on_batch=metrics.on_batch, on_load=metrics.on_load, clock=clock)
     pool.pinned_model = options.model
     cache = open_cache(options.redis_url)
     guard = None
@@ -364,18 +375,27 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                     predictor=Predictor(pool, metrics=metrics, limits=options.limits,
                                         cache=cache))
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: object) -> AsyncIterator[None]:
-        await pool.start()
-        await pool.wait_until_ready(timeout_s=options.pool.load_wait_s)
-        # Everything loaded so far (libraries, models) lives as long as the process:
+    async def settle() -> None:
+        await pool.wait_until_ready(timeout_s=_SETTLE_TIMEOUT_S)
+        # Everything loaded by now (libraries, models) lives as long as the process:
         # keep it out of the collector's way, so that full collections stay short and
         # do not stall requests for tens of milliseconds.
         gc.collect()
         gc.freeze()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: object) -> AsyncIterator[None]:
+        # Listen first: the first refresh only reads the routing state and starts the
+        # loads; /healthz answers at once, /readyz says what is still loading, and a
+        # request for a loading version waits for it (up to load_wait_s).
+        await pool.start()
+        settling = asyncio.create_task(settle(), name="modelhost-settle")
         try:
             yield
         finally:
+            settling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await settling
             await pool.stop()
             await cache.close()
             if limiter is not None:

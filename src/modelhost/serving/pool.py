@@ -5,7 +5,11 @@ database: a watcher re-reads the routing state (production versions and aliases)
 ``reload_interval_s`` seconds. A version is loaded, verified and warmed up on its input
 example in a worker thread *before* it takes traffic; the version it replaces keeps
 serving until then, drains its queue and is unloaded. A version that fails to load is
-logged and retried later; it never disturbs the one serving.
+logged (one line) and retried with exponential backoff; it never disturbs the one serving.
+
+Versions load one at a time per process, under the flavors' ``LOAD_LOCK``: loading and
+warming up a model imports libraries (scikit-learn, skops, onnxruntime, pandas), and
+first imports from several threads at once break. Loading is CPU-bound, so little is lost.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from modelhost.errors import (
     StoreUnavailableError,
     VersionSunsetError,
 )
-from modelhost.flavors import LoadedModel
+from modelhost.flavors import LOAD_LOCK, LoadedModel
 from modelhost.registry import Registry
 from modelhost.serving.batcher import AdaptiveBatcher
 from modelhost.signature import InputValidator
@@ -47,10 +51,33 @@ class PoolOptions:
     load_wait_s: float = 10.0  # how long a request for an unloaded version waits
     idle_unload_s: float = 300.0  # unload pinned, non-routed versions unused this long
     warmup: bool = True
+    retry_initial_s: float = 1.0  # first retry of a failed load; doubles per failure
+    retry_max_s: float = 60.0  # ... up to this
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """Why a version did not load, how often it failed, and when it is tried again."""
+
+    reason: str  # one line, fit for clients: no path, no traceback
+    attempts: int
+    retry_at: float  # on the pool's clock
 
 
 # A model opts in to the prediction cache with this tag set to "true".
 CACHE_TAG = "serving.cache"
+
+
+class VersionLoadFailedError(ModelNotReadyError):
+    """The version's last load failed; the pool tries again in ``retry_after`` seconds."""
+
+    code = "model_load_failed"
+
+    def __init__(self, name: str, version: str, reason: str, retry_after: float) -> None:
+        super().__init__(name, version, retry_after=max(1.0, retry_after))
+        self.message = (f"{name} {version} failed to load: {reason}; the server tries "
+                        f"again in {max(0.0, retry_after):.0f} s")
+        self.args = (self.message,)
 
 
 class NoProductionVersionError(NotFoundError):
@@ -99,6 +126,11 @@ def _nonfinite_rows(*outputs: Any) -> Any:
     return mask
 
 
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def _combine(parts: list[Any]) -> Any:
     if len(parts) == 1:
         return parts[0]
@@ -116,15 +148,18 @@ class ModelPool:
     def __init__(self, registry: Registry, *, options: PoolOptions | None = None,
                  today: Callable[[], dt.date] = dt.date.today,
                  on_batch: Callable[[str, str, int, int, float], None] | None = None,
-                 on_load: Callable[[str, str, float], None] | None = None) -> None:
+                 on_load: Callable[[str, str, float], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._registry = registry
         self.options = options or PoolOptions()
         self._today = today
+        self._clock = clock
         self._on_batch = on_batch
         self._on_load = on_load
         self._served: dict[tuple[str, str], ServedVersion] = {}
         self._loading: dict[tuple[str, str], asyncio.Task[ServedVersion]] = {}
-        self._failed: dict[tuple[str, str], float] = {}
+        self._failed: dict[tuple[str, str], LoadFailure] = {}
+        self._load_gate = asyncio.Semaphore(1)  # one load at a time (see the module doc)
         self._retired: set[tuple[str, str]] = set()  # versions that lost their route
         self.routes: dict[str, str] = {}  # model -> production version now taking traffic
         self._wanted: dict[str, str] = {}  # model -> production version in the database
@@ -153,7 +188,10 @@ class ModelPool:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.options.reload_interval_s)
+            # Wake up early when a failed load is due for its retry.
+            due = [f.retry_at - self._clock() for k, f in self._failed.items()
+                   if self._wanted.get(k[0]) == k[1] and k not in self._loading]
+            await asyncio.sleep(max(0.01, min([self.options.reload_interval_s, *due])))
             try:
                 await self.refresh()
             except Exception:  # the watcher must outlive any single failure
@@ -187,7 +225,7 @@ class ModelPool:
             key = (name, version)
             if key in self._served:
                 self._switch(name, version)
-            elif key not in self._loading and not self._recently_failed(key):
+            elif key not in self._loading and self._retry_due(key):
                 self._start_loading(key).add_done_callback(
                     functools.partial(self._on_loaded, name=name, version=version))
         await self._unload_idle()
@@ -223,9 +261,10 @@ class ModelPool:
                 await served.batcher.close(drain=True)
                 log.info("%s %s unloaded", *key)
 
-    def _recently_failed(self, key: tuple[str, str]) -> bool:
-        failed_at = self._failed.get(key)
-        return failed_at is not None and time.monotonic() - failed_at < 30.0
+    def _retry_due(self, key: tuple[str, str]) -> bool:
+        """Whether ``key`` may be loaded now: it never failed, or its backoff is over."""
+        failure = self._failed.get(key)
+        return failure is None or self._clock() >= failure.retry_at
 
     # --- lookup ---------------------------------------------------------------------
 
@@ -276,7 +315,13 @@ class ModelPool:
         return mv.version
 
     async def _await_load(self, key: tuple[str, str]) -> ServedVersion:
-        task = self._loading.get(key) or self._start_loading(key)
+        task = self._loading.get(key)
+        if task is None:
+            failure = self._failed.get(key)
+            if failure is not None and not self._retry_due(key):
+                raise VersionLoadFailedError(*key, failure.reason,
+                                             failure.retry_at - self._clock())
+            task = self._start_loading(key)
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.options.load_wait_s)
         except TimeoutError:
@@ -289,17 +334,17 @@ class ModelPool:
         return task
 
     async def _load(self, key: tuple[str, str]) -> ServedVersion:
-        started = time.perf_counter()
-        try:
-            served = await asyncio.to_thread(self._load_sync, *key)
-        except ModelhostError as exc:
-            self._failed[key] = time.monotonic()
-            log.warning("%s %s failed to load: %s", *key, exc.message)
-            raise
-        except Exception as exc:
-            self._failed[key] = time.monotonic()
-            log.exception("%s %s failed to load", *key)
-            raise ModelNotReadyError(*key) from exc
+        async with self._load_gate:
+            started = time.perf_counter()
+            try:
+                served = await asyncio.to_thread(self._load_sync, *key)
+            except ModelhostError as exc:
+                raise self._fail(key, exc, reason=exc.message, detail=exc.message) from exc
+            except Exception as exc:
+                # Clients get the class of error only: its text may hold local paths.
+                raise self._fail(key, exc, detail=f"{type(exc).__name__}: {exc}",
+                                 reason=f"unexpected {type(exc).__name__} while loading; "
+                                 "the server log has the details") from exc
         served.load_seconds = time.perf_counter() - started
         self._served[key] = served
         self._failed.pop(key, None)
@@ -308,7 +353,28 @@ class ModelPool:
         log.info("%s %s loaded in %.2f s", *key, served.load_seconds)
         return served
 
+    def _fail(self, key: tuple[str, str], exc: Exception, *, reason: str,
+              detail: str) -> VersionLoadFailedError:
+        """Record a failed load and schedule its retry; log it on one line (with the
+        traceback only when debug logging is on). Returns the error for the requests
+        that waited for this load."""
+        previous = self._failed.get(key)
+        attempts = previous.attempts + 1 if previous is not None else 1
+        delay = min(self.options.retry_max_s,
+                    self.options.retry_initial_s * 2.0 ** (attempts - 1))
+        failure = LoadFailure(reason=_one_line(reason), attempts=attempts,
+                              retry_at=self._clock() + delay)
+        self._failed[key] = failure
+        log.warning("%s %s failed to load (attempt %d): %s; retrying in %g s", *key,
+                    attempts, _one_line(detail), delay,
+                    exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
+        return VersionLoadFailedError(*key, failure.reason, delay)
+
     def _load_sync(self, name: str, version: str) -> ServedVersion:
+        with LOAD_LOCK:
+            return self._build(name, version)
+
+    def _build(self, name: str, version: str) -> ServedVersion:
         loaded = self._registry.load(name, version)
         mv = loaded.version
         validator = InputValidator(mv.signature) if mv.signature is not None else None
@@ -334,21 +400,45 @@ class ModelPool:
     # --- readiness ------------------------------------------------------------------
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when the database answered last time and every routed version serves."""
-        pending = {n: v for n, v in self._wanted.items() if (n, v) not in self._served}
+        """Whether the pool is ready for traffic, and the detail ``/readyz`` shows.
+
+        Ready when the database answered at the last refresh and no model waits for its
+        first version: each model with a production version serves one (its production
+        version, or the previous one while the new one loads) or its production version
+        failed to load. A failed version does not hold the others back: it is listed
+        under ``failed`` with its reason and the time to its next retry, and is retried
+        with backoff. ``loading`` lists the production versions not loaded yet (retries
+        of failed ones are under ``failed``).
+        """
+        now = self._clock()
+        failed: dict[str, dict[str, Any]] = {}
+        loading: dict[str, str] = {}
+        for name, version in self._wanted.items():
+            key = (name, version)
+            if key in self._served:
+                continue
+            failure = self._failed.get(key)
+            if failure is None:
+                loading[name] = version
+            else:
+                failed[name] = {"version": version, "reason": failure.reason,
+                                "attempts": failure.attempts,
+                                "retry_in_s": round(max(0.0, failure.retry_at - now), 1)}
+        waiting = [n for n in loading if n not in self.routes]
         detail = {"database": self.database_ok, "serving": dict(self.routes),
-                  "loading": pending}
-        return self.database_ok and not pending, detail
+                  "loading": loading, "failed": failed}
+        return self.database_ok and not waiting, detail
 
     async def wait_until_ready(self, *, timeout_s: float) -> bool:
-        """Wait for every routed version to load (e.g. before taking traffic)."""
+        """Wait until no production version is loading for the first time any more (each
+        has loaded or failed), at most ``timeout_s``; then return :meth:`ready`."""
         deadline = time.monotonic() + timeout_s
-        while not self.ready()[0] and time.monotonic() < deadline:
-            loading = [t for k, t in self._loading.items() if self._wanted.get(k[0]) == k[1]]
-            if loading:
-                await asyncio.wait(loading, timeout=max(0.0, deadline - time.monotonic()))
-            else:
-                await asyncio.sleep(0.05)
+        while time.monotonic() < deadline:
+            loading = [t for k, t in self._loading.items()
+                       if self._wanted.get(k[0]) == k[1] and k not in self._failed]
+            if not loading:
+                break
+            await asyncio.wait(loading, timeout=max(0.0, deadline - time.monotonic()))
         return self.ready()[0]
 
     def knows(self, name: str) -> bool:
