@@ -16,34 +16,6 @@ from modelhost.client import Client
 from modelhost.config import Settings
 
 
-def server_options(settings: Settings) -> Any:
-    from modelhost.serving import Limits, PoolOptions, ServerOptions
-
-    return ServerOptions(
-        limits=Limits(max_body_bytes=settings.max_body_bytes, max_rows=settings.max_rows,
-                      max_upload_bytes=settings.max_upload_bytes,
-                      timeout_s=settings.request_timeout_s),
-        pool=PoolOptions(max_batch_size=settings.max_batch_size,
-                         max_wait_ms=settings.max_wait_ms,
-                         max_queue_rows=settings.max_queue_rows,
-                         reload_interval_s=settings.reload_interval_s),
-        redis_url=settings.redis_url, model=settings.serve_model,
-        auth=settings.auth == "required", public_metrics=settings.public_metrics,
-        rate_limit=settings.rate_limit,
-        cors_origins=tuple(o.strip() for o in (settings.cors_origins or "").split(",")
-                           if o.strip()))
-
-
-def app_factory() -> Any:
-    """The ASGI app of one worker, configured from ``MODELHOST_*`` (uvicorn imports it)."""
-    from modelhost.serving import create_app
-
-    settings = Settings()
-    client = Client(settings, migrate=False)
-    return create_app(client.registry, options=server_options(settings), keys=client.keys,
-                      audit=client.audit)
-
-
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
@@ -80,7 +52,7 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
         keys = client.keys.list() if auth == "required" else []
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelhost-metrics-")
-    config = uvicorn.Config("modelhost.cli.serve:app_factory", factory=True, host=host,
+    config = uvicorn.Config("modelhost.asgi:app_factory", factory=True, host=host,
                             port=port, workers=workers, loop="uvloop", http="httptools",
                             lifespan="on", access_log=False, log_level=log_level,
                             proxy_headers=False,  # not behind a proxy by default

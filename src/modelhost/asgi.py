@@ -1,0 +1,44 @@
+"""The ASGI application of one ``modelhost serve`` worker, built from ``MODELHOST_*``.
+
+uvicorn imports ``modelhost.asgi:app_factory`` in every worker. This module stays clear
+of the CLI (Typer, rich), so that a worker imports only what serving needs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from modelhost.client import Client
+from modelhost.config import Settings
+
+if TYPE_CHECKING:
+    from modelhost.serving import ModelhostApp, ServerOptions
+
+
+def server_options(settings: Settings) -> ServerOptions:
+    """The server's options from the settings (the environment of the worker)."""
+    from modelhost.serving import Limits, PoolOptions, ServerOptions
+
+    return ServerOptions(
+        limits=Limits(max_body_bytes=settings.max_body_bytes, max_rows=settings.max_rows,
+                      max_upload_bytes=settings.max_upload_bytes,
+                      timeout_s=settings.request_timeout_s),
+        pool=PoolOptions(max_batch_size=settings.max_batch_size,
+                         max_wait_ms=settings.max_wait_ms,
+                         max_queue_rows=settings.max_queue_rows,
+                         reload_interval_s=settings.reload_interval_s),
+        redis_url=settings.redis_url, model=settings.serve_model,
+        auth=settings.auth == "required", public_metrics=settings.public_metrics,
+        rate_limit=settings.rate_limit,
+        cors_origins=tuple(o.strip() for o in (settings.cors_origins or "").split(",")
+                           if o.strip()))
+
+
+def app_factory() -> ModelhostApp:
+    """The ASGI app of one worker, configured from ``MODELHOST_*`` (uvicorn calls it)."""
+    from modelhost.serving import create_app
+
+    settings = Settings()
+    client = Client(settings, migrate=False)
+    return create_app(client.registry, options=server_options(settings), keys=client.keys,
+                      audit=client.audit)
