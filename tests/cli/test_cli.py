@@ -364,3 +364,45 @@ def test_register_a_python_import_path_from_the_current_folder(
     code, _, err = cli(capsys, "register", "not-an-import-path", "--flavor", "python",
                        "--name", "slow")
     assert code == 1 and "expected 'package.module:attr'" in err
+
+
+def test_quickstart_hints_call_modelhost_the_way_the_shell_can(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from modelhost.cli.quickstart import _print_summary, cli_command
+
+    bin_dir = tmp_path / "project" / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    script = bin_dir / "modelhost"
+    script.write_text("#!/bin/sh\n")
+    (bin_dir / "activate").write_text("")
+    python = str(bin_dir / "python")
+    project = tmp_path / "project"
+    # Not on PATH: the path from the current folder, or the whole path from elsewhere.
+    assert cli_command(argv0=str(script), executable=python, on_path="",
+                       cwd=project) == ".venv/bin/modelhost"
+    assert cli_command(argv0="pytest", executable=python, on_path="",
+                       cwd=project) == ".venv/bin/modelhost"
+    assert cli_command(argv0=str(script), executable=python, on_path="",
+                       cwd=tmp_path / "elsewhere") == str(script)
+    # On PATH (the same file): the bare name.
+    assert cli_command(argv0=str(script), executable=python, on_path=str(script),
+                       cwd=project) == "modelhost"
+    other = tmp_path / "other" / "modelhost"
+    other.parent.mkdir()
+    other.write_text("")
+    assert cli_command(argv0=str(script), executable=python, on_path=str(other),
+                       cwd=project) == ".venv/bin/modelhost"
+
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    results = [{"version": "1.0.0", "kind": "logistic-regression", "auc": 0.99},
+               {"version": "1.0.1", "kind": "random-forest", "auc": 0.98}]
+    command = cli_command(argv0=str(script), executable=python)  # PATH and cwd as set
+    _print_summary(results, results[0], port=8000, serve=False, example=[{"a": 1.0}],
+                   command=command)
+    out = capsys.readouterr().out
+    assert "run 'source .venv/bin/activate' to call it by name" in out
+    assert "  .venv/bin/modelhost models show breast-cancer\n" in out
+    assert "  .venv/bin/modelhost serve " in out
+    assert "\n  modelhost " not in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -42,7 +43,7 @@ def quickstart(
     if as_json:
         emit(summary, as_json=True)
     else:
-        _print_summary(results, best, port=port, serve=serve,
+        _print_summary(results, best, port=port, serve=serve, command=cli_command(),
                        example=client.registry.get_version(MODEL_NAME, best["version"])
                        .input_example[:1])
     if serve:
@@ -52,7 +53,7 @@ def quickstart(
 
 
 def _print_summary(results: list[dict[str, Any]], best: dict[str, Any], *, port: int,
-                   serve: bool, example: Any) -> None:
+                   serve: bool, example: Any, command: str = "modelhost") -> None:
     import json
 
     out.print(f"[bold green]Registered {MODEL_NAME}[/bold green] from scikit-learn's "
@@ -60,11 +61,16 @@ def _print_summary(results: list[dict[str, Any]], best: dict[str, Any], *, port:
     for r in results:
         marker = "  <- production (alias champion)" if r is best else ""
         out.print(f"  {r['version']}  {r['kind']:<20} holdout AUC {r['auc']:.4f}{marker}")
+    mh = command
     out.print("\nTry next:")
-    lines = [f"modelhost models show {MODEL_NAME}",
-             f"modelhost card {MODEL_NAME} {best['version']}",
-             "modelhost runs list",
-             "modelhost data versions breast-cancer-train"]
+    activate = Path(mh).parent / "activate"
+    if mh != "modelhost" and activate.is_file():
+        out.print(f"  (modelhost is not on your PATH; run 'source {activate}' to call it "
+                  "by name)", markup=False, highlight=False)
+    lines = [f"{mh} models show {MODEL_NAME}",
+             f"{mh} card {MODEL_NAME} {best['version']}",
+             f"{mh} runs list",
+             f"{mh} data versions breast-cancer-train"]
     url = f"http://127.0.0.1:{port}"
     body = json.dumps({"inputs": example})
     other = next(r["version"] for r in results if r is not best)
@@ -74,12 +80,45 @@ def _print_summary(results: list[dict[str, Any]], best: dict[str, Any], *, port:
                   f"-H 'Content-Type: application/json' -d '{body}'",
                   f"curl -s -X POST {url}/v1/models/{MODEL_NAME}/versions/{other}/predict "
                   f"-H 'Content-Type: application/json' -d '{body}'",
-                  f"modelhost bench {MODEL_NAME} --url {url} --concurrency 16 --duration 5",
+                  f"{mh} bench {MODEL_NAME} --url {url} --concurrency 16 --duration 5",
                   f"open {url}/docs"]
     else:
-        lines.append("modelhost serve        # then POST to /v1/models/breast-cancer/predict")
+        lines.append(f"{mh} serve        # then POST to /v1/models/breast-cancer/predict")
     for line in lines:
         out.print(f"  {line}", markup=False, highlight=False)
+
+
+def cli_command(*, argv0: str | None = None, executable: str | None = None,
+                on_path: str | None = None, cwd: Path | None = None) -> str:
+    """How the user's shell reaches this ``modelhost``: ``modelhost`` when that name on
+    PATH is this program, else its path (relative to ``cwd`` when below it), e.g.
+    ``.venv/bin/modelhost`` after ``make demo``. Defaults: ``sys.argv[0]``,
+    ``sys.executable``, ``shutil.which("modelhost")`` and the current folder."""
+    import shutil
+    import sys
+
+    running = _running_script(sys.argv[0] if argv0 is None else argv0,
+                              sys.executable if executable is None else executable)
+    if running is None:
+        return "modelhost"
+    found = shutil.which("modelhost") if on_path is None else on_path
+    if found and Path(found).exists() and Path(found).samefile(running):
+        return "modelhost"
+    here = Path.cwd() if cwd is None else cwd
+    try:
+        return str(running.relative_to(here.absolute()))
+    except ValueError:
+        return str(running)
+
+
+def _running_script(argv0: str, executable: str) -> Path | None:
+    """The ``modelhost`` script being run: ``argv0`` itself, or the one installed next to
+    the interpreter (tests, ``python -c``). Links are not followed: a venv's python links
+    to the system one, but its scripts live in the venv."""
+    for candidate in (Path(argv0), Path(executable).parent / "modelhost"):
+        if candidate.name == "modelhost" and candidate.is_file():
+            return candidate.absolute()
+    return None
 
 
 _CANDIDATES = (
@@ -89,8 +128,6 @@ _CANDIDATES = (
 
 
 def _write_dataset(home: Any) -> tuple[Any, Any, Any]:
-    from pathlib import Path
-
     from sklearn.datasets import load_breast_cancer
 
     bunch = load_breast_cancer(as_frame=True)
