@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modelhost.errors import ModelhostError
 from modelhost.registry.uploads import UploadLimits
 from modelhost.security import ApiKeys
-from modelhost.serving import admin, infer_v2, openapi, upload
+from modelhost.serving import admin, docs, infer_v2, openapi, upload
 from modelhost.serving import errors as http_errors
 from modelhost.serving.guard import OPEN_PATHS
 from modelhost.serving.http import request_id
@@ -60,7 +60,7 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
               audit: AuditStore | None = None) -> FastAPI:
     # No trailing-slash redirects: they build an absolute Location from the Host header.
     api = FastAPI(title="modelhost", version=metadata.version("modelhost"), lifespan=lifespan,
-                  redirect_slashes=False,
+                  redirect_slashes=False, docs_url=None, redoc_url=None,  # see docs.py
                   description="Versioned prediction APIs and their management.")
     registry = server.registry
     pool = server.pool
@@ -273,6 +273,7 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
         media = "text/html" if format == "html" else "text/markdown"
         return PlainTextResponse(text, media_type=f"{media}; charset=utf-8")
 
+    docs.install(api)
     admin.install(api, keys=keys, audit=audit)
     upload.install(api, registry, UploadLimits(max_bytes=server.options.limits.max_upload_bytes,
                                                max_files=server.options.limits.max_upload_files))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from modelhost._actor import acting_as, set_actor
 from modelhost.errors import ForbiddenError, ModelhostError, RateLimitedError, UnauthorizedError
 from modelhost.security import PRIVILEGED, ApiKeys, Permission, Principal, RateLimiter, allows
+from modelhost.serving.http import DOCS_ASSETS
 from modelhost.store.audit import AuditStore
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready",
                         "/ping", "/health", "/version", "/v2"})
 """Liveness and readiness probes: answered without a key."""
+DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect", "/openapi.json"})
+"""The API documentation: with its assets under ``/docs/assets/``, what a ``read`` key may
+see, like any other description of the routes."""
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -46,6 +50,8 @@ def permission_for(method: str, path: str, *, pinned_model: str | None = None,
         return None
     if path == "/metrics":
         return Need(frozenset({Permission.METRICS}))
+    if method in ("GET", "HEAD") and (path in DOCS_PATHS or path.startswith(DOCS_ASSETS)):
+        return Need(frozenset({Permission.READ}))
     if parts[:2] == ["v1", "keys"] or parts[:2] == ["v1", "audit"]:
         return Need(frozenset({Permission.ADMIN}))
     if method == "POST" and path == "/invocations":

@@ -3,10 +3,12 @@ request ids, and sending a complete response in two messages."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,21 +82,45 @@ def _gunzip(data: bytes, *, limit: int) -> bytes:
     return out
 
 
+_NO_STORE = (b"cache-control", b"no-store")
 _SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
+    _NO_STORE,
 )
-# The interactive docs load Swagger UI / ReDoc from their CDN; every other answer is data.
+# Every answer but the documentation pages is data: nothing in it may run or load.
 _CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _DOC_PAGES = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+DOCS_ASSETS = "/docs/assets/"
+"""Where the documentation pages' scripts, styles and icon are served from."""
+# The documentation pages load Swagger UI and ReDoc from this server only. Inline styles
+# stay allowed (ReDoc writes its styles at run time; Swagger UI sets style attributes) and
+# so do blob: workers (ReDoc's search); inline scripts only by the hash of each one.
+_DOCS_POLICY = ("default-src 'none'; script-src 'self'{scripts}; "
+                "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; "
+                "connect-src 'self'; worker-src 'self' blob:; base-uri 'none'; "
+                "form-action 'self'; frame-ancestors 'none'")
+
+
+def docs_policy(inline_scripts: Iterable[str] = ()) -> tuple[bytes, bytes]:
+    """The content security policy header of the documentation pages: this origin only,
+    plus exactly the given inline scripts (allowed by their SHA-256)."""
+    hashes = "".join(
+        f" 'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
+        for s in inline_scripts)
+    return b"content-security-policy", _DOCS_POLICY.format(scripts=hashes).encode()
 
 
 def security_headers(path: str) -> tuple[tuple[bytes, bytes], ...]:
-    """Headers every response carries (no sniffing, no framing, no caching, and a
-    deny-all content security policy except on the documentation pages)."""
-    return _SECURITY_HEADERS if path in _DOC_PAGES else (*_SECURITY_HEADERS, _CSP)
+    """Headers every response carries: no sniffing, no framing, no caching, and a
+    deny-all content security policy. The documentation pages send their own policy
+    (:func:`docs_policy`); their assets may be cached."""
+    if path in _DOC_PAGES:
+        return _SECURITY_HEADERS
+    if path.startswith(DOCS_ASSETS):
+        return (*(h for h in _SECURITY_HEADERS if h is not _NO_STORE), _CSP)
+    return (*_SECURITY_HEADERS, _CSP)
 
 
 _REPLY_HEADERS = security_headers("/")
