@@ -1,5 +1,6 @@
 """/docs and /redoc work offline: every script, style and icon they use is served by the
-server itself, and their content security policy allows nothing else."""
+server itself, and their content security policy allows nothing else. `GET /` sends a
+browser to /docs."""
 
 from __future__ import annotations
 
@@ -76,10 +77,20 @@ async def test_every_asset_the_pages_use_is_served(iris_client: Client) -> None:
         assert (await http.get("/docs/assets/..%2F..%2Fpyproject.toml")).status_code == 404
 
 
+async def test_the_root_sends_a_browser_to_the_docs(iris_client: Client) -> None:
+    async with serve(iris_client) as (_, http):
+        response = await http.get("/")
+        assert response.status_code == 307
+        assert response.headers["location"] == "/docs"
+        landed = await http.get("/", follow_redirects=True)
+        assert landed.status_code == 200 and str(landed.url) == "http://test/docs"
+        assert "<div id=\"swagger-ui\">" in landed.text
+
+
 async def test_with_keys_the_docs_need_what_docs_need(iris_client: Client) -> None:
     viewer = iris_client.keys.create(name="viewer", role="viewer").secret
     predictor = iris_client.keys.create(name="predictor", role="predictor").secret
-    paths = ("/docs", "/redoc", "/docs/assets/swagger-ui.css",
+    paths = ("/", "/docs", "/redoc", "/docs/assets/swagger-ui.css",
              "/docs/assets/redoc.standalone.js")
     async with serve(iris_client, auth=True) as (_, http):
         for path in paths:
@@ -89,4 +100,6 @@ async def test_with_keys_the_docs_need_what_docs_need(iris_client: Client) -> No
             forbidden = await http.get(path, headers={"X-API-Key": predictor})
             assert forbidden.status_code == 403, (path, forbidden.text)
             allowed = await http.get(path, headers={"Authorization": f"Bearer {viewer}"})
-            assert allowed.status_code == 200, (path, allowed.text)
+            assert allowed.status_code == (307 if path == "/" else 200), (path, allowed.text)
+        home = await http.get("/", headers={"Authorization": f"Bearer {viewer}"})
+        assert home.headers["location"] == "/docs"

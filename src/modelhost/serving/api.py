@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -272,6 +272,13 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
         text = await call(registry.card, name, version, format=format)
         media = "text/html" if format == "html" else "text/markdown"
         return PlainTextResponse(text, media_type=f"{media}; charset=utf-8")
+
+    # --- documentation ------------------------------------------------------------
+
+    @api.get("/", include_in_schema=False)
+    async def home() -> Response:
+        """A browser at the root lands on the API documentation."""
+        return RedirectResponse(docs.SWAGGER_UI, status_code=307)
 
     docs.install(api)
     admin.install(api, keys=keys, audit=audit)

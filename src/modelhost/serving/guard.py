@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready",
                         "/ping", "/health", "/version", "/v2"})
 """Liveness and readiness probes: answered without a key."""
-DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect", "/openapi.json"})
-"""The API documentation: with its assets under ``/docs/assets/``, what a ``read`` key may
-see, like any other description of the routes."""
+DOCS_PATHS = frozenset({"/", "/docs", "/redoc", "/docs/oauth2-redirect", "/openapi.json"})
+"""The API documentation (and the root, which sends a browser there): with its assets
+under ``/docs/assets/``, what a ``read`` key may see, like any other description of the
+routes."""
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
