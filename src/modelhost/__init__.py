@@ -9,11 +9,8 @@ The public Python API::
         version = run.log_model(model, name="churn", input_example=X[:5])
 """
 
-from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
-from modelhost.client import Client
-from modelhost.config import Settings
 from modelhost.entities import (
     ColumnSpec,
     ColumnType,
@@ -27,39 +24,61 @@ from modelhost.entities import (
     TensorSpec,
 )
 from modelhost.errors import ModelhostError
-from modelhost.fluent import (
-    active_run,
-    get_client,
-    log_artifact,
-    log_dataset,
-    log_metric,
-    log_metrics,
-    log_model,
-    log_param,
-    log_params,
-    set_client,
-    set_experiment,
-    set_tag,
-    start_run,
-)
 
 if TYPE_CHECKING:
+    from modelhost.client import Client
+    from modelhost.config import Settings
+    from modelhost.fluent import (
+        active_run,
+        get_client,
+        log_artifact,
+        log_dataset,
+        log_metric,
+        log_metrics,
+        log_model,
+        log_param,
+        log_params,
+        set_client,
+        set_experiment,
+        set_tag,
+        start_run,
+    )
     from modelhost.signature import infer_signature
+
+    __version__: str
+
+# Loaded on first use, so that `import modelhost` (and every CLI call) does not pay for
+# SQLAlchemy, pydantic-settings, pandas or the package metadata it does not need.
+_LAZY = {
+    "Client": "modelhost.client", "Settings": "modelhost.config",
+    "infer_signature": "modelhost.signature",
+    **dict.fromkeys(("active_run", "get_client", "log_artifact", "log_dataset", "log_metric",
+                     "log_metrics", "log_model", "log_param", "log_params", "set_client",
+                     "set_experiment", "set_tag", "start_run"), "modelhost.fluent"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    # infer_signature needs pandas: import it on first use, not with modelhost.
-    if name == "infer_signature":
-        from modelhost.signature import infer_signature
+    import importlib
 
-        return infer_signature
-    raise AttributeError(f"module 'modelhost' has no attribute {name!r}")
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            value: Any = metadata.version("modelhost")
+        except metadata.PackageNotFoundError:  # pragma: no cover - a source tree
+            value = "0.0.0"
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'modelhost' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
-try:
-    __version__ = _metadata.version("modelhost")
-except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "Client",

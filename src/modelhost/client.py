@@ -59,7 +59,7 @@ class Client:
         self.keys = ApiKeys(KeyStore(self.db))
         self.audit = AuditStore(self.db)
         if migrate:
-            self.db.upgrade()
+            self.db.ensure_current()
 
     # The most used registry operations, by the names MLflow users look for.
 

@@ -192,6 +192,7 @@ async def test_a_version_that_fails_to_load_never_disturbs_the_serving_one(
             assert response.status_code == 200
             assert response.json()["version"] == "1.0.0"
         assert app.server.pool.routes == {"iris": "1.0.0"}
+        await app.server.pool.wait_until_ready(timeout_s=10)  # 1.0.1 has failed by now
         ready = await http.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert ready.json()["loading"] == {}

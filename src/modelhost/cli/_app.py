@@ -7,15 +7,10 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
-from modelhost.client import Client
-from modelhost.config import Settings
 from modelhost.errors import (
     ConflictError,
     ModelhostError,
@@ -23,6 +18,13 @@ from modelhost.errors import (
     SignatureViolationError,
     StoreUnavailableError,
 )
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+    from rich.table import Table
+
+    from modelhost.client import Client
+    from modelhost.config import Settings
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
@@ -44,13 +46,37 @@ def exit_code_for(error: ModelhostError) -> int:
     return next(code for kind, code in _EXIT_CODES if isinstance(error, kind))
 
 
+# Help is plain text (rich_markup_mode=None): rendering it with rich costs more than
+# the rest of `modelhost --help` together.
 app = typer.Typer(
     name="modelhost", no_args_is_help=True, add_completion=False,
-    pretty_exceptions_enable=False,
+    pretty_exceptions_enable=False, rich_markup_mode=None,
     help="Turn trained models into versioned prediction APIs and keep them healthy.")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+
+def sub_app(help: str) -> typer.Typer:
+    """A command group (``modelhost models ...``) styled like the root app."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+
+
+class _LazyConsole:
+    """A rich Console made on first use: importing rich costs about 0.1 s, which
+    ``--help`` and commands printing nothing should not pay."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+out: Any = _LazyConsole(soft_wrap=True)
+err: Any = _LazyConsole(stderr=True, soft_wrap=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
@@ -64,6 +90,8 @@ class State:
     _client: Client | None = field(default=None, repr=False)
 
     def settings(self) -> Settings:
+        from modelhost.config import Settings
+
         overrides: dict[str, Any] = {}
         if self.home is not None:
             overrides["home"] = self.home
@@ -75,6 +103,8 @@ class State:
 
     def client(self) -> Client:
         if self._client is None:
+            from modelhost.client import Client
+
             self._client = Client(self.settings())
         return self._client
 
@@ -105,6 +135,8 @@ def emit(data: Any, *, as_json: bool, table: Table | str | None = None) -> None:
 
 
 def make_table(*headers: str, rows: list[tuple[Any, ...]]) -> Table:
+    from rich.table import Table
+
     table = Table(*headers, box=None, header_style="bold")
     for row in rows:
         table.add_row(*("" if c is None else str(c) for c in row))
@@ -132,9 +164,6 @@ def run(argv: list[str] | None = None) -> int:
     except ModelhostError as exc:
         _report(exc, _error_text(exc))
         return exit_code_for(exc)
-    except ValidationError as exc:
-        _report(exc, f"error: invalid configuration: {_first_validation_error(exc)}")
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
@@ -143,6 +172,9 @@ def run(argv: list[str] | None = None) -> int:
                      + (f": {Path(exc.filename).name}" if exc.filename else ""))
         return EXIT_USER_ERROR
     except Exception as exc:  # noqa: BLE001  # no traceback for users; --debug has it
+        if _is_validation_error(exc):  # settings from the environment or options
+            _report(exc, f"error: invalid configuration: {_first_validation_error(exc)}")
+            return EXIT_USER_ERROR
         _report(exc, f"error: unexpected {type(exc).__name__}; rerun with --debug for "
                      "details")
         return EXIT_USER_ERROR
@@ -178,6 +210,13 @@ def _error_text(exc: ModelhostError) -> str:
             lines.append(f"  ... and {exc.total - len(exc.details)} more")
         return "\n".join(lines)
     return f"error: {exc.message}"
+
+
+def _is_validation_error(exc: Exception) -> TypeGuard[ValidationError]:
+    # pydantic is imported only by the commands that need it; if it is not loaded, the
+    # error cannot be one of its.
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(exc, pydantic.ValidationError)
 
 
 def _first_validation_error(exc: ValidationError) -> str:

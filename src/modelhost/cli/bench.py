@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import statistics
 import time
 from collections import Counter
 from typing import Any
@@ -27,6 +25,8 @@ def bench(
 ) -> None:
     """Load a served model with concurrent requests built from its input example; print
     throughput and latency percentiles."""
+    import asyncio
+
     result = asyncio.run(_run(name, url=url.rstrip("/"), version=version,
                               concurrency=concurrency, duration=duration, rows=rows,
                               progress=not as_json))
@@ -41,6 +41,9 @@ def bench(
 
 async def _run(name: str, *, url: str, version: str | None, concurrency: int,
                duration: float, rows: int, progress: bool) -> dict[str, Any]:
+    import asyncio
+    import statistics
+
     import httpx
     from rich.progress import Progress
 

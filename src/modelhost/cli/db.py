@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import typer
+from modelhost.cli._app import JSON_OPTION, STATE, app, emit, sub_app
 
-from modelhost.cli._app import JSON_OPTION, STATE, app, emit
-from modelhost.store import Database
-
-db_app = typer.Typer(help="Metadata database maintenance.", no_args_is_help=True)
+db_app = sub_app("Metadata database maintenance.")
 app.add_typer(db_app, name="db")
 
 
 @db_app.command("upgrade")
 def upgrade(as_json: bool = JSON_OPTION) -> None:
     """Apply pending migrations (serve and quickstart also do this at start)."""
+    from modelhost.store import Database
+
     settings = STATE.settings()
     db = Database(settings.resolved_db_url, busy_timeout_s=settings.db_busy_timeout_s,
                   connect_timeout_s=settings.db_connect_timeout_s)

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import typer
 
-from modelhost.cli._app import JSON_OPTION, STATE, app, emit, make_table, out
+from modelhost.cli._app import JSON_OPTION, STATE, app, emit, make_table, out, sub_app
 from modelhost.entities import ModelVersion
 
-models_app = typer.Typer(help="List and inspect registered models.", no_args_is_help=True)
-alias_app = typer.Typer(help="Point movable labels (champion, challenger) at versions.",
-                        no_args_is_help=True)
+models_app = sub_app("List and inspect registered models.")
+alias_app = sub_app("Point movable labels (champion, challenger) at versions.")
 app.add_typer(models_app, name="models")
 app.add_typer(alias_app, name="alias")
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
-from rich.status import Status
 
 from modelhost.cli._app import (
     EXIT_USER_ERROR,
@@ -17,25 +16,26 @@ from modelhost.cli._app import (
     err,
     make_table,
     out,
+    sub_app,
 )
-from modelhost.pipelines import (
-    PipelineResult,
-    PipelineRunner,
-    ReproduceReport,
-    RunOptions,
-    StepResult,
-    StepStatus,
-    load_spec,
-    reproduce,
-)
-from modelhost.pipelines.reproduce import DEFAULT_TOLERANCE
 
-pipeline_app = typer.Typer(help="Training pipelines with quality gates (modelhost.yaml).",
-                           no_args_is_help=True)
+if TYPE_CHECKING:
+    from modelhost.pipelines import PipelineResult, ReproduceReport, StepResult
+
+# The pipelines package (pydantic, YAML) and rich load when a command runs, not for
+# every `modelhost` call.
+DEFAULT_TOLERANCE = 1e-6  # modelhost.pipelines.reproduce.DEFAULT_TOLERANCE (tested)
+
+pipeline_app = sub_app("Training pipelines with quality gates (modelhost.yaml).")
 app.add_typer(pipeline_app, name="pipeline")
 
-_STYLE = {StepStatus.RAN: "green", StepStatus.SKIPPED: "cyan", StepStatus.FAILED: "bold red",
-          StepStatus.NOT_RUN: "dim"}
+_STYLE = {"ran": "green", "skipped": "cyan", "failed": "bold red", "not run": "dim"}
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 class _StepPrinter:
@@ -43,7 +43,7 @@ class _StepPrinter:
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
-        self._status: Status | None = None
+        self._status: Any = None
 
     def started(self, step: str) -> None:
         if self.enabled and out.is_terminal:
@@ -51,12 +51,14 @@ class _StepPrinter:
             self._status.start()
 
     def finished(self, result: StepResult) -> None:
+        from modelhost.pipelines import StepStatus
+
         if self._status is not None:
             self._status.stop()
             self._status = None
         if not self.enabled:
             return
-        style = _STYLE[result.status]
+        style = _STYLE[result.status.value]
         timing = f"{result.seconds:6.2f}s" if result.status is not StepStatus.NOT_RUN else \
             " " * 7
         message = result.message if result.status is not StepStatus.FAILED else (
@@ -84,6 +86,8 @@ def pipeline_run(
 
     Unchanged steps are skipped; exit code 1 when validation, a gate or a step fails.
     """
+    from modelhost.pipelines import PipelineRunner, RunOptions, load_spec
+
     if reason is not None and not reason.strip():
         raise typer.BadParameter("give a non-empty reason", param_hint="--reason")
     pipeline = load_spec(spec)
@@ -143,6 +147,8 @@ def reproduce_command(
 ) -> None:
     """Re-run the pipeline behind a version (same commit, params and dataset versions)
     and check that its metrics match."""
+    from modelhost.pipelines import reproduce
+
     if not as_json:
         out.print(f"[bold]Reproducing {escape(name)} {escape(version)}[/bold]",
                   highlight=False)

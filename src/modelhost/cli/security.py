@@ -17,11 +17,12 @@ from modelhost.cli._app import (
     err,
     make_table,
     out,
+    sub_app,
 )
 from modelhost.errors import InvalidInputError
 
-keys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
-audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+keys_app = sub_app("API keys (shown once, stored hashed).")
+audit_app = sub_app("The hash-chained audit log.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 

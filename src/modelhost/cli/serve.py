@@ -7,13 +7,14 @@ import signal
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from modelhost.cli._app import STATE, app, emit, err
-from modelhost.client import Client
-from modelhost.config import Settings
+
+if TYPE_CHECKING:  # loaded by the commands, not by every `modelhost` call
+    from modelhost.config import Settings
 
 
 @app.command("serve")
@@ -48,6 +49,9 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
             os.environ[key] = str(value)
     auth = resolve_auth(settings.auth, host)
     os.environ["MODELHOST_AUTH"] = auth
+    from modelhost.client import Client
+    from modelhost.config import Settings
+
     with Client(Settings()) as client:  # migrate once, before any worker starts
         keys = client.keys.list() if auth == "required" else []
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

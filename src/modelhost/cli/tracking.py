@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from modelhost.cli._app import EXIT_USER_ERROR, JSON_OPTION, STATE, app, emit, make_table, out
-from modelhost.errors import ConflictError, FileNotFoundInputError, InvalidInputError
-from modelhost.tracking import (
-    ColumnDiff,
-    DataSchema,
-    DatasetDiff,
-    diff_datasets,
-    infer_schema,
-    read_frame,
-    read_version,
-    validate_frame,
+from modelhost.cli._app import (
+    EXIT_USER_ERROR,
+    JSON_OPTION,
+    STATE,
+    app,
+    emit,
+    make_table,
+    out,
+    sub_app,
 )
+from modelhost.errors import ConflictError, FileNotFoundInputError, InvalidInputError
 
-runs_app = typer.Typer(help="Tracked training runs.", no_args_is_help=True)
-data_app = typer.Typer(help="Versioned datasets.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from modelhost.tracking import ColumnDiff, DatasetDiff
+
+runs_app = sub_app("Tracked training runs.")
+data_app = sub_app("Versioned datasets.")
 app.add_typer(runs_app, name="runs")
 app.add_typer(data_app, name="data")
 
@@ -88,6 +90,8 @@ def data_validate(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Check data against a schema; exit 1 listing every violated check with examples."""
+    from modelhost.tracking import DataSchema, validate_frame
+
     contract = DataSchema.load(schema)
     report = validate_frame(_load_source(source), contract)
     if as_json:
@@ -111,6 +115,8 @@ def data_infer_schema(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Write a schema the data satisfies: a starting point to edit for 'data validate'."""
+    from modelhost.tracking import infer_schema
+
     schema = infer_schema(_load_source(source), categorical_max=categorical_max)
     if output is None:
         if as_json:
@@ -139,6 +145,8 @@ def data_diff(
 
     Use 'data diff NAME A B' or 'data diff NAME:A NAME:B'.
     """
+    from modelhost.tracking import diff_datasets
+
     if third is None:
         (name_a, version_a), (name_b, version_b) = _versioned(first), _versioned(second)
     else:
@@ -158,6 +166,9 @@ def data_diff(
 
 
 def _diff_table(diff: DatasetDiff) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table("COLUMN", "NULL RATE", "MEAN", "SHIFT (SD)", "PSI", "CHANGE",
                   box=None, header_style="bold")
     for col in diff.columns:
@@ -186,6 +197,8 @@ def _change(col: ColumnDiff) -> str:
 
 def _load_source(source: str) -> Any:
     """The table at a file or folder path, or of a registered dataset NAME[:VERSION]."""
+    from modelhost.tracking import read_frame, read_version
+
     path = Path(source)
     if path.exists():
         return read_frame(path)

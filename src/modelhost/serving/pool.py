@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,7 +37,9 @@ from modelhost.errors import (
 from modelhost.flavors import LOAD_LOCK, LoadedModel
 from modelhost.registry import Registry
 from modelhost.serving.batcher import AdaptiveBatcher
-from modelhost.signature import InputValidator
+
+if TYPE_CHECKING:
+    from modelhost.signature import InputValidator
 
 log = logging.getLogger(__name__)
 
@@ -226,15 +228,8 @@ class ModelPool:
             if key in self._served:
                 self._switch(name, version)
             elif key not in self._loading and self._retry_due(key):
-                self._start_loading(key).add_done_callback(
-                    functools.partial(self._on_loaded, name=name, version=version))
+                self._start_loading(key)
         await self._unload_idle()
-
-    def _on_loaded(self, task: asyncio.Task[ServedVersion], *, name: str, version: str) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return
-        if self._wanted.get(name) == version:
-            self._switch(name, version)
 
     def _switch(self, name: str, version: str) -> None:
         previous = self.routes.get(name)
@@ -330,8 +325,13 @@ class ModelPool:
     def _start_loading(self, key: tuple[str, str]) -> asyncio.Task[ServedVersion]:
         task = asyncio.create_task(self._load(key), name=f"load {key[0]} {key[1]}")
         self._loading[key] = task
-        task.add_done_callback(lambda _t: self._loading.pop(key, None))
+        task.add_done_callback(functools.partial(self._loaded, key))
         return task
+
+    def _loaded(self, key: tuple[str, str], task: asyncio.Task[ServedVersion]) -> None:
+        self._loading.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # logged and recorded by _load; waiting requests get it too
 
     async def _load(self, key: tuple[str, str]) -> ServedVersion:
         async with self._load_gate:
@@ -351,6 +351,8 @@ class ModelPool:
         if self._on_load is not None:
             self._on_load(*key, served.load_seconds)
         log.info("%s %s loaded in %.2f s", *key, served.load_seconds)
+        if self._wanted.get(key[0]) == key[1]:  # in the same step: never loaded unrouted
+            self._switch(*key)
         return served
 
     def _fail(self, key: tuple[str, str], exc: Exception, *, reason: str,
@@ -375,6 +377,9 @@ class ModelPool:
             return self._build(name, version)
 
     def _build(self, name: str, version: str) -> ServedVersion:
+        # Imported here (it imports pandas), so that the server listens sooner.
+        from modelhost.signature import InputValidator
+
         loaded = self._registry.load(name, version)
         mv = loaded.version
         validator = InputValidator(mv.signature) if mv.signature is not None else None

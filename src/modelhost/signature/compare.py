@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from modelhost.entities import Bump, ColumnSpec, Signature, Spec, TensorSpec
-from modelhost.signature._problems import _shape
 
 __all__ = ["compare_signatures"]
 
@@ -101,3 +100,9 @@ def _compare_tensors(old: Sequence[Spec], new: Sequence[Spec],
     changes += [(added_bump, f"adds {role} tensor #{i}") for i in range(len(old), len(new))]
     changes += [(Bump.MAJOR, f"drops {role} tensor #{i}") for i in range(len(new), len(old))]
     return changes
+
+
+def _shape(shape: Iterable[int]) -> str:
+    # As the validator writes shapes; kept here so that comparing (the registry, the CLI)
+    # does not import numpy.
+    return str(tuple(shape))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import threading
@@ -31,6 +32,26 @@ log = logging.getLogger(__name__)
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # Any number unique to modelhost: serialises migrations of concurrent processes.
 _PG_MIGRATION_LOCK = 0x6D6F64656C68
+
+
+_REVISION = re.compile(r"^(down_revision|revision)\b[^=]*=(.*)$", re.MULTILINE)
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest migration: the one revision no other revises; None if that is not one
+    revision (a branch), or the files cannot be read."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    try:
+        for file in (_MIGRATIONS / "versions").glob("*.py"):
+            for key, value in _REVISION.findall(file.read_text(encoding="utf-8")):
+                names = set(re.findall(r"['\"]([^'\"]+)['\"]", value))
+                (revisions if key == "revision" else revised).update(names)
+    except OSError:
+        return None
+    heads = revisions - revised
+    return next(iter(heads)) if len(heads) == 1 else None
 
 
 class WriteConflictError(ConflictError):
@@ -136,6 +157,24 @@ class Database:
                 "modelhost") from exc
         except DBAPIError as exc:
             raise translate_operational(exc) from exc
+
+    def ensure_current(self) -> None:
+        """Apply pending migrations, unless the schema is at the newest revision already.
+
+        That check reads the ``alembic_version`` table and the migration files without
+        importing Alembic, which would add about 0.2 s to every command-line call.
+        """
+        head = head_revision()
+        if head is not None:
+            try:
+                with self.engine.connect() as conn:
+                    current = conn.execute(text("SELECT version_num FROM alembic_version")
+                                           ).scalars().all()
+            except DBAPIError:  # no table yet, or unreachable: upgrade() says which
+                current = []
+            if current == [head]:
+                return
+        self.upgrade()
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
