@@ -13,7 +13,9 @@ of the README, ``docs/serving.md:1`` the first of that page):
 * ``bash``, ``sh`` and ``shell`` blocks run as one script each; their output is not
   checked.
 
-Other tags (``text``, ``yaml``, ``json``, ...) are not run. Commands must be fenced: an
+Other tags (``text``, ``yaml``, ``json``, ...) are not run. The flows of
+``examples/churn/README.md`` (a run, a rerun, a worse model, bad data, a retraining run,
+reproduce) are run by ``tests/pipelines/test_churn_example.py``. Commands must be fenced: an
 indented (unfenced) code block that starts with a command (``modelhost``, ``curl``,
 ``make``, ...) is refused, so no command list escapes the test.
 
