@@ -115,7 +115,7 @@ def _reports_in_store(run: BuiltinRun, run_id: str, datasets: list[str]) -> bool
     validate step (a lock written against another store names a run this one lacks)."""
     try:
         artifacts = run.client.tracking.get_run(run_id).artifacts
-    except NotFoundError:
+    except (NotFoundError, InvalidInputError):
         return False
     return all(_report_name(name) in artifacts for name in datasets)
 
