@@ -558,6 +558,7 @@ class DocSessions:
         if self.current is not None and self.current.file == file:
             return self.current
         self.close()
+        assert (VENV_BIN / "modelhost").is_file(), f"no modelhost command in {VENV_BIN}"
         slug = re.sub(r"\W", "_", file)
         base = self._factory.mktemp(slug)
         workdir = base / "work"
