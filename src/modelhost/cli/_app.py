@@ -186,10 +186,12 @@ def run(argv: list[str] | None = None) -> int:
 def _importable_cwd() -> None:
     """Make modules in the current folder importable, as ``python -m`` does: models
     registered by import path (``slowmod:Slow``) live there. A console script starts
-    with its own bin folder on ``sys.path`` instead."""
+    with its own bin folder on ``sys.path`` instead. The folder goes last, so that a file
+    in it never shadows the standard library or an installed package that a command
+    imports later."""
     cwd = str(Path.cwd())
     if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
+        sys.path.append(cwd)
 
 
 def _report(exc: BaseException, line: str) -> None:
