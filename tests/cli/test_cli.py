@@ -276,6 +276,10 @@ def test_an_input_example_may_be_one_json_record(home: Path, model_file: Path,
                        "--input-example", mixed)
     assert code == 1 and "mixes single values ('sepal_length') with lists of values" in err
     assert "must pass an index" not in err
+    code, _, err = cli(capsys, "register", model_file, "--name", "iris",
+                       "--input-example", '{"a": 1}')
+    assert code == 1 and "predicting on the input example failed (ValueError: " in err
+    assert "feature names" in err and "must pass an index" not in err
 
 
 def test_predict_lists_every_problem_of_the_input(home: Path, model_file: Path,
@@ -345,7 +349,10 @@ def test_register_a_python_import_path_from_the_current_folder(
     (code_dir / f"{module}.py").write_text(
         "class Slow:\n"
         "    def predict(self, X):\n"
-        "        return [len(X.columns)] * len(X)\n")
+        "        return [len(X.columns)] * len(X)\n"
+        "class Broken:\n"
+        "    def predict(self, X):\n"
+        "        raise ValueError(f'cannot read {__file__}: no weights')\n")
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(code_dir))])
     monkeypatch.chdir(code_dir)
     code, out, err = cli(capsys, "register", f"{module}:Slow", "--flavor", "python",
@@ -359,6 +366,10 @@ def test_register_a_python_import_path_from_the_current_folder(
     rows.write_text('[{"a": 1, "b": 2}]')
     code, out, err = cli(capsys, "predict", "slow", "--version", "latest", "--input", rows)
     assert code == 0 and json.loads(out)["predictions"] == [2], err
+    assert cli(capsys, "register", f"{module}:Broken", "--name", "broken")[0] == 0
+    code, _, err = cli(capsys, "predict", "broken", "--version", "latest", "--input", rows)
+    assert code == 1 and "it raised ValueError: cannot read <path> no weights" in err
+    assert str(code_dir) not in err and "Traceback" not in err
     code, _, err = cli(capsys, "register", "nosuchmod_x:Thing", "--name", "slow")
     assert code == 1 and "no such file" not in err and "nosuchmod_x:Thing" in err
     code, _, err = cli(capsys, "register", "not-an-import-path", "--flavor", "python",

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -359,7 +360,8 @@ def _signature_for(given: Signature | None, example: Any,
         predictions = loaded.predict(frame)
     except Exception as exc:  # a user model may raise anything; report, don't crash
         raise ModelLoadError("the model", f"predicting on the input example failed "
-                             f"({type(exc).__name__})") from exc
+                             f"({_first_line(exc)}); is it an example of this model's "
+                             "input?") from exc
     rows = len(frame) if hasattr(frame, "__len__") else None
     if rows is not None and len(predictions) != rows:
         raise ModelLoadError("the model", f"it returned {len(predictions)} predictions "
@@ -375,9 +377,18 @@ def _is_dataframe(value: Any) -> bool:
     return type(value).__name__ == "DataFrame" and type(value).__module__.startswith("pandas")
 
 
+# Absolute paths (POSIX or Windows) in a model's own error message: never shown.
+_PATHS = re.compile(r"(?<![\w.])/[^\s'\"]+|\b[A-Za-z]:\\[^\s'\"]*")
+
+
+def _first_line(exc: Exception) -> str:
+    """``TypeName: first line of the message``, path-free, at most 300 characters."""
+    first = _PATHS.sub("<path>", (str(exc).strip().splitlines() or [""])[0])[:300]
+    return type(exc).__name__ + (f": {first}" if first else "")
+
+
 def _model_failure(exc: Exception, *, signed: bool) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
-    reason = f"it raised {type(exc).__name__}" + (f": {first}" if first else "")
+    reason = f"it raised {_first_line(exc)}"
     if not signed:
         reason += ("; this version has no signature, so its input reaches the model as "
                    "given: send the columns it was trained on, or register it with "
