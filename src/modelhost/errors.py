@@ -267,6 +267,24 @@ class StoreUnavailableError(ModelhostError):
         super().__init__(f"{what} is unavailable: {reason}; try again shortly")
 
 
+class PortInUseError(ModelhostError):
+    """Another process already listens on the port a server was asked to use."""
+
+    code = "port_in_use"
+
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} is in use; stop the process that holds it or "
+                         "choose another with --port")
+        self.port = port
+
+
+class BindError(InvalidInputError):
+    """An address a server cannot listen on: unknown, not this machine's, or privileged."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+
+
 # --- serving --------------------------------------------------------------------------
 
 

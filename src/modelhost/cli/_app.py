@@ -15,6 +15,7 @@ from modelhost.errors import (
     ConflictError,
     ModelhostError,
     NotFoundError,
+    PortInUseError,
     SignatureViolationError,
     StoreUnavailableError,
 )
@@ -38,6 +39,7 @@ _EXIT_CODES: tuple[tuple[type[ModelhostError], int], ...] = (
     (NotFoundError, EXIT_NOT_FOUND),
     (ConflictError, EXIT_CONFLICT),
     (StoreUnavailableError, EXIT_UNAVAILABLE),
+    (PortInUseError, EXIT_UNAVAILABLE),
     (ModelhostError, EXIT_USER_ERROR),
 )
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
 import signal
 import socket
+import sys
 import tempfile
+from collections.abc import Callable, Generator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from modelhost.cli._app import STATE, app, emit, err
+from modelhost.errors import BindError, ModelhostError, PortInUseError
 
 if TYPE_CHECKING:  # loaded by the commands, not by every `modelhost` call
     from modelhost.config import Settings
@@ -38,9 +45,17 @@ def serve(
 
 def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
                log_level: str = "warning", overrides: dict[str, Any] | None = None) -> None:
-    """Serve until interrupted; every worker reads its settings from the environment."""
+    """Serve until stopped by SIGINT or SIGTERM (see :class:`StopSignals`); every worker
+    reads its settings from the environment.
+
+    Raises:
+        PortInUseError: another process listens on ``port``.
+        BindError: ``host`` is unknown or not this machine's, or ``port`` is privileged.
+    """
     import uvicorn
 
+    stop = StopSignals()
+    stop.install()  # before anything is bound or loaded: no stop signal is ever lost
     os.environ["MODELHOST_HOME"] = str(settings.home.resolve())
     for key, value in (("MODELHOST_DB_URL", settings.db_url),
                        ("MODELHOST_ARTIFACTS", settings.artifacts),
@@ -54,8 +69,10 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
 
     with Client(Settings()) as client:  # migrate once, before any worker starts
         keys = client.keys.list() if auth == "required" else []
+    metrics_dir = None  # made here, so removed here
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelhost-metrics-")
+        metrics_dir = tempfile.mkdtemp(prefix="modelhost-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     config = uvicorn.Config("modelhost.asgi:app_factory", factory=True, host=host,
                             port=port, workers=workers, loop="uvloop", http="httptools",
                             lifespan="on", access_log=False, log_level=log_level,
@@ -64,30 +81,31 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
                             # Workers import the ML stack before answering the
                             # supervisor's ping; on a busy host that exceeds 5 s.
                             timeout_worker_healthcheck=60)
-    err.print(f"modelhost serving on http://{host}:{port} with {workers} worker(s); "
-              "docs at /docs; Ctrl+C stops", highlight=False)
-    if auth == "off":
-        where = "bound to loopback" if is_loopback(host) else "turned off by MODELHOST_AUTH=off"
-        err.print(f"authentication is OFF ({where}): anyone who can connect can predict "
-                  "and change models", highlight=False)
-    else:
-        err.print("authentication is on: send 'Authorization: Bearer <key>'"
-                  + ("" if keys else "; no key exists yet, create one with "
-                     "'modelhost keys create --name admin --role admin'"), highlight=False)
-    server = uvicorn.Server(config)
-    if workers == 1:
-        # uvicorn re-raises the SIGTERM it handled once shutdown is complete; with this
-        # handler in place that ends the process normally (exit 0) after the drain.
-        signal.signal(signal.SIGTERM, lambda *_: None)
-        server.run()
-        return
-    from uvicorn.supervisors import Multiprocess
-
-    sock = config.bind_socket()
-    # Accepted connections inherit TCP_NODELAY from the listening socket; without it,
-    # small responses wait for Nagle's algorithm (~40 ms) in multi-worker mode.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    Multiprocess(config, sockets=[sock]).run()
+    sock = bind_socket(host, port)  # uvicorn serves on this very socket
+    try:
+        address = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        err.print(f"modelhost serving on http://{address}:{sock.getsockname()[1]} with "
+                  f"{workers} worker(s); docs at /docs; Ctrl+C stops", highlight=False)
+        if auth == "off":
+            where = ("bound to loopback" if is_loopback(host)
+                     else "turned off by MODELHOST_AUTH=off")
+            err.print(f"authentication is OFF ({where}): anyone who can connect can "
+                      "predict and change models", highlight=False)
+        else:
+            err.print("authentication is on: send 'Authorization: Bearer <key>'"
+                      + ("" if keys else "; no key exists yet, create one with "
+                         "'modelhost keys create --name admin --role admin'"),
+                      highlight=False)
+        if stop.stopping:  # stopped while starting: nothing to serve or drain
+            return
+        if workers == 1:
+            _serve_one(config, sock, stop)
+        else:
+            _serve_workers(config, sock, stop)
+    finally:
+        sock.close()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command("predict")
@@ -124,3 +142,179 @@ def resolve_auth(configured: str | None, host: str) -> str:
     if configured is not None:
         return configured
     return "off" if is_loopback(host) else "required"
+
+
+# --- the listening socket and the stop signals -------------------------------------------
+
+_BACKLOG = 2048  # uvicorn's default; it listens on the socket again with the same value
+# The signals that stop a server, as the "again to stop now" hint names them.
+_STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound and listening before anything is printed or loaded.
+
+    A busy port or a bad host fails at once, and since uvicorn serves on this very
+    socket nothing can take the port between this check and the server. Connections
+    made while the app starts wait in the backlog.
+
+    Raises:
+        PortInUseError: another process listens on ``port``.
+        BindError: ``host`` is unknown or not an address of this machine, or ``port``
+            needs privileges this process does not have.
+    """
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # A port whose old connections linger in TIME_WAIT can be used again; a port
+        # with a listener cannot (listen() refuses it even where bind() does not).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit TCP_NODELAY from the listening socket; without
+        # it, small responses wait for Nagle's algorithm (~40 ms).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((address, port))
+        sock.listen(_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise _bind_error(host, port, exc) from exc
+    sock.set_inheritable(True)  # the workers serve on it
+    return sock
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> ModelhostError:
+    if isinstance(exc, socket.gaierror):
+        reason = "unknown host; use an address of this machine, e.g. 127.0.0.1 or 0.0.0.0"
+    elif exc.errno == errno.EADDRINUSE:
+        return PortInUseError(port)
+    elif exc.errno == errno.EACCES:
+        reason = ("permission denied (ports below 1024 need privileges); use a port from "
+                  "1024 up")
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        reason = ("not an address of this machine; use one of its addresses, e.g. "
+                  "127.0.0.1 or 0.0.0.0")
+    else:
+        reason = exc.strerror or type(exc).__name__
+    return BindError(host, port, reason)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM for the whole life of a server process.
+
+    The first one drains: the server stops accepting connections, finishes the requests
+    it has and exits 0. A second one stops at once, dropping what is in flight, with
+    exit status 128 + its number (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a
+    process ended by that signal. The handlers are installed before anything is bound or
+    loaded and stay until the process ends; uvicorn's own are never used, so no signal
+    can arrive between two handlers and be lost.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._first: int = signal.SIGTERM
+        self._drain: Callable[[int], None] = lambda _sig: None
+        self._force: Callable[[], None] = lambda: None
+
+    def install(self) -> None:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def attach(self, *, drain: Callable[[int], None], force: Callable[[], None]) -> None:
+        """Pass the next signals to a server about to run, and a stop asked already."""
+        self._drain, self._force = drain, force
+        if self.stopping:
+            drain(self._first)
+
+    def _handle(self, sig: int, _frame: FrameType | None) -> None:
+        if self.stopping:
+            _say("stopping now")
+            try:
+                self._force()
+            finally:
+                _exit_now(128 + sig)
+            return
+        self.stopping, self._first = True, sig
+        _say(f"draining ({_STOP_SIGNALS[signal.Signals(sig)]} again to stop now)")
+        self._drain(sig)
+
+
+def _serve_one(config: Any, sock: socket.socket, stop: StopSignals) -> None:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            yield  # StopSignals has SIGINT and SIGTERM for the whole process
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            if not self.should_exit:  # stopped while the app was imported: start nothing
+                await super().startup(sockets=sockets)
+
+    server = Server(config)
+
+    def drain(_sig: int) -> None:
+        server.should_exit = True  # uvicorn's loop sees it within 0.1 s
+
+    stop.attach(drain=drain, force=lambda: None)
+    server.run(sockets=[sock])
+
+
+def _serve_workers(config: Any, sock: socket.socket, stop: StopSignals) -> None:
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def terminate_all(self) -> None:
+            super().terminate_all()
+            # The workers drain: refuse new connections now rather than leave them in
+            # the backlog of a socket that no worker accepts from any more.
+            for listener in self.sockets:
+                listener.close()
+
+    # Multiprocess installs handlers of its own: hold the stop signals until ours are
+    # back, so that none is handled by the wrong one.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        supervisor = Supervisor(config, sockets=[sock])
+
+        def drain(sig: int) -> None:
+            supervisor.signal_queue.append(sig)  # its loop stops the workers gracefully
+
+        def force() -> None:
+            workers = [w.process for w in supervisor.processes]
+            # and any child still starting, which the supervisor does not list yet
+            pids = {w.pid for w in workers if w.pid is not None} | _child_pids()
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            for worker in workers:
+                worker.join(timeout=5)
+
+        stop.install()
+        stop.attach(drain=drain, force=force)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    if not stop.stopping:
+        supervisor.run()
+
+
+def _child_pids() -> set[int]:
+    """The direct children of this process (Linux; elsewhere none are found)."""
+    pids: set[int] = set()
+    for task in Path("/proc/self/task").glob("*/children"):
+        with contextlib.suppress(OSError, ValueError):
+            pids.update(int(pid) for pid in task.read_text().split())
+    return pids
+
+
+def _say(line: str) -> None:
+    """One line on stderr, safe in a signal handler (no buffer that may be mid-write)."""
+    with contextlib.suppress(OSError):  # a closed stderr must not stop the server stopping
+        os.write(2, f"{line}\n".encode())
+
+
+def _exit_now(code: int) -> None:
+    """End the process at once: no drain, no waiting for threads still running."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
