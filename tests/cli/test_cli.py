@@ -417,3 +417,18 @@ def test_quickstart_hints_call_modelhost_the_way_the_shell_can(
     assert "  .venv/bin/modelhost models show breast-cancer\n" in out
     assert "  .venv/bin/modelhost serve " in out
     assert "\n  modelhost " not in out
+
+
+def test_the_lazy_console_serves_rich_progress_displays(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from rich.progress import Progress
+
+    from modelhost.cli._app import out
+
+    with Progress(transient=True, console=out) as progress:  # rich enters the console
+        progress.advance(progress.add_task("work", total=1))
+    with Progress(transient=True, console=out.real) as progress:
+        progress.advance(progress.add_task("work", total=1))
+    with out:
+        out.print("inside a block")
+    assert "inside a block" in capsys.readouterr().out

@@ -70,7 +70,7 @@ async def _run(name: str, *, url: str, version: str | None, concurrency: int,
                 statuses[code] += 1
 
         started = time.perf_counter()
-        with Progress(transient=True, console=out, disable=not progress) as bar:
+        with Progress(transient=True, console=out.real, disable=not progress) as bar:
             task = bar.add_task(f"Loading {name} with {concurrency} connections",
                                 total=duration)
             workers = [asyncio.create_task(worker()) for _ in range(concurrency)]

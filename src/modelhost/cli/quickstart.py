@@ -24,7 +24,7 @@ def quickstart(
     from rich.progress import Progress
 
     client = STATE.client()
-    with Progress(transient=True, console=out, disable=as_json) as progress:
+    with Progress(transient=True, console=out.real, disable=as_json) as progress:
         task = progress.add_task("Training and registering", total=3)
         data_path, frame, target = _write_dataset(client.settings.home)
         progress.advance(task)
