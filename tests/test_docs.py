@@ -70,10 +70,6 @@ Blocks marked ``no-test`` today:
 * ``README.md:1``: ``make demo`` and ``make test`` create ``.venv``, install the project
   and (``make test``) run the whole suite; the docs test runs what ``make demo`` runs,
   ``modelhost quickstart``, in README.md:2.
-* ``README.md:2``, ``README.md:3`` and ``docs/serving.md:7``, temporarily: the progress
-  display of ``modelhost quickstart`` and ``modelhost bench`` raises ``TypeError``
-  (``'_LazyConsole' object does not support the context manager protocol``); README.md:3
-  also needs the quickstart's server.
 
 Selecting a later block alone (``-k "README.md:4"``) first runs the blocks before it;
 once a block fails, the later blocks of that file are skipped, naming the failed block.
