@@ -248,7 +248,7 @@ def test_sigterm_before_the_server_answers(serve: Callable[..., Serve],
 
 @pytest.mark.parametrize("workers", WORKERS)
 def test_sigterm_while_a_model_loads(serve: Callable[..., Serve], workers: str) -> None:
-    server = serve("--workers", workers, STOP_TEST_LOAD_S="3")
+    server = serve("--workers", workers, STOP_TEST_LOAD_S="2")
     server.wait_until(lambda: marks(server.marks, "load") > 0, "loading")
     sent = server.signal(signal.SIGTERM)
     server.assert_stopped(sent)
@@ -278,9 +278,9 @@ def test_sigterm_under_load_finishes_the_requests_in_flight(serve: Callable[...,
     try:
         for thread in threads:
             thread.start()
-        server.wait_until(lambda: marks(server.marks, "predict") > 0, "predicting")
+        server.wait_until(lambda: marks(server.marks, "predict") > 0
+                          and all(results for results in hammered), "under load")
         time.sleep(0.2)  # both slow requests are in: one predicting, or both
-        assert all(results for results in hammered), "the load has not started"
         sent = server.signal(signal.SIGTERM)
         server.assert_stopped(sent)
     finally:
