@@ -892,3 +892,18 @@ def test_server_commands_are_recognised() -> None:
     assert _server_words("modelhost quickstart --no-serve") is None
     assert _server_words("modelhost serve --help") is None
     assert _server_words("modelhost keys create --name serve") is None
+
+
+def test_shell_commands_share_folder_variables_and_exit_code(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    session = DocSession(file="doc.md", base=tmp_path, workdir=work, home=tmp_path / "home",
+                         module=types.ModuleType("doc"), cwd=work)
+    assert session.run_command("cd sub && KEY=$(echo secret)")[0] == 0
+    assert session.cwd == work / "sub"
+    assert session.run_command('echo "$KEY $MODELHOST_HOME"')[1] == \
+        f"secret {tmp_path / 'home'}\n"
+    assert session.run_command("command -v modelhost")[1].strip() == \
+        str(VENV_BIN / "modelhost")
+    assert session.run_command("false | cat")[0] == 1  # pipefail
+    assert session.run_command("echo $?")[1] == "1\n"
