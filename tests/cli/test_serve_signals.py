@@ -66,6 +66,7 @@ class Serve:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    metrics_dirs: set[Path] = field(default_factory=set)
 
     @property
     def log(self) -> Path:
@@ -82,6 +83,7 @@ class Serve:
     def start(self) -> None:
         self.marks.mkdir(parents=True)
         env = server_env(self.home, STOP_TEST_MARKS=str(self.marks), **self.env)
+        self.metrics_dirs = self.find_metrics_dirs(env)
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [str(MODELHOST), "serve", "--port", str(self.port), *self.args],
@@ -90,6 +92,11 @@ class Serve:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def find_metrics_dirs(self, env: dict[str, str] | None = None) -> set[Path]:
+        """The Prometheus folders that `serve --workers N` makes in its temp folder."""
+        tmp = Path((env or server_env(self.home))["TMPDIR"])
+        return set(tmp.glob("modelhost-metrics-*"))
 
     def wait_until(self, check: Callable[[], bool], what: str,
                    timeout_s: float = READY_BOUND_S) -> None:
@@ -147,6 +154,8 @@ class Serve:
         assert code == status, f"exit status {code}, not {status}\n{self.output()}"
         assert _port_free(self.port), f"port {self.port} still taken\n{self.output()}"
         assert "Traceback" not in self.output(), self.output()
+        if status == 0:  # what a graceful stop made, it removed
+            assert self.find_metrics_dirs() == self.metrics_dirs
 
     def kill(self) -> None:
         if self.proc is not None:

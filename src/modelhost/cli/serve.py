@@ -56,6 +56,7 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
 
     stop = StopSignals()
     stop.install()  # before anything is bound or loaded: no stop signal is ever lost
+
     os.environ["MODELHOST_HOME"] = str(settings.home.resolve())
     for key, value in (("MODELHOST_DB_URL", settings.db_url),
                        ("MODELHOST_ARTIFACTS", settings.artifacts),
@@ -69,10 +70,6 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
 
     with Client(Settings()) as client:  # migrate once, before any worker starts
         keys = client.keys.list() if auth == "required" else []
-    metrics_dir = None  # made here, so removed here
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        metrics_dir = tempfile.mkdtemp(prefix="modelhost-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     config = uvicorn.Config("modelhost.asgi:app_factory", factory=True, host=host,
                             port=port, workers=workers, loop="uvloop", http="httptools",
                             lifespan="on", access_log=False, log_level=log_level,
@@ -82,7 +79,11 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
                             # supervisor's ping; on a busy host that exceeds 5 s.
                             timeout_worker_healthcheck=60)
     sock = bind_socket(host, port)  # uvicorn serves on this very socket
+    metrics_dir = None  # made here, so removed here
     try:
+        if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            metrics_dir = tempfile.mkdtemp(prefix="modelhost-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         address = f"[{host}]" if ":" in host and not host.startswith("[") else host
         err.print(f"modelhost serving on http://{address}:{sock.getsockname()[1]} with "
                   f"{workers} worker(s); docs at /docs; Ctrl+C stops", highlight=False)
