@@ -11,7 +11,10 @@ EXTRAS ?= dev
 $(BIN)/.installed-$(EXTRAS): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[$(EXTRAS)]' \
+	# Bytecode is compiled at install (as pip does; uv does not by default): without it
+	# every process compiles scikit-learn, pandas and skops again on import, and a
+	# server starts about 3 s later (PYTHONDONTWRITEBYTECODE also stops the cache).
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[$(EXTRAS)]' \
 		|| $(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
