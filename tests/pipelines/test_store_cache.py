@@ -11,7 +11,13 @@ import pytest
 
 from modelhost import Client, Settings
 from modelhost.entities import Stage
-from modelhost.pipelines import Pipeline, PipelineResult, PipelineRunner, load_spec
+from modelhost.pipelines import (
+    Pipeline,
+    PipelineResult,
+    PipelineRunner,
+    RunOptions,
+    load_spec,
+)
 from tests.conftest import TODAY
 from tests.pipelines.toy import write_toy
 
@@ -75,3 +81,35 @@ def test_a_version_with_the_recorded_number_from_elsewhere_is_not_taken_for_ours
     assert statuses(result)["register"] == "ran" and statuses(result)["deploy"] == "ran"
     assert result.model_version == "1.0.1"
     assert new_home.registry.get_model("toy").production_version == "1.0.1"
+
+
+def test_a_gate_that_compares_with_production_runs_again_when_production_differs(
+        toy_dir: Path, sqlite_client: Client, new_home: Client) -> None:
+    gates = [{"kind": "not_worse_than_production", "metric": "accuracy"}]
+    pipeline = load_spec(write_toy(toy_dir, gates=gates, register=True, deploy=True))
+    first = PipelineRunner(pipeline, sqlite_client).run()
+    assert first.ok and statuses(first)["gate"] == "ran"
+    assert "no production version" in first.gates[0].message
+
+    # Another pipeline's model is in production in the new home: the verdict of the first
+    # run (nothing to compare with) says nothing about it.
+    other = load_spec(write_toy(toy_dir.parent / "other", register=True, deploy=True,
+                                train={"C": 0.001}))
+    assert PipelineRunner(other, new_home).run().ok
+    second = PipelineRunner(pipeline, new_home).run()
+    assert second.ok, second.summary()
+    assert statuses(second)["gate"] == "ran"
+    assert second.gates[0].details["production_version"] == "1.0.0"
+
+    # It promoted its own version; that is what the gate let through, so the verdict
+    # holds and a rerun skips everything.
+    assert new_home.registry.get_model("toy").production_version == second.model_version
+    third = PipelineRunner(pipeline, new_home).run()
+    assert third.ok and set(statuses(third).values()) == {"skipped"}
+
+    # Someone else's version goes to production: the gate must look again.
+    assert PipelineRunner(other, new_home).run(RunOptions(force=True)).ok
+    assert new_home.registry.get_model("toy").production_version == "1.0.2"
+    fourth = PipelineRunner(pipeline, new_home).run()
+    assert statuses(fourth)["gate"] == "ran"
+    assert fourth.gates[0].details["production_version"] == "1.0.2"

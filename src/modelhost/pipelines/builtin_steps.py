@@ -158,7 +158,7 @@ def gate(run: BuiltinRun) -> StepResult:
                 "metrics": json_digest(run.metrics),
                 "validation": json_digest({v.dataset: v.ok for v in run.validation})})
     cached = run.cached(GATE, key)
-    if cached is not None:
+    if cached is not None and _verdict_holds(run, cached):
         run.reuse(GATE, cached)
         run.gate_results = [GateResult.from_dict(g) for g in cached.facts["gates"]]
         return StepResult(name=GATE, kind=GATE, status=StepStatus.SKIPPED,
@@ -183,9 +183,36 @@ def gate(run: BuiltinRun) -> StepResult:
         return StepResult(name=GATE, kind=GATE, status=StepStatus.FAILED,
                           message=f"{len(failed)} of {len(run.gate_results)} failed",
                           error=error)
-    run.save(GATE, key, facts={"gates": [g.to_dict() for g in run.gate_results]})
+    run.save(GATE, key, facts={"gates": [g.to_dict() for g in run.gate_results],
+                               "production": _production(run)[0]})
     return StepResult(name=GATE, kind=GATE, status=StepStatus.RAN,
                       message=f"{len(run.gate_results)} passed")
+
+
+def _production(run: BuiltinRun) -> tuple[str, str | None]:
+    """What a "not worse than production" gate compares with in the store this run
+    writes to: the production version and its artifact ("" when no gate compares,
+    "none" without a production version), and the run that registered it."""
+    model = run.spec.model
+    if model is None or not any(g.kind == "not_worse_than_production"
+                                for g in run.spec.gates):
+        return "", None
+    try:
+        production = run.client.registry.get_version(model.name, "@production")
+    except NotFoundError:
+        return "none", None
+    return f"{production.version}:{production.artifact_digest}", production.lineage.run_id
+
+
+def _verdict_holds(run: BuiltinRun, cached: StepRecord) -> bool:
+    """A cached gate verdict holds while production is what it was compared with, or is
+    the version this pipeline itself registered since (its own candidate): not against
+    another store, nor after someone else changed production."""
+    identity, registered_by = _production(run)
+    if identity == cached.facts.get("production", ""):
+        return True
+    ours = run.lock.get(REGISTER)
+    return registered_by is not None and ours is not None and registered_by == ours.run_id
 
 
 def _candidate(run: BuiltinRun) -> Candidate | None:
