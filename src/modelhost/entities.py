@@ -271,6 +271,28 @@ class Model:
 
 
 @dataclass(frozen=True)
+class RoutedModel:
+    """What serving needs to know of one model: its production version, aliases, tags."""
+
+    name: str
+    production_version: str | None
+    aliases: Mapping[str, str]  # alias -> version
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RoutingState:
+    """Every model's routing facts as of one routing revision (models sorted by name).
+
+    The revision grows with every change of stage, alias, model tags, sunset or the set
+    of models; a server that saw this revision has nothing new to read until it changes.
+    """
+
+    revision: int
+    models: tuple[RoutedModel, ...]
+
+
+@dataclass(frozen=True)
 class StageChange:
     model: str
     version: str

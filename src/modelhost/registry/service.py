@@ -21,6 +21,7 @@ from modelhost.entities import (
     Lineage,
     Model,
     ModelVersion,
+    RoutingState,
     SemVer,
     Signature,
     Stage,
@@ -270,6 +271,15 @@ class Registry:
 
     def list_models(self) -> list[Model]:
         return self._models.list_models()
+
+    def routing_revision(self) -> int:
+        """A number that grows with every change of what is served (stage, alias, model
+        tags, sunset, a new model): poll it, and read :meth:`routing_state` when it changed."""
+        return self._models.routing_revision()
+
+    def routing_state(self) -> RoutingState:
+        """Every model's production version, aliases and tags, with their revision."""
+        return self._models.routing_state()
 
     def get_model(self, name: str) -> Model:
         return self._models.get_model(validate_name(name))

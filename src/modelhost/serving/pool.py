@@ -1,8 +1,9 @@
 """The model pool: which version serves each model, loading in the background, hot reload.
 
 Every worker process has its own pool and shares nothing with the others but the
-database: a watcher re-reads the routing state (production versions and aliases) every
-``reload_interval_s`` seconds. A version is loaded, verified and warmed up on its input
+database: every ``reload_interval_s`` seconds a watcher reads the routing revision (one
+small query), and re-reads the routing state (production versions, aliases, tags) only
+when that number changed. A version is loaded, verified and warmed up on its input
 example in a worker thread *before* it takes traffic; the version it replaces keeps
 serving until then, drains its queue and is unloaded. A version that fails to load is
 logged (one line) and retried with exponential backoff; it never disturbs the one serving.
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelhost.entities import ModelVersion, SemVer
+from modelhost.entities import ModelVersion, RoutingState, SemVer
 from modelhost.errors import (
     ModelhostError,
     ModelNotReadyError,
@@ -167,6 +168,7 @@ class ModelPool:
         self._wanted: dict[str, str] = {}  # model -> production version in the database
         self._aliases: dict[str, dict[str, str]] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._state: RoutingState | None = None  # the routing state last read
         self.database_ok = False
         self.cached_models: frozenset[str] = frozenset()
         self.pinned_model: str | None = None  # `serve --model NAME`: serve only this one
@@ -201,16 +203,21 @@ class ModelPool:
 
     # --- routing --------------------------------------------------------------------
 
-    async def refresh(self) -> None:
-        """Re-read production versions and aliases; load what changed, then switch."""
+    async def refresh(self, *, reread: bool = False) -> None:
+        """Check the routing revision and re-read the routing state (production versions,
+        aliases, tags) when it changed, or on the first call, after a database error, or
+        with ``reread``; then load what changed and switch."""
         try:
-            models = await asyncio.to_thread(self._registry.list_models)
+            state = await asyncio.to_thread(self._read_state, reread)
         except StoreUnavailableError:
             if self.database_ok:
                 log.warning("database unreachable; loaded models keep serving")
             self.database_ok = False
+            self._state = None  # read it all again once the database is back
             return
         self.database_ok = True
+        self._state = state
+        models = list(state.models)
         if self.pinned_model is not None:
             models = [m for m in models if m.name == self.pinned_model]
         self._aliases = {m.name: dict(m.aliases) for m in models}
@@ -230,6 +237,13 @@ class ModelPool:
             elif key not in self._loading and self._retry_due(key):
                 self._start_loading(key)
         await self._unload_idle()
+
+    def _read_state(self, reread: bool) -> RoutingState:
+        known = self._state
+        if (known is not None and not reread
+                and self._registry.routing_revision() == known.revision):
+            return known
+        return self._registry.routing_state()
 
     def _switch(self, name: str, version: str) -> None:
         previous = self.routes.get(name)
@@ -292,7 +306,7 @@ class ModelPool:
         if name in self._aliases:  # known model without a production version
             raise NoProductionVersionError(name)
         await self._lookup_model(name)  # raises ModelNotFoundError, or it is new
-        await self.refresh()
+        await self.refresh(reread=True)
         if name in self._wanted:
             return self._wanted[name]
         raise NoProductionVersionError(name)

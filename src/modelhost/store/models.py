@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Integer, String, and_, cast, literal, null, select, text, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,8 @@ from modelhost.entities import (
     Lineage,
     Model,
     ModelVersion,
+    RoutedModel,
+    RoutingState,
     SemVer,
     Signature,
     Stage,
@@ -45,6 +47,7 @@ from modelhost.store.schema import (
     ModelRow,
     ModelTagRow,
     ModelVersionRow,
+    RoutingRevisionRow,
     RunRow,
     StageHistoryRow,
     VersionDatasetRow,
@@ -135,6 +138,37 @@ class ModelStore:
                                 to_stage=Stage(h.to_stage), reason=h.reason, at=as_utc(h.at))
                     for h, v in s.execute(q).all()]
 
+    def routing_revision(self) -> int:
+        """The routing revision: it grows with every change of what is served."""
+        with self._db.session() as s:
+            return s.scalar(select(RoutingRevisionRow.revision)
+                            .where(RoutingRevisionRow.id == 1)) or 0
+
+    def routing_state(self) -> RoutingState:
+        """Every model's production version, aliases and tags, and the routing revision
+        they belong to, read in one statement (one snapshot) whatever the number of models.
+        """
+        with self._db.session() as s:
+            rows = s.execute(_ROUTING_STATE).all()
+        revision = 0
+        production: dict[str, str | None] = {}
+        aliases: dict[str, dict[str, str]] = {}
+        tags: dict[str, dict[str, str]] = {}
+        for kind, name, key, value, major, minor, patch in rows:
+            if kind == "r":
+                revision = int(major)
+            elif kind == "p":
+                production[name] = None if major is None else f"{major}.{minor}.{patch}"
+            elif kind == "a":
+                aliases.setdefault(name, {})[key] = f"{major}.{minor}.{patch}"
+            else:
+                tags.setdefault(name, {})[key] = value
+        return RoutingState(revision=revision, models=tuple(
+            RoutedModel(name=name, production_version=production[name],
+                        aliases=dict(sorted(aliases.get(name, {}).items())),
+                        tags=tags.get(name, {}))
+            for name in sorted(production)))
+
     def artifact_digests(self) -> set[str]:
         """Every artifact (manifest) digest a version points at."""
         with self._db.session() as s:
@@ -191,6 +225,7 @@ class ModelStore:
                              after={"flavor": new.flavor,
                                     "artifact_digest": new.artifact_digest,
                                     "run_id": new.lineage.run_id})
+                bump_routing_revision(s)
                 return version
         except WriteConflictError as exc:
             # Lost a race with a concurrent registration (the unique semver constraint
@@ -226,6 +261,7 @@ class ModelStore:
                     audit.append(s, "model.stage", f"{name}:{change.version}",
                                  before={"stage": change.from_stage.value},
                                  after={"stage": change.to_stage.value, "reason": change.reason})
+                bump_routing_revision(s)
                 return changes
         except WriteConflictError as exc:
             raise ConflictError(
@@ -249,6 +285,7 @@ class ModelStore:
             s.flush()
             audit.append(s, "model.alias.set", f"{name}@{alias}", before=before,
                          after={"version": _number(row)})
+            bump_routing_revision(s)
             return self._version(s, model, row)
 
     def delete_alias(self, name: str, alias: str) -> None:
@@ -261,6 +298,7 @@ class ModelStore:
             s.delete(existing)
             audit.append(s, "model.alias.delete", f"{name}@{alias}",
                          before={"version": _number(old)} if old is not None else None)
+            bump_routing_revision(s)
 
     def set_model_tags(self, name: str, tags: Mapping[str, str]) -> None:
         with self._db.session(write=True) as s:
@@ -268,6 +306,7 @@ class ModelStore:
             for key, value in tags.items():
                 s.merge(ModelTagRow(model_id=model.id, key=key, value=value))
             audit.append(s, "model.tags", name, after=dict(tags))
+            bump_routing_revision(s)
 
     def set_version_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
         with self._db.session(write=True) as s:
@@ -285,6 +324,7 @@ class ModelStore:
             s.flush()
             audit.append(s, "model.deprecate", f"{name}:{_number(row)}", before=before,
                          after={"sunset": sunset.isoformat() if sunset else None})
+            bump_routing_revision(s)
             return self._version(s, model, row)
 
     # --- helpers --------------------------------------------------------------------
@@ -411,6 +451,49 @@ class ModelStore:
                             packages=dict(lineage.get("packages", {}))),
             flavor_meta=dict(row.flavor_meta or {}), tags=tags, aliases=aliases,
             description=row.description, sunset=row.sunset, created_at=as_utc(row.created_at))
+
+
+# One increment per transaction, atomic on both databases: PostgreSQL holds the row lock
+# until the commit, SQLite write transactions are serialised. The row is created when it
+# is missing (a table emptied by hand), so the revision still grows.
+_BUMP = text("INSERT INTO routing_revision (id, revision) VALUES (1, 1) "
+             "ON CONFLICT (id) DO UPDATE SET revision = routing_revision.revision + 1")
+
+
+def bump_routing_revision(s: Session) -> None:
+    """Bump the routing revision in the transaction ``s`` of a change to what is served.
+
+    Concurrent bumps never lose one another (one atomic statement). Call it last in the
+    transaction (after the audit entry), so that every writer takes the locks in the
+    same order."""
+    s.execute(_BUMP)
+
+
+def _routing_state_query() -> Any:
+    # Rows (kind, model, key, value, major, minor, patch): "r" the revision (in major),
+    # "p" each model and its production version (NULLs without one), "a" its aliases,
+    # "t" its tags. One UNION ALL, so the revision and the state come from one snapshot.
+    no_text = cast(null(), String)
+    no_int = cast(null(), Integer)
+    revision = select(literal("r"), no_text, no_text, no_text, RoutingRevisionRow.revision,
+                      no_int, no_int).where(RoutingRevisionRow.id == 1)
+    production = select(
+        literal("p"), ModelRow.name, no_text, no_text, ModelVersionRow.major,
+        ModelVersionRow.minor, ModelVersionRow.patch,
+    ).select_from(ModelRow).outerjoin(ModelVersionRow, and_(
+        ModelVersionRow.model_id == ModelRow.id,
+        ModelVersionRow.stage == Stage.PRODUCTION.value))
+    aliases = (select(literal("a"), ModelRow.name, AliasRow.alias, no_text,
+                      ModelVersionRow.major, ModelVersionRow.minor, ModelVersionRow.patch)
+               .select_from(AliasRow).join(ModelRow, AliasRow.model_id == ModelRow.id)
+               .join(ModelVersionRow, AliasRow.version_id == ModelVersionRow.id))
+    tags = (select(literal("t"), ModelRow.name, ModelTagRow.key, ModelTagRow.value,
+                   no_int, no_int, no_int)
+            .select_from(ModelTagRow).join(ModelRow, ModelTagRow.model_id == ModelRow.id))
+    return union_all(revision, production, aliases, tags)
+
+
+_ROUTING_STATE = _routing_state_query()
 
 
 def _semver(row: ModelVersionRow) -> str:

@@ -142,6 +142,16 @@ class VersionTagRow(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class RoutingRevisionRow(Base):
+    """One row (id 1): a number bumped by every change of what is served (stage, alias,
+    model tags, sunset, a new model), so that servers poll it instead of the registry."""
+
+    __tablename__ = "routing_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger)
+
+
 # --- tracking -------------------------------------------------------------------------
 
 
