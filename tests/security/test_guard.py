@@ -11,7 +11,7 @@ import pytest
 
 from modelhost import Client
 from modelhost.security import Permission
-from modelhost.serving.guard import permission_for
+from modelhost.serving.routes import Routes
 from tests.serving.conftest import serve
 
 pytestmark = pytest.mark.anyio
@@ -252,9 +252,9 @@ async def test_cors_when_configured(iris_client: Client, keys: dict[str, str]) -
     ("GET", "//v1//keys", {Permission.ADMIN}),
 ])
 def test_permission_table(method: str, path: str, expected: set[Permission] | None) -> None:
-    need = permission_for(method, path)
-    assert (None if need is None else set(need.permissions)) == expected
+    route = Routes().parse(method, path)
+    assert (None if route.is_open else set(route.permissions)) == expected
 
 
 def test_metrics_can_be_public() -> None:
-    assert permission_for("GET", "/metrics", public_metrics=True) is None
+    assert Routes(public_metrics=True).parse("GET", "/metrics").is_open

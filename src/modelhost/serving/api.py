@@ -20,9 +20,9 @@ from modelhost.registry.uploads import UploadLimits
 from modelhost.security import ApiKeys
 from modelhost.serving import admin, docs, infer_v2, openapi, upload
 from modelhost.serving import errors as http_errors
-from modelhost.serving.guard import OPEN_PATHS
 from modelhost.serving.http import request_id
 from modelhost.serving.protocols import v2
+from modelhost.serving.routes import OPEN_PATHS
 from modelhost.store.audit import AuditStore
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]

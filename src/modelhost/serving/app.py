@@ -46,6 +46,7 @@ from modelhost.serving.http import (
 from modelhost.serving.metrics import Metrics
 from modelhost.serving.pool import ModelPool, PoolOptions
 from modelhost.serving.predictor import Limits, Predictor
+from modelhost.serving.routes import Action, ErrorShape, Protocol, Route, Routes
 from modelhost.store.audit import AuditStore
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ _SETTLE_TIMEOUT_S = 600.0  # the initial loads after which the heap is frozen
 _MAX_HEADERS = 200
 
 Handler = Callable[[bytes, dict[str, str], str], Awaitable[Reply]]
-ErrorShape = Callable[[ModelhostError, str], Reply]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,15 @@ def v1_error(error: ModelhostError, rid: str) -> Reply:
                  http_errors.error_headers(error, rid))
 
 
+_V1, _V2 = Protocol.V1, Protocol.V2
+
+
+def _error_shape(shape: ErrorShape) -> Callable[[ModelhostError, str], Reply]:
+    """The error reply of a route's protocol (§3.6, Open Inference or MLflow)."""
+    return (infer_v2.error if shape is ErrorShape.V2
+            else invocations.error if shape is ErrorShape.MLFLOW else v1_error)
+
+
 class ModelhostApp:
     """The ASGI entry point: the guard (keys, roles, rate limits), then the prediction
     fast path in front of the FastAPI app."""
@@ -95,6 +104,8 @@ class ModelhostApp:
         self.server = server
         self.api = api
         self.guard = guard
+        self.routes = Routes(pinned_model=server.options.model,
+                             public_metrics=server.options.public_metrics)
         self._http: Callable[[Scope, Receive, Send], Awaitable[None]] = self._handle
         if server.options.cors_origins:
             from starlette.middleware.cors import CORSMiddleware
@@ -151,21 +162,21 @@ class ModelhostApp:
         await self.api(scope, receive, send)  # type: ignore[operator]
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.guard is not None and not await self._admit(scope, send):
+        method, path = scope["method"], scope["path"]
+        route = self.routes.parse(method, path)
+        if self.guard is not None and not await self._admit(route, scope, send):
             return
-        if scope["method"] == "POST":
-            route = self._match(scope["path"])
-            if route is not None:
-                await self._serve(scope, receive, send, *route)
-                return
+        if route.is_prediction:
+            await self._serve(scope, receive, send, route)
+            return
         if self.guard is None:  # who changed what, for the audit log
             client = scope.get("client")
             set_actor(f"anonymous@{client[0]}" if client else "anonymous")
         limits = self.server.options.limits
-        limit = (limits.max_upload_bytes if _is_upload(scope["method"], scope["path"])
+        limit = (limits.max_upload_bytes if route.action is Action.UPLOAD
                  else limits.max_body_bytes)
         rid = _ensure_request_id(scope)
-        send = _with_security_headers(send, scope["path"], rid)
+        send = _with_security_headers(send, path, rid)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             exc = PayloadTooLargeError("the request body", limit, "bytes")
@@ -174,49 +185,28 @@ class ModelhostApp:
         guard = _BodyLimit(receive, send, limit, rid)
         await self.api(scope, guard.receive, guard.send)  # type: ignore[operator]
 
-    async def _admit(self, scope: Scope, send: Send) -> bool:
-        """Run the guard; answer a refused request here, in its protocol's error shape."""
+    async def _admit(self, route: Route, scope: Scope, send: Send) -> bool:
+        """Run the guard; answer a refused request here, in its route's error shape."""
         assert self.guard is not None
         rid = _ensure_request_id(scope)
         try:
-            await self.guard.check(scope["method"], scope["path"], scope["headers"], rid)
+            await self.guard.check(route, scope["headers"], rid, method=scope["method"],
+                                   path=scope["path"])
         except ModelhostError as exc:
-            path = scope["path"]
-            shape: ErrorShape = (infer_v2.error if path.startswith("/v2/")
-                                 else invocations.error if path.endswith("/invocations")
-                                 else v1_error)
-            reply = shape(exc, rid)
+            reply = _error_shape(route.error_shape)(exc, rid)
             self.server.metrics.errors.labels("-", "-", exc.code).inc()
             await send_reply(send, reply)
             return False
         return True
 
-    def _match(self, path: str) -> tuple[str, str, Handler, ErrorShape] | None:
-        """The prediction routes: /v1/models/{name}[/versions/{v}]/predict,
-        /v2/models/{name}[/versions/{v}]/infer, /v1/models/{name}/invocations and, on a
-        single-model server, /invocations; as (model name from the URL, protocol,
-        handler, error shape)."""
-        parts = path.strip("/").split("/")
-        n = len(parts)
-        if n == 1 and parts[0] == "invocations":
-            return ("-", "mlflow", self._invocations(self.server.options.model),
-                    invocations.error)
-        if n < 4 or parts[1] != "models" or parts[0] not in ("v1", "v2"):
-            return None
-        name, action = parts[2], parts[-1]
-        if n == 4:
-            ref = None
-        elif n == 6 and parts[3] == "versions":
-            ref = parts[4]
-        else:
-            return None
-        if parts[0] == "v1" and action == "predict":
-            return name, "v1", self._v1(name, ref), v1_error
-        if parts[0] == "v1" and action == "invocations" and ref is None:
-            return name, "mlflow", self._invocations(name), invocations.error
-        if parts[0] == "v2" and action == "infer":
-            return name, "v2", self._v2(name, ref), infer_v2.error
-        return None
+    def _handler(self, route: Route) -> Handler:
+        """The handler of a prediction route (:attr:`Route.is_prediction`)."""
+        protocol = route.protocol
+        if protocol is _V1:
+            return self._v1(route.model or "", route.version_ref)
+        if protocol is _V2:
+            return self._v2(route.model or "", route.version_ref)
+        return self._invocations(route.model)
 
     def _v1(self, name: str, ref: str | None) -> Handler:
         predictor = self.server.predictor
@@ -245,9 +235,12 @@ class ModelhostApp:
 
         return handle
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, model: str,
-                     protocol: str, handler: Handler, shape: ErrorShape) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         started = time.perf_counter()
+        handler = self._handler(route)
+        shape = _error_shape(route.error_shape)
+        protocol = route.protocol.value if route.protocol is not None else "-"
+        model = route.model or "-"
         headers = header_map(scope)
         rid = request_id(headers)
         metrics = self.server.metrics
@@ -271,12 +264,6 @@ class ModelhostApp:
         version = next((v.decode() for k, v in reply.headers if k == b"x-model-version"), "-")
         metrics.observe_request(model, version, protocol, reply.status,
                                 time.perf_counter() - started)
-
-
-def _is_upload(method: str, path: str) -> bool:
-    parts = [p for p in path.split("/") if p]
-    return method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "models"] and (
-        parts[3] == "versions")
 
 
 class _BodyLimit:
@@ -369,8 +356,7 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
         if keys is None:
             raise ValueError("options.auth needs the key service (keys=...)")
         limiter = RateLimiter(options.redis_url)
-        guard = Guard(keys, audit=audit, limiter=limiter, default_rate=options.rate_limit,
-                      pinned_model=options.model, public_metrics=options.public_metrics)
+        guard = Guard(keys, audit=audit, limiter=limiter, default_rate=options.rate_limit)
     server = Server(registry=registry, pool=pool, metrics=metrics, options=options,
                     predictor=Predictor(pool, metrics=metrics, limits=options.limits,
                                         cache=cache))
