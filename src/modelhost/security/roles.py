@@ -1,7 +1,8 @@
 """Roles and what they may do (PRODUCT.md §6).
 
-Routes are mapped to one :class:`Permission` each (serving/guard.py); a role grants a set
-of permissions, and a ``predictor`` key may be limited to named models.
+Routes are mapped to one :class:`Permission` each (serving/routes.py, checked by
+serving/guard.py); a role grants a set of permissions, and a ``predictor`` key may be
+limited to named models.
 """
 
 from __future__ import annotations
