@@ -9,7 +9,8 @@ lifespan runs in schemathesis' event-loop thread).
 
 The server documents no request body for the Open Inference v2 ``infer`` routes, so the
 test adds one, written from the protocol's spec (tensors named after the signature's
-columns, with a well-formed request as the example); everything else is the server's.
+columns, with a well-formed request as the example, always sent first by schema-valid
+fuzzing of the routes that reach the model); everything else is the server's.
 
 Every answer must be: no server error (a 503 only with Retry-After), the protocol's error
 shape without tracebacks or paths, the security headers, and for 2xx a body that
@@ -176,6 +177,22 @@ def _strategy(operation: Any, path: str, mode: GenerationMode) -> st.SearchStrat
     return st.one_of(real, real, operation.as_strategy(mode))
 
 
+def _well_formed_first(operation: Any, path: str, mode: GenerationMode) -> Any:
+    """For schema-valid fuzzing of a route that can reach the model: the well-formed
+    request is sent first (hypothesis' explicit phase), whatever the generated cases
+    turn out to be; other routes and modes get no explicit case."""
+    if mode is not GenerationMode.POSITIVE or path not in REACH_THE_MODEL:
+        return lambda test: test
+    if path.startswith("/v2/"):
+        body: Any = v2_request_schema()["content"]["application/json"]["example"]
+    else:
+        body = {"inputs": [dict(zip(COLUMNS, (5.1, 3.5, 1.4, 0.2), strict=True))]}
+    params = {k: v for k, v in (("name", "iris"), ("version", "1.0.0"))
+              if "{" + k + "}" in path}
+    return hypothesis.example(case=operation.Case(path_parameters=params, body=body,
+                                                  media_type="application/json"))
+
+
 # --- checks -------------------------------------------------------------------------------------
 
 
@@ -235,6 +252,7 @@ def test_prediction_routes_survive_fuzzing(fuzz: Fuzz, method: str, path: str,
 
     @SETTINGS
     @given(case=_strategy(operation, path, mode))
+    @_well_formed_first(operation, path, mode)
     def one(case: Any) -> None:
         response = _call(case, fuzz)
         statuses[response.status_code] += 1
