@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import text
 from tests.fixtures_models import iris_example, iris_model
 from tests.serving.conftest import records, serve
+from tests.sql_statements import statements
 
 from modelhost import Client
 from modelhost.serving import PoolOptions
@@ -19,22 +18,6 @@ from modelhost.serving import PoolOptions
 pytestmark = pytest.mark.anyio
 
 QUIET = PoolOptions(reload_interval_s=3600.0)  # only the refreshes a test makes itself
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements run on ``engine`` inside the block (SQLite's BEGIN left out)."""
-    seen: list[str] = []
-
-    def listen(conn: object, cursor: object, sql: str, *args: object) -> None:
-        if sql.strip().upper() != "BEGIN":
-            seen.append(sql)
-
-    event.listen(engine, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", listen)
 
 
 async def test_an_idle_tick_is_one_query_and_a_change_is_read_in_two(

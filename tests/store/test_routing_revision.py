@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event, text
+from sqlalchemy import text
 from tests.conftest import TODAY, _truncate_postgres, head_revision
 from tests.fixtures_models import iris_example, iris_model
+from tests.sql_statements import statements
 
 from modelhost import Client, Settings
 from modelhost.cli import run
@@ -23,22 +23,6 @@ from modelhost.errors import IllegalTransitionError
 from modelhost.store import Database, ModelStore, NewVersion
 from modelhost.store.database import _MIGRATIONS
 from modelhost.store.models import bump_routing_revision
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements run on ``engine`` inside the block (SQLite's BEGIN left out)."""
-    seen: list[str] = []
-
-    def listen(conn: object, cursor: object, sql: str, *args: object) -> None:
-        if sql.strip().upper() != "BEGIN":
-            seen.append(sql)
-
-    event.listen(engine, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", listen)
 
 
 @pytest.fixture
