@@ -69,19 +69,17 @@ class LoadedVersion:
             PredictionFailedError: the model raised.
         """
         mv = self.version
-        if mv.signature is not None and mv.signature.inputs:
-            model_input = signatures.InputValidator(mv.signature).validate(inputs)
-        elif _is_dataframe(inputs):
-            model_input = inputs
-        else:
-            model_input = signatures.example_from_jsonable(inputs, what="input")
+        signed = mv.signature is not None and bool(mv.signature.inputs)
+        # example_from_jsonable validates against the signature, or rebuilds a frame or
+        # array without one; an unsigned DataFrame needs no rebuilding.
+        model_input = (inputs if not signed and _is_dataframe(inputs) else
+                       signatures.example_from_jsonable(inputs, mv.signature, what="input"))
         try:
             predictions, probabilities = self.model.predict_with_proba(model_input)
         except ModelhostError:
             raise
         except Exception as exc:  # a user model may raise anything; report, don't crash
-            raise PredictionFailedError(_model_failure(exc, signed=mv.signature is not None)
-                                        ) from exc
+            raise PredictionFailedError(_model_failure(exc, signed=signed)) from exc
         return PredictionResult(
             version=mv, predictions=predictions.tolist(),
             probabilities=None if probabilities is None else probabilities.tolist())
