@@ -105,12 +105,17 @@ def head_revision() -> str:
     return head
 
 
-@pytest.fixture
-def iris_client(sqlite_client: Client) -> Client:
-    """A registry with iris 1.0.0 in production and 1.0.1 registered."""
-    registry = sqlite_client.registry
+def with_iris(client: Client) -> Client:
+    """``client`` with iris 1.0.0 in production and 1.0.1 registered."""
+    registry = client.registry
     v1 = registry.register(iris_model(), name="iris", input_example=iris_example())
     registry.register(iris_model(C=0.01), name="iris", input_example=iris_example())
     registry.transition("iris", v1.version, "staging")
     registry.transition("iris", v1.version, "production")
-    return sqlite_client
+    return client
+
+
+@pytest.fixture
+def iris_client(sqlite_client: Client) -> Client:
+    """A registry with iris 1.0.0 in production and 1.0.1 registered."""
+    return with_iris(sqlite_client)

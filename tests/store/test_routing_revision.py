@@ -12,7 +12,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
-from tests.conftest import TODAY, _truncate_postgres, head_revision
+from tests.conftest import TODAY, _truncate_postgres, head_revision, with_iris
 from tests.fixtures_models import iris_example, iris_model
 from tests.sql_statements import statements
 
@@ -28,12 +28,7 @@ from modelhost.store.models import bump_routing_revision
 @pytest.fixture
 def served(client: Client) -> Client:
     """iris 1.0.0 in production, 1.0.1 registered, alias 'champion' on 1.0.0."""
-    registry = client.registry
-    v1 = registry.register(iris_model(), name="iris", input_example=iris_example())
-    registry.register(iris_model(C=0.01), name="iris", input_example=iris_example())
-    registry.transition("iris", v1.version, "staging")
-    registry.transition("iris", v1.version, "production")
-    registry.set_alias("iris", "champion", "1.0.0")
+    with_iris(client).registry.set_alias("iris", "champion", "1.0.0")
     return client
 
 
