@@ -22,7 +22,7 @@ from modelhost.serving import admin, docs, infer_v2, openapi, upload
 from modelhost.serving import errors as http_errors
 from modelhost.serving.http import request_id
 from modelhost.serving.protocols import v2
-from modelhost.serving.routes import OPEN_PATHS
+from modelhost.serving.routes import OPEN_PATHS, ErrorShape, Routes
 from modelhost.store.audit import AuditStore
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
@@ -58,6 +58,8 @@ class AliasRequest(BaseModel):
 
 def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
               audit: AuditStore | None = None) -> FastAPI:
+    routes = Routes(pinned_model=server.options.model,
+                    public_metrics=server.options.public_metrics)
     # No trailing-slash redirects: they build an absolute Location from the Host header.
     api = FastAPI(title="modelhost", version=metadata.version("modelhost"), lifespan=lifespan,
                   redirect_slashes=False, docs_url=None, redoc_url=None,  # see docs.py
@@ -94,7 +96,10 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         rid = request_id(dict(request.headers))
-        if request.url.path.startswith("/v2/"):  # the Open Inference Protocol's shape
+        # The route's own error shape, as the front's refusals use (an error path: a
+        # second parse costs nothing that matters).
+        route = routes.parse(request.method, request.scope["path"])
+        if route.error_shape is ErrorShape.V2:  # the Open Inference Protocol's shape
             return Response(v2.error_body(str(exc.detail)), exc.status_code,
                             media_type="application/json",
                             headers={**(exc.headers or {}), "x-request-id": rid})
