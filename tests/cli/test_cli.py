@@ -301,6 +301,53 @@ def test_predict_lists_every_problem_of_the_input(home: Path, model_file: Path,
     assert len(lines) == 1 + int(lines[0].split("(")[1].split()[0])
 
 
+def test_predict_refuses_a_version_past_its_sunset(home: Path, model_file: Path,
+                                                   example_file: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import datetime as dt
+
+    from modelhost import Client
+    from modelhost.cli import exit_code_for
+    from modelhost.errors import VersionSunsetError
+
+    assert cli(capsys, "register", model_file, "--name", "iris", "--input-example",
+               example_file)[0] == 0
+    # Deprecated back when 2020-06-01 was still ahead: today it is past.
+    with Client(home=home, today=lambda: dt.date(2020, 1, 1)) as client:
+        client.registry.deprecate("iris", "1.0.0", sunset="2020-06-01")
+    code, out, err = cli(capsys, "predict", "iris", "--version", "1.0.0",
+                         "--input", example_file)
+    assert code == exit_code_for(VersionSunsetError("iris", "1.0.0", "2020-06-01")), err
+    assert out == "" and "Traceback" not in err
+    assert err.strip() == "error: iris 1.0.0 reached its sunset on 2020-06-01 and is retired"
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_predict_refuses_inputs_whose_outputs_overflow(home: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    from sklearn.linear_model import LinearRegression
+    from tests.fixtures_models import iris
+
+    from modelhost.cli import exit_code_for
+    from modelhost.errors import InvalidInputError
+
+    X, _ = iris()  # petal_length from petal_width: a slope above 1
+    path = tmp_path / "length.skops"
+    skops.io.dump(LinearRegression().fit(X[["petal_width"]], X["petal_length"]), path)
+    example = tmp_path / "example.json"
+    example.write_text(X[["petal_width"]].head(3).to_json(orient="records"))
+    assert cli(capsys, "register", path, "--name", "length", "--input-example",
+               example)[0] == 0
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps([{"petal_width": 1.0}, {"petal_width": 1.7976931348623157e308}]))
+    code, out, err = cli(capsys, "predict", "length", "--version", "latest", "--input", huge)
+    assert code == exit_code_for(InvalidInputError("x")), err
+    assert out == "" and "Traceback" not in err
+    assert err.strip() == ("error: the model gives no finite result for these inputs "
+                           "(values too large in magnitude?)")
+
+
 def test_not_found_names_the_route_and_the_cli_names_the_command(
         home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from modelhost.errors import ModelNotFoundError, VersionNotFoundError

@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -30,14 +29,13 @@ from modelhost.entities import (
 from modelhost.errors import (
     FileNotFoundInputError,
     InvalidInputError,
-    ModelhostError,
     ModelLoadError,
-    PredictionFailedError,
     ReservedAliasError,
     VersionExistsError,
 )
 from modelhost.flavors import LoadedModel, flavor_for_object, flavor_for_path, get_flavor
 from modelhost.registry import card, environment
+from modelhost.registry.scoring import Scorer, _first_line
 from modelhost.registry.versioning import choose_version
 from modelhost.store import ConcurrentVersionError, ModelStore, NewVersion
 
@@ -49,10 +47,19 @@ _AUTO_BUMP_ATTEMPTS = 5
 
 @dataclass(frozen=True)
 class LoadedVersion:
-    """A version and its model, loaded from verified artifacts and ready to predict."""
+    """A version and its model, loaded from verified artifacts and ready to predict.
+
+    ``today`` is the clock for the version's sunset date (the registry passes its own)."""
 
     version: ModelVersion
     model: LoadedModel
+    today: Callable[[], dt.date] = dataclasses.field(default=dt.date.today, repr=False,
+                                                     compare=False)
+
+    @functools.cached_property
+    def _scorer(self) -> Scorer:
+        # Built on first use: the signature's validator is made once per loaded version.
+        return Scorer(self.version, self.model)
 
     def predict(self, inputs: Any) -> PredictionResult:
         """Predict on ``inputs``: records, a dict of columns (or of scalars: one row),
@@ -64,24 +71,15 @@ class LoadedVersion:
         DataFrame goes as it is, a list of rows becomes an array.
 
         Raises:
+            VersionSunsetError: the version is past its sunset date.
             SignatureViolationError: the inputs break the signature.
-            InvalidInputError: inputs that are no table or array at all.
+            InvalidInputError: inputs that are no table or array at all, or inputs for
+                which the model gives NaN or infinite outputs.
             PredictionFailedError: the model raised.
         """
-        mv = self.version
-        signed = mv.signature is not None and bool(mv.signature.inputs)
-        # example_from_jsonable validates against the signature, or rebuilds a frame or
-        # array without one; an unsigned DataFrame needs no rebuilding.
-        model_input = (inputs if not signed and _is_dataframe(inputs) else
-                       signatures.example_from_jsonable(inputs, mv.signature, what="input"))
-        try:
-            predictions, probabilities = self.model.predict_with_proba(model_input)
-        except ModelhostError:
-            raise
-        except Exception as exc:  # a user model may raise anything; report, don't crash
-            raise PredictionFailedError(_model_failure(exc, signed=signed)) from exc
+        predictions, probabilities = self._scorer.score(inputs, today=self.today())
         return PredictionResult(
-            version=mv, predictions=predictions.tolist(),
+            version=self.version, predictions=predictions.tolist(),
             probabilities=None if probabilities is None else probabilities.tolist())
 
 
@@ -353,7 +351,7 @@ class Registry:
             dest = self._artifacts.get_tree(mv.artifact_digest, Path(tmp) / "model")
             model = flavor.load(dest, mv.flavor_meta,
                                 trust_pickle=trust_pickle or self._trust_pickle)
-        return LoadedVersion(version=mv, model=model)
+        return LoadedVersion(version=mv, model=model, today=self._today)
 
 
 def _signature_for(given: Signature | None, example: Any,
@@ -378,30 +376,6 @@ def _signature_for(given: Signature | None, example: Any,
         signature = Signature(inputs=signature.inputs,
                               outputs=signatures.infer_signature(example, predictions).outputs)
     return signature
-
-
-def _is_dataframe(value: Any) -> bool:
-    # Checked by name so that pandas is not imported for inputs that cannot be frames.
-    return type(value).__name__ == "DataFrame" and type(value).__module__.startswith("pandas")
-
-
-# Absolute paths (POSIX or Windows) in a model's own error message: never shown.
-_PATHS = re.compile(r"(?<![\w.])/[^\s'\"]+|\b[A-Za-z]:\\[^\s'\"]*")
-
-
-def _first_line(exc: Exception) -> str:
-    """``TypeName: first line of the message``, path-free, at most 300 characters."""
-    first = _PATHS.sub("<path>", (str(exc).strip().splitlines() or [""])[0])[:300]
-    return type(exc).__name__ + (f": {first}" if first else "")
-
-
-def _model_failure(exc: Exception, *, signed: bool) -> str:
-    reason = f"it raised {_first_line(exc)}"
-    if not signed:
-        reason += ("; this version has no signature, so its input reaches the model as "
-                   "given: send the columns it was trained on, or register it with "
-                   "--input-example to have inputs checked")
-    return reason
 
 
 def _inherit(latest: ModelVersion | None, loaded: LoadedModel) -> tuple[Any, Signature | None]:
