@@ -185,8 +185,8 @@ async def test_a_version_that_fails_to_load_never_disturbs_the_serving_one(
                 blob.write_bytes(b"damaged")
         iris_client.registry.transition("iris", "1.0.1", "staging")
         iris_client.registry.transition("iris", "1.0.1", "production")
-        await app.server.pool.refresh()
-        await app.server.pool.refresh()
+        await app.server.watcher.refresh()
+        await app.server.watcher.refresh()
         for _ in range(5):
             response = await http.post("/v1/models/iris/predict", json={"inputs": records(1)})
             assert response.status_code == 200

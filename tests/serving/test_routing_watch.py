@@ -13,6 +13,7 @@ from tests.serving.conftest import records, serve
 from tests.sql_statements import statements
 
 from modelhost import Client
+from modelhost.rollout import Routing
 from modelhost.serving import PoolOptions
 
 pytestmark = pytest.mark.anyio
@@ -24,18 +25,18 @@ async def test_an_idle_tick_is_one_query_and_a_change_is_read_in_two(
         iris_client: Client) -> None:
     iris_client.registry.register(iris_model(), name="other", input_example=iris_example())
     async with serve(iris_client, pool=QUIET) as (app, _):
-        pool = app.server.pool
+        watcher = app.server.watcher
         with statements(iris_client.db.engine) as idle:
-            await pool.refresh()
-            await pool.refresh()
+            await watcher.refresh()
+            await watcher.refresh()
         assert len(idle) == 2, idle
         iris_client.registry.set_tags("iris", {"serving.cache": "true"})
         with statements(iris_client.db.engine) as changed:
-            await pool.refresh()
+            await watcher.refresh()
         assert len(changed) == 2, changed
-        assert pool.cached_models == frozenset({"iris"})
+        assert watcher.table.models["iris"].cached
         with statements(iris_client.db.engine) as idle_again:
-            await pool.refresh()
+            await watcher.refresh()
         assert len(idle_again) == 1
 
 
@@ -43,12 +44,12 @@ async def test_a_promotion_is_picked_up_within_one_reload_interval(
         iris_client: Client) -> None:
     interval = 0.5
     async with serve(iris_client, pool=PoolOptions(reload_interval_s=interval)) as (app, http):
-        pool = app.server.pool
-        assert pool.production_version("iris") == "1.0.0"
+        pool, watcher = app.server.pool, app.server.watcher
+        assert watcher.table.routing("iris") == Routing.single("iris", "1.0.0")
         iris_client.registry.transition("iris", "1.0.1", "staging")
         iris_client.registry.transition("iris", "1.0.1", "production")
         promoted = time.monotonic()
-        while pool.production_version("iris") != "1.0.1":
+        while watcher.table.routing("iris") != Routing.single("iris", "1.0.1"):
             assert time.monotonic() - promoted < interval + 0.25, "promotion not seen"
             await asyncio.sleep(0.02)
         await pool.wait_until_ready(timeout_s=10)
@@ -62,15 +63,15 @@ async def test_a_promotion_is_picked_up_within_one_reload_interval(
 
 async def test_aliases_and_archiving_are_applied_after_a_change(iris_client: Client) -> None:
     async with serve(iris_client, pool=QUIET) as (app, http):
-        pool = app.server.pool
+        pool, watcher = app.server.pool, app.server.watcher
         iris_client.registry.set_alias("iris", "challenger", "1.0.1")
-        await pool.refresh()
+        await watcher.refresh()
         response = await http.post("/v1/models/iris/predict", json={"inputs": records(1)},
                                    headers={"X-Model-Version": "challenger"})
         assert response.status_code == 200 and response.json()["version"] == "1.0.1"
         iris_client.registry.transition("iris", "1.0.0", "archived")
-        await pool.refresh()
-        assert pool.production_version("iris") is None
+        await watcher.refresh()
+        assert watcher.table.routing("iris") is None
         assert "iris" not in pool.routes
         response = await http.post("/v1/models/iris/predict", json={"inputs": records(1)})
         assert response.status_code == 404
@@ -90,15 +91,15 @@ async def test_a_model_registered_since_the_last_read_is_found(iris_client: Clie
 async def test_readiness_follows_a_failing_database_at_every_tick(iris_client: Client) -> None:
     engine = iris_client.db.engine
     async with serve(iris_client, pool=QUIET) as (app, http):
-        pool = app.server.pool
-        await pool.refresh()
+        watcher = app.server.watcher
+        await watcher.refresh()
         assert (await http.get("/readyz")).status_code == 200
         with engine.begin() as conn:  # the revision cannot be read any more
             conn.execute(text("ALTER TABLE routing_revision RENAME TO routing_revision_gone"))
         try:
             for _ in range(2):
-                await pool.refresh()
-                assert pool.database_ok is False
+                await watcher.refresh()
+                assert watcher.database_ok is False
                 ready = await http.get("/readyz")
                 assert ready.status_code == 503 and ready.json()["database"] is False
             response = await http.post("/v1/models/iris/predict",
@@ -109,6 +110,6 @@ async def test_readiness_follows_a_failing_database_at_every_tick(iris_client: C
                 conn.execute(text(
                     "ALTER TABLE routing_revision_gone RENAME TO routing_revision"))
         iris_client.registry.transition("iris", "1.0.1", "staging")
-        await pool.refresh()
-        assert pool.database_ok is True
+        await watcher.refresh()
+        assert watcher.database_ok is True
         assert (await http.get("/readyz")).status_code == 200

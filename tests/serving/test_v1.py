@@ -28,7 +28,7 @@ async def test_predict_routes_to_production(iris_client: Client) -> None:
         assert response.headers["x-model-version"] == "1.0.0"
         assert response.headers["x-request-id"] == body["request_id"]
         # All-double signature and a verified array path: no pandas on the hot path.
-        assert app.server.pool._served[("iris", "1.0.0")].as_array
+        assert app.server.pool._served[("iris", "1.0.0")].scorer.as_array
 
 
 async def test_columnar_input_and_pinning(iris_client: Client) -> None:
@@ -132,7 +132,7 @@ async def test_deprecated_and_sunset_versions(iris_client: Client) -> None:
         assert response.status_code == 200
         assert response.headers["deprecation"] == "true"
         assert response.headers["sunset"].endswith("23:59:59 GMT")
-        app.server.pool._today = lambda: TODAY.replace(day=TODAY.day + 1)
+        app.server.predictor._today = lambda: TODAY.replace(day=TODAY.day + 1)
         gone = await http.post("/v1/models/iris/versions/1.0.1/predict",
                                json={"inputs": records(1)})
         assert gone.status_code == 410

@@ -1,9 +1,11 @@
 """The only package that knows HTTP: create_app(), the v1, Open Inference v2 and MLflow
 scoring routes, batching, the model pool, the prediction cache, errors and metrics."""
 
-from modelhost.serving.app import ModelhostApp, ServerOptions, create_app
+from modelhost.serving.app import ModelhostApp, create_app
+from modelhost.serving.observers import Observation, Observer
 from modelhost.serving.pool import ModelPool, PoolOptions
 from modelhost.serving.predictor import Limits
+from modelhost.serving.server import ServerOptions
 
-__all__ = ["Limits", "ModelPool", "ModelhostApp", "PoolOptions", "ServerOptions",
-           "create_app"]
+__all__ = ["Limits", "ModelPool", "ModelhostApp", "Observation", "Observer", "PoolOptions",
+           "ServerOptions", "create_app"]

@@ -23,6 +23,7 @@ from modelhost.serving import errors as http_errors
 from modelhost.serving.http import request_id
 from modelhost.serving.protocols import v2
 from modelhost.serving.routes import OPEN_PATHS, ErrorShape, Routes
+from modelhost.serving.server import Server
 from modelhost.store.audit import AuditStore
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
@@ -56,7 +57,7 @@ class AliasRequest(BaseModel):
     version: str
 
 
-def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
+def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None,
               audit: AuditStore | None = None) -> FastAPI:
     routes = Routes(pinned_model=server.options.model,
                     public_metrics=server.options.public_metrics)
@@ -66,6 +67,7 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
                   description="Versioned prediction APIs and their management.")
     registry = server.registry
     pool = server.pool
+    predictor = server.predictor
 
     async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Registry calls touch the database: keep them off the event loop."""
@@ -126,7 +128,7 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
         serves one or has failed to load; 503 while a model still waits for its first
         version. Lists `serving`, `loading` and `failed` versions (with a one-line
         reason and the seconds to their next retry)."""
-        ready, detail = pool.ready()
+        ready, detail = server.readiness()
         return JSONResponse({"ready": ready, **detail}, 200 if ready else 503)
 
     @api.get("/metrics", tags=["operations"])
@@ -167,13 +169,14 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
 
     @api.get("/v2/health/ready", tags=["open inference v2"])
     async def v2_ready() -> Response:
-        ready, _ = pool.ready()
+        ready, _ = server.readiness()
         return JSONResponse({"ready": ready}, 200 if ready else 503)
 
     async def v2_metadata(name: str, version: str | None) -> Response:
         try:
             # The loaded version: its outputs (probabilities or not) are those infer answers.
-            served = await pool.get(name, version or _served_ref(pool, name))
+            served = (await predictor.resolve(name, version or _served_ref(server, name))
+                      ).served
             versions = [v.version for v in await call(registry.list_versions, name)]
         except ModelhostError as exc:
             return v2_error(exc)
@@ -185,7 +188,7 @@ def build_api(server: Any, *, lifespan: Lifespan, keys: ApiKeys | None = None,
 
     async def v2_model_ready(name: str, version: str | None) -> Response:
         try:
-            served = await pool.get(name, version)
+            served = (await predictor.resolve(name, version)).served
         except ModelhostError as exc:
             return v2_error(exc)
         return JSONResponse({"name": name, "version": served.version.version, "ready": True})
@@ -302,8 +305,8 @@ def _error_response(status: int, code: str, message: str, rid: str,
                         headers={"x-request-id": rid})
 
 
-def _served_ref(pool: Any, name: str) -> str:
-    """The version serving ``name`` now, else its production version (perhaps still
-    loading), else the latest one."""
-    version: str | None = pool.routes.get(name) or pool.production_version(name)
-    return version if version is not None else "latest"
+def _served_ref(server: Server, name: str) -> str:
+    """The stable version serving ``name`` now, else the one its routing names (perhaps
+    still loading), else the latest one."""
+    routing = server.pool.active(name) or server.watcher.table.routing(name)
+    return routing.arms[0].version if routing is not None else "latest"

@@ -15,8 +15,7 @@ import datetime as dt
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from modelhost._actor import set_actor
 from modelhost.errors import (
@@ -44,9 +43,12 @@ from modelhost.serving.http import (
     send_reply,
 )
 from modelhost.serving.metrics import Metrics
-from modelhost.serving.pool import ModelPool, PoolOptions
-from modelhost.serving.predictor import Limits, Predictor
+from modelhost.serving.observers import Observation, Observer, Observers
+from modelhost.serving.pool import ModelPool
+from modelhost.serving.predictor import Predictor, Trace
 from modelhost.serving.routes import Action, ErrorShape, Protocol, Route, Routes
+from modelhost.serving.server import Server, ServerOptions
+from modelhost.serving.watcher import RoutingWatcher
 from modelhost.store.audit import AuditStore
 
 log = logging.getLogger(__name__)
@@ -55,31 +57,7 @@ _MAX_HEADER_BYTES = 64 * 1024
 _SETTLE_TIMEOUT_S = 600.0  # the initial loads after which the heap is frozen
 _MAX_HEADERS = 200
 
-Handler = Callable[[bytes, dict[str, str], str], Awaitable[Reply]]
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    limits: Limits = field(default_factory=Limits)
-    pool: PoolOptions = field(default_factory=PoolOptions)
-    redis_url: str | None = None
-    model: str | None = None  # `serve --model NAME`: MLflow-style single-model server
-    auth: bool = False  # require API keys (the server turns this on off loopback)
-    public_metrics: bool = False  # /metrics without a key
-    rate_limit: float | None = None  # requests/s per key without its own limit
-    cors_origins: tuple[str, ...] = ()  # CORS off unless origins are given
-
-
-@dataclass
-class Server:
-    """The parts of a running server, for the routes and for tests."""
-
-    registry: Registry
-    pool: ModelPool
-    predictor: Predictor
-    metrics: Metrics
-    options: ServerOptions
-    started: float = field(default_factory=time.time)
+Handler = Callable[[bytes, dict[str, str], str, Trace], Awaitable[Reply]]
 
 
 def v1_error(error: ModelhostError, rid: str) -> Reply:
@@ -104,6 +82,7 @@ class ModelhostApp:
         self.server = server
         self.api = api
         self.guard = guard
+        self._wants_data = server.observers.wants_data
         self.routes = Routes(pinned_model=server.options.model,
                              public_metrics=server.options.public_metrics)
         self._http: Callable[[Scope, Receive, Send], Awaitable[None]] = self._handle
@@ -211,59 +190,73 @@ class ModelhostApp:
     def _v1(self, name: str, ref: str | None) -> Handler:
         predictor = self.server.predictor
 
-        async def handle(body: bytes, headers: dict[str, str], rid: str) -> Reply:
-            return await v1.predict(predictor, name, ref, body, headers, rid)
+        async def handle(body: bytes, headers: dict[str, str], rid: str,
+                         trace: Trace) -> Reply:
+            return await v1.predict(predictor, name, ref, body, headers, rid, trace)
 
         return handle
 
     def _v2(self, name: str, ref: str | None) -> Handler:
         predictor = self.server.predictor
 
-        async def handle(body: bytes, headers: dict[str, str], rid: str) -> Reply:
-            return await infer_v2.infer(predictor, name, ref, body, headers, rid)
+        async def handle(body: bytes, headers: dict[str, str], rid: str,
+                         trace: Trace) -> Reply:
+            return await infer_v2.infer(predictor, name, ref, body, headers, rid, trace)
 
         return handle
 
     def _invocations(self, name: str | None) -> Handler:
         predictor = self.server.predictor
 
-        async def handle(body: bytes, headers: dict[str, str], rid: str) -> Reply:
+        async def handle(body: bytes, headers: dict[str, str], rid: str,
+                         trace: Trace) -> Reply:
             if name is None:
                 raise NotFoundError("/invocations needs a server started with "
                                     "'modelhost serve --model NAME'")
-            return await invocations.invocations(predictor, name, body, headers, rid)
+            return await invocations.invocations(predictor, name, body, headers, rid, trace)
 
         return handle
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         started = time.perf_counter()
         handler = self._handler(route)
-        shape = _error_shape(route.error_shape)
-        protocol = route.protocol.value if route.protocol is not None else "-"
-        model = route.model or "-"
         headers = header_map(scope)
         rid = request_id(headers)
-        metrics = self.server.metrics
-        # Label values come from the URL: only registered models get their own series,
-        # so that requests for made-up names cannot grow the metrics without bound.
-        if not self.server.pool.knows(model):
-            model = "-"
+        trace = Trace()
+        code = None
         try:
             body = await read_body(receive, headers,
                                    limit=self.server.options.limits.max_body_bytes)
-            reply = await handler(body, headers, rid)
+            reply = await handler(body, headers, rid, trace)
         except ModelhostError as exc:
-            reply = shape(exc, rid)
-            metrics.errors.labels(model, "-", exc.code).inc()
+            reply = _error_shape(route.error_shape)(exc, rid)
+            code = exc.code
         except Exception:  # never a traceback to the client; the log has it
             log.exception("request %s failed", rid)
             reply = Reply(500, http_errors.internal_error_body(rid),
                           [(b"content-type", b"application/json"),
                            (b"x-request-id", rid.encode())])
+            code = "internal"
         await send_reply(send, reply)
-        version = next((v.decode() for k, v in reply.headers if k == b"x-model-version"), "-")
-        metrics.observe_request(model, version, protocol, reply.status,
-                                time.perf_counter() - started)
+        self._observe(route, trace, reply.status, code, time.perf_counter() - started, rid)
+
+    def _observe(self, route: Route, trace: Trace, status: int, code: str | None,
+                 latency_s: float, rid: str) -> None:
+        """Hand the answered request to the observers (after the answer was sent)."""
+        resolved, prediction = trace.resolved, trace.prediction
+        # Only models of the routing table are named: made-up names in URLs must not
+        # grow the metrics (or any observer's records) without bound.
+        model = route.model if self.server.knows(route.model) else None
+        data = self._wants_data and prediction is not None
+        self.server.observers.notify(Observation(
+            route=route, model=model,
+            version=resolved.served.version.version if resolved and model else None,
+            arm=resolved.arm if resolved else None, status=status, latency_s=latency_s,
+            rows=prediction.rows if prediction else 0, request_id=rid, error_code=code,
+            cached=prediction.cached if prediction else None,
+            inputs=prediction.inputs if data and prediction else None,
+            predictions=prediction.predictions if data and prediction else None,
+            probabilities=prediction.probabilities if data and prediction else None))
 
 
 class _BodyLimit:
@@ -334,21 +327,25 @@ def _with_security_headers(send: Send, path: str, rid: str) -> Send:
 
 def create_app(registry: Registry, *, options: ServerOptions | None = None,
                keys: ApiKeys | None = None, audit: AuditStore | None = None,
+               observers: Sequence[Observer] = (),
                today: Callable[[], dt.date] = dt.date.today,
                clock: Callable[[], float] = time.monotonic) -> ModelhostApp:
     """Build the server over a registry. Nothing is loaded until the lifespan starts.
 
     With ``options.auth`` every route but the health probes needs a key from ``keys``;
-    denied attempts at privileged routes go to ``audit``. ``clock`` (monotonic seconds)
-    times the retries of failed loads.
+    denied attempts at privileged routes go to ``audit``. ``observers`` watch every
+    answered prediction request, after the metrics (see ``observers.py``). ``today``
+    dates sunsets; ``clock`` (monotonic seconds) times the retries of failed loads.
     """
     from modelhost.serving.api import build_api
 
     options = options or ServerOptions()
     metrics = Metrics()
-    pool = ModelPool(registry, options=options.pool, today=today,
-                     on_batch=metrics.on_batch, on_load=metrics.on_load, clock=clock)
-    pool.pinned_model = options.model
+    pool = ModelPool(registry, options=options.pool, on_batch=metrics.on_batch,
+                     on_load=metrics.on_load, clock=clock)
+    watcher = RoutingWatcher(registry, interval_s=options.pool.reload_interval_s,
+                             publish=pool.apply, only=options.model,
+                             wake_in=pool.next_retry_in)
     cache = open_cache(options.redis_url)
     guard = None
     limiter = None
@@ -357,9 +354,12 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
             raise ValueError("options.auth needs the key service (keys=...)")
         limiter = RateLimiter(options.redis_url)
         guard = Guard(keys, audit=audit, limiter=limiter, default_rate=options.rate_limit)
-    server = Server(registry=registry, pool=pool, metrics=metrics, options=options,
-                    predictor=Predictor(pool, metrics=metrics, limits=options.limits,
-                                        cache=cache))
+    watching = Observers([metrics, *observers], on_error=metrics.observer_failed)
+    predictor = Predictor(pool, watcher, registry, metrics=metrics, limits=options.limits,
+                          cache=cache, today=today)
+    predictor.keep_inputs = watching.wants_data
+    server = Server(registry=registry, watcher=watcher, pool=pool, predictor=predictor,
+                    metrics=metrics, observers=watching, options=options)
 
     async def settle() -> None:
         await pool.wait_until_ready(timeout_s=_SETTLE_TIMEOUT_S)
@@ -371,10 +371,10 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
-        # Listen first: the first refresh only reads the routing state and starts the
+        # Listen first: the first check only reads the routing state and starts the
         # loads; /healthz answers at once, /readyz says what is still loading, and a
         # request for a loading version waits for it (up to load_wait_s).
-        await pool.start()
+        await watcher.start()
         settling = asyncio.create_task(settle(), name="modelhost-settle")
         try:
             yield
@@ -382,6 +382,7 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
             settling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await settling
+            await watcher.stop()
             await pool.stop()
             await cache.close()
             if limiter is not None:

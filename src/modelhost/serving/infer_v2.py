@@ -10,12 +10,12 @@ from modelhost.errors import MalformedRequestError, ModelhostError
 from modelhost.serving import errors as http_errors
 from modelhost.serving.http import Reply
 from modelhost.serving.pool import ServedVersion
-from modelhost.serving.predictor import Predictor
+from modelhost.serving.predictor import Predictor, Trace
 from modelhost.serving.protocols import v2
 
 
 async def infer(predictor: Predictor, name: str, ref: str | None, body: bytes,
-                headers: dict[str, str], rid: str) -> Reply:
+                headers: dict[str, str], rid: str, trace: Trace) -> Reply:
     raw_length = headers.get(v2.HEADER_LENGTH.lower())
     header_length = None
     if raw_length is not None:
@@ -23,11 +23,13 @@ async def infer(predictor: Predictor, name: str, ref: str | None, body: bytes,
             raise MalformedRequestError(f"{v2.HEADER_LENGTH} must be a whole number")
         header_length = int(raw_length)
     request = v2.parse_infer_request(body, header_length=header_length)
-    served = await predictor.pool.get(name, ref)
+    trace.resolved = resolved = await predictor.resolve(
+        name, ref, headers.get("x-routing-key") or None)
+    served = resolved.served
     specs = outputs_of(served)
     v2.check_requested(request.outputs, specs)  # before the model runs
     payload = v2.to_model_input(request, served.version.signature)
-    result = await predictor.predict(name, served.version.version, payload, None)
+    trace.prediction = result = await predictor.predict(resolved, payload, None)
     values = {v2.PREDICT: result.predictions, v2.PREDICT_PROBA: result.probabilities}
     outputs: list[tuple[str, Any]] = [
         (spec.name, v2.conform(np.asarray(values[spec.name]), spec)) for spec in specs

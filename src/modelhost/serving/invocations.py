@@ -8,20 +8,22 @@ from modelhost.entities import Signature
 from modelhost.errors import InvalidInputError, ModelhostError
 from modelhost.serving import errors as http_errors
 from modelhost.serving.http import Reply
-from modelhost.serving.predictor import Predictor
+from modelhost.serving.predictor import Predictor, Trace
 from modelhost.serving.protocols import mlflow
 
 
 async def invocations(predictor: Predictor, name: str, body: bytes, headers: dict[str, str],
-                      rid: str) -> Reply:
+                      rid: str, trace: Trace) -> Reply:
     # MLflow's own client helpers write NaN for missing values; accept them as nulls.
     request = mlflow.parse_scoring_request(body, headers.get("content-type"),
                                            allow_nan_literals=True)
-    served = await predictor.pool.get(name, None)
+    trace.resolved = resolved = await predictor.resolve(
+        name, None, headers.get("x-routing-key") or None)
+    served = resolved.served
     payload = request.payload
     if request.orient == "tensor":
         payload = _rows_to_columns(payload, served.version.signature)
-    result = await predictor.predict(name, served.version.version, payload, request.params)
+    trace.prediction = result = await predictor.predict(resolved, payload, request.params)
     return Reply(200, mlflow.build_scoring_response(result.predictions),
                  [(b"content-type", b"application/json"),
                   (b"x-model-version", served.version.version.encode()),

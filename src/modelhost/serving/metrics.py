@@ -8,7 +8,10 @@ memory-mapped files and ``/metrics`` (answered by any worker) aggregates them al
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelhost.serving.observers import Observation
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                     2.5, 5.0, 10.0)
@@ -16,7 +19,13 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
 class Metrics:
-    """The server's metrics, in their own registry (never the process-global one)."""
+    """The server's metrics, in their own registry (never the process-global one).
+
+    Per-request figures come from :meth:`observe`, as an observer of the prediction
+    path; batch sizes, queue depth and load times from the pool and the predictor."""
+
+    name = "metrics"
+    wants_data = False
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -51,6 +60,9 @@ class Metrics:
                                       "Time to fetch, verify, load and warm a version.",
                                       labels, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
                                       registry=self.registry)
+        self.observer_errors = Counter("modelhost_observer_errors_total",
+                                       "Observers of the prediction path that raised.",
+                                       ("observer",), registry=self.registry)
 
     def on_batch(self, model: str, version: str, rows: int, requests: int,
                  _seconds: float) -> None:
@@ -65,6 +77,21 @@ class Metrics:
         if child is None:
             child = self._queue_children[key] = self.queue_rows.labels(model, version)
         return child
+
+    def observe(self, o: Observation) -> None:
+        """One answered prediction request: its count and latency, its error code, and
+        the cache's hit or miss."""
+        model = o.model or "-"
+        version = o.version or "-"
+        protocol = o.route.protocol.value if o.route.protocol is not None else "-"
+        self.observe_request(model, version, protocol, o.status, o.latency_s)
+        if o.error_code is not None:
+            self.errors.labels(model, version, o.error_code).inc()
+        if o.cached is not None:
+            (self.cache_hits if o.cached else self.cache_misses).labels(model, version).inc()
+
+    def observer_failed(self, name: str) -> None:
+        self.observer_errors.labels(name).inc()
 
     def observe_request(self, model: str, version: str, protocol: str, status: int,
                         seconds: float) -> None:

@@ -1,12 +1,10 @@
-"""The model pool: which version serves each model, loading in the background, hot reload.
+"""The model pool: loads, verifies and warms the versions the routing table names.
 
-Every worker process has its own pool and shares nothing with the others but the
-database: every ``reload_interval_s`` seconds a watcher reads the routing revision (one
-small query), and re-reads the routing state (production versions, aliases, tags) only
-when that number changed. A version is loaded, verified and warmed up on its input
-example in a worker thread *before* it takes traffic; the version it replaces keeps
-serving until then, drains its queue and is unloaded. A version that fails to load is
-logged (one line) and retried with exponential backoff; it never disturbs the one serving.
+A version is loaded, verified and warmed up on its input example in a worker thread
+*before* it takes traffic; the routing it replaces keeps serving until then, drains its
+queue and is unloaded. A version that fails to load is logged (one line) and retried
+with exponential backoff; it never disturbs the one serving. The table itself comes from
+the routing watcher (``watcher.py``); which arm a request takes, from the router.
 
 Versions load one at a time per process, under the flavors' ``LOAD_LOCK``: loading and
 warming up a model imports libraries (scikit-learn, skops, onnxruntime, pandas), and
@@ -16,31 +14,23 @@ first imports from several threads at once break. Loading is CPU-bound, so littl
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from modelhost.entities import ModelVersion, RoutingState, SemVer
-from modelhost.errors import (
-    ModelhostError,
-    ModelNotReadyError,
-    NotFoundError,
-    StoreUnavailableError,
-    VersionSunsetError,
-)
+from modelhost.entities import ModelVersion
+from modelhost.errors import ModelhostError, ModelNotReadyError
 from modelhost.flavors import LOAD_LOCK, LoadedModel
 from modelhost.registry import Registry
+from modelhost.registry.scoring import Scorer
+from modelhost.rollout import Routing
 from modelhost.serving.batcher import AdaptiveBatcher
-
-if TYPE_CHECKING:
-    from modelhost.signature import InputValidator
+from modelhost.serving.table import EMPTY_TABLE, RoutingTable
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +57,6 @@ class LoadFailure:
     retry_at: float  # on the pool's clock
 
 
-# A model opts in to the prediction cache with this tag set to "true".
-CACHE_TAG = "serving.cache"
-
-
 class VersionLoadFailedError(ModelNotReadyError):
     """The version's last load failed; the pool tries again in ``retry_after`` seconds."""
 
@@ -83,50 +69,42 @@ class VersionLoadFailedError(ModelNotReadyError):
         self.args = (self.message,)
 
 
-class NoProductionVersionError(NotFoundError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"model {name!r} has no production version; pin one with the "
-                         "X-Model-Version header or the /versions/{version} route")
-
-
 @dataclass
 class ServedVersion:
-    """A loaded version with its validator and batcher, ready for traffic."""
+    """A loaded version with its scorer and batcher, ready for traffic."""
 
-    version: ModelVersion
-    model: LoadedModel
-    validator: InputValidator | None
+    scorer: Scorer
     batcher: AdaptiveBatcher
-    load_seconds: float
-    # Requests are validated straight into a 2-D array (no pandas on the hot path) when
-    # the signature is all numeric and the model takes such an array as is.
-    as_array: bool = False
+    load_seconds: float = 0.0
     last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def version(self) -> ModelVersion:
+        return self.scorer.version
+
+    @property
+    def model(self) -> LoadedModel:
+        return self.scorer.model
 
     @property
     def key(self) -> tuple[str, str]:
         return self.version.model, self.version.version
 
-    def run_batch(self, inputs: Any, params: Mapping[str, Any]) -> tuple[Any, Any, Any]:
-        """One model call on a (combined) batch; runs in the batcher's thread.
-
-        Returns predictions, probabilities (or None) and, only when some output is NaN or
-        infinite, a per-row mask of those rows (else None): checked once per batch here,
-        so that each request only looks at its own slice of the mask."""
-        predictions, probabilities = self.model.predict_with_proba(inputs)
-        predictions = np.asarray(predictions)
-        return predictions, probabilities, _nonfinite_rows(predictions, probabilities)
+    def run_batch(self, inputs: Any, _params: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+        """One model call on a (combined) batch, in the batcher's thread: predictions,
+        probabilities (or None) and the mask of rows with a non-finite output (or None),
+        computed once per batch so that each request only looks at its own slice."""
+        return self.scorer.run(inputs)
 
 
-def _nonfinite_rows(*outputs: Any) -> Any:
-    mask = None
-    for output in outputs:
-        if isinstance(output, np.ndarray) and output.dtype.kind in "fc" and output.ndim:
-            finite = np.isfinite(output)
-            if not finite.all():
-                bad = ~finite.reshape(len(output), -1).all(axis=1)
-                mask = bad if mask is None else mask | bad
-    return mask
+def _describe(routing: Routing) -> str:
+    """A routing for the log: ``1.2.0``, or ``1.2.0 95%, 1.3.0 5%, shadow 1.4.0 10%``."""
+    if len(routing.arms) == 1 and routing.shadow is None:
+        return routing.arms[0].version
+    parts = [f"{arm.version} {arm.weight:.0%}" for arm in routing.arms]
+    if routing.shadow is not None:
+        parts.append(f"shadow {routing.shadow.version} {routing.shadow.fraction:.0%}")
+    return ", ".join(parts)
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -148,14 +126,16 @@ def _combine(parts: list[Any]) -> Any:
 
 
 class ModelPool:
+    """Keeps the versions of the routing table loaded and warm, and switches each model's
+    routing in once the versions of its arms are. The table comes from the watcher
+    (:meth:`apply`); which arm a request takes is the router's business, not the pool's."""
+
     def __init__(self, registry: Registry, *, options: PoolOptions | None = None,
-                 today: Callable[[], dt.date] = dt.date.today,
                  on_batch: Callable[[str, str, int, int, float], None] | None = None,
                  on_load: Callable[[str, str, float], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._registry = registry
         self.options = options or PoolOptions()
-        self._today = today
         self._clock = clock
         self._on_batch = on_batch
         self._on_load = on_load
@@ -164,101 +144,69 @@ class ModelPool:
         self._failed: dict[tuple[str, str], LoadFailure] = {}
         self._load_gate = asyncio.Semaphore(1)  # one load at a time (see the module doc)
         self._retired: set[tuple[str, str]] = set()  # versions that lost their route
-        self.routes: dict[str, str] = {}  # model -> production version now taking traffic
-        self._wanted: dict[str, str] = {}  # model -> production version in the database
-        self._aliases: dict[str, dict[str, str]] = {}
-        self._watcher: asyncio.Task[None] | None = None
-        self._state: RoutingState | None = None  # the routing state last read
-        self.database_ok = False
-        self.cached_models: frozenset[str] = frozenset()
-        self.pinned_model: str | None = None  # `serve --model NAME`: serve only this one
+        self._table: RoutingTable = EMPTY_TABLE  # the table last applied
+        self._active: dict[str, Routing] = {}  # model -> routing now taking traffic
 
     # --- lifecycle ------------------------------------------------------------------
 
-    async def start(self) -> None:
-        await self.refresh()
-        self._watcher = asyncio.create_task(self._watch(), name="modelhost-pool-watcher")
-
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
         for task in self._loading.values():
             task.cancel()
         for served in list(self._served.values()):
             await served.batcher.close(drain=True)
         self._served.clear()
 
-    async def _watch(self) -> None:
-        while True:
-            # Wake up early when a failed load is due for its retry.
-            due = [f.retry_at - self._clock() for k, f in self._failed.items()
-                   if self._wanted.get(k[0]) == k[1] and k not in self._loading]
-            await asyncio.sleep(max(0.01, min([self.options.reload_interval_s, *due])))
-            try:
-                await self.refresh()
-            except Exception:  # the watcher must outlive any single failure
-                log.exception("model pool refresh failed")
+    # --- the routing table ----------------------------------------------------------
 
-    # --- routing --------------------------------------------------------------------
-
-    async def refresh(self, *, reread: bool = False) -> None:
-        """Check the routing revision and re-read the routing state (production versions,
-        aliases, tags) when it changed, or on the first call, after a database error, or
-        with ``reread``; then load what changed and switch."""
-        try:
-            state = await asyncio.to_thread(self._read_state, reread)
-        except StoreUnavailableError:
-            if self.database_ok:
-                log.warning("database unreachable; loaded models keep serving")
-            self.database_ok = False
-            self._state = None  # read it all again once the database is back
-            return
-        self.database_ok = True
-        self._state = state
-        models = list(state.models)
-        if self.pinned_model is not None:
-            models = [m for m in models if m.name == self.pinned_model]
-        self._aliases = {m.name: dict(m.aliases) for m in models}
-        self.cached_models = frozenset(
-            m.name for m in models if m.tags.get(CACHE_TAG, "").lower() in ("true", "on", "1"))
-        self._wanted = {m.name: m.production_version for m in models
-                        if m.production_version is not None}
-        for name in list(self.routes):
-            if name not in self._wanted:
-                self._retired.add((name, self.routes.pop(name)))
-        for name, version in self._wanted.items():
-            if self.routes.get(name) == version:
+    async def apply(self, table: RoutingTable) -> None:
+        """Load what ``table`` routes to (retrying failed loads when due), switch each
+        model whose arms are all loaded to its new routing, unload what is no longer
+        needed. Until then a model keeps its previous routing."""
+        self._table = table
+        for name in list(self._active):
+            if table.routing(name) is None:
+                self._retired.update((name, v) for v in self._active.pop(name).versions)
+        for name, entry in table.models.items():
+            routing = entry.routing
+            if routing is None:
                 continue
-            key = (name, version)
-            if key in self._served:
-                self._switch(name, version)
-            elif key not in self._loading and self._retry_due(key):
-                self._start_loading(key)
+            for version in routing.versions:
+                key = (name, version)
+                if (key not in self._served and key not in self._loading
+                        and self._retry_due(key)):
+                    self._start_loading(key)
+            self._switch_when_loaded(name)
         await self._unload_idle()
 
-    def _read_state(self, reread: bool) -> RoutingState:
-        known = self._state
-        if (known is not None and not reread
-                and self._registry.routing_revision() == known.revision):
-            return known
-        return self._registry.routing_state()
+    def active(self, name: str) -> Routing | None:
+        """The routing taking ``name``'s traffic: the table's once its arms are loaded,
+        the previous one until then, None when the model has none."""
+        return self._active.get(name)
 
-    def _switch(self, name: str, version: str) -> None:
-        previous = self.routes.get(name)
-        self.routes[name] = version
-        if previous is not None and previous != version:
-            self._retired.add((name, previous))
-        if previous != version:
-            log.info("%s: serving %s (was %s)", name, version, previous or "nothing")
+    @property
+    def routes(self) -> dict[str, str]:
+        """Model -> the stable version taking its traffic."""
+        return {name: routing.arms[0].version for name, routing in self._active.items()}
+
+    def _switch_when_loaded(self, name: str) -> None:
+        routing = self._table.routing(name)
+        previous = self._active.get(name)
+        if routing is None or routing == previous or not all(
+                (name, arm.version) in self._served for arm in routing.arms):
+            return
+        self._active[name] = routing
+        if previous is not None:
+            self._retired.update((name, v) for v in previous.versions - routing.versions)
+        log.info("%s: serving %s (was %s)", name, _describe(routing),
+                 _describe(previous) if previous is not None else "nothing")
 
     async def _unload_idle(self) -> None:
         """Unload versions that were replaced and have drained, or sat unused too long."""
         now = time.monotonic()
-        routed = set(self.routes.items())
+        wanted = self._table.wanted()
+        active = {(n, v) for n, r in self._active.items() for v in r.versions}
         for key, served in list(self._served.items()):
-            if key in routed:
+            if key in active or key in wanted:
                 continue
             unused_for = now - served.last_used
             drained = served.batcher.queued_rows == 0 and not served.batcher.in_flight
@@ -277,51 +225,30 @@ class ModelPool:
 
     # --- lookup ---------------------------------------------------------------------
 
-    async def get(self, name: str, ref: str | None = None) -> ServedVersion:
-        """The version that serves ``name`` (its route), or the pinned ``ref``.
+    def next_retry_in(self) -> float | None:
+        """Seconds until the next failed load of the table is due for its retry."""
+        wanted = self._table.wanted()
+        due = [f.retry_at - self._clock() for k, f in self._failed.items()
+               if k in wanted and k not in self._loading]
+        return min(due) if due else None
 
-        Raises NotFoundError, VersionSunsetError (past sunset), ModelNotReadyError (still
-        loading after ``load_wait_s``), StoreUnavailableError (cannot resolve a pin).
+    # --- lookup ---------------------------------------------------------------------
+
+    def loaded(self, name: str, version: str) -> bool:
+        return (name, version) in self._served
+
+    async def get(self, name: str, version: str) -> ServedVersion:
+        """The loaded ``version`` of ``name``, loading it when needed (an unrouted,
+        pinned version too: it is unloaded again when unused for ``idle_unload_s``).
+
+        Raises ModelNotReadyError (still loading after ``load_wait_s``),
+        VersionLoadFailedError, and what loading raises (NotFoundError, ...).
         """
-        if self.pinned_model is not None and name != self.pinned_model:
-            raise NotFoundError(f"model {name!r} is not served here")
-        if ref is None:
-            version = self.routes.get(name)
-            if version is None:
-                version = await self._unrouted(name)
-        else:
-            version = await self._resolve(name, ref)
         served = self._served.get((name, version))
         if served is None:
             served = await self._await_load((name, version))
-        if served.version.sunset is not None and self._today() > served.version.sunset:
-            raise VersionSunsetError(name, version, served.version.sunset.isoformat())
         served.last_used = time.monotonic()
         return served
-
-    async def _unrouted(self, name: str) -> str:
-        wanted = self._wanted.get(name)
-        if wanted is not None:  # production version known but still loading
-            return wanted
-        if name in self._aliases:  # known model without a production version
-            raise NoProductionVersionError(name)
-        await self._lookup_model(name)  # raises ModelNotFoundError, or it is new
-        await self.refresh(reread=True)
-        if name in self._wanted:
-            return self._wanted[name]
-        raise NoProductionVersionError(name)
-
-    async def _lookup_model(self, name: str) -> None:
-        await asyncio.to_thread(self._registry.get_model, name)
-
-    async def _resolve(self, name: str, ref: str) -> str:
-        if SemVer.looks_like(ref):
-            if (name, ref) in self._served:
-                return ref
-        elif ref in self._aliases.get(name, {}):
-            return self._aliases[name][ref]
-        mv = await asyncio.to_thread(self._registry.get_version, name, ref)
-        return mv.version
 
     async def _await_load(self, key: tuple[str, str]) -> ServedVersion:
         task = self._loading.get(key)
@@ -365,8 +292,7 @@ class ModelPool:
         if self._on_load is not None:
             self._on_load(*key, served.load_seconds)
         log.info("%s %s loaded in %.2f s", *key, served.load_seconds)
-        if self._wanted.get(key[0]) == key[1]:  # in the same step: never loaded unrouted
-            self._switch(*key)
+        self._switch_when_loaded(key[0])  # in the same step: never loaded and unrouted
         return served
 
     def _fail(self, key: tuple[str, str], exc: Exception, *, reason: str,
@@ -391,18 +317,15 @@ class ModelPool:
             return self._build(name, version)
 
     def _build(self, name: str, version: str) -> ServedVersion:
-        # Imported here (it imports pandas), so that the server listens sooner.
-        from modelhost.signature import InputValidator
-
         loaded = self._registry.load(name, version)
         mv = loaded.version
-        validator = InputValidator(mv.signature) if mv.signature is not None else None
-        served = ServedVersion(version=mv, model=loaded.model, validator=validator,
-                               batcher=None,  # type: ignore[arg-type]  # set just below
-                               load_seconds=0.0)
+        scorer = Scorer(mv, loaded.model)  # imports pandas: after listening, not before
+        validator = scorer.validator
         if self.options.warmup and mv.input_example is not None and validator is not None:
-            served.model.warm_up(validator.validate(mv.input_example))
-            served.as_array = validator.numeric_block and served.model.accepts_array(
+            scorer.model.warm_up(validator.validate(mv.input_example))
+            # Requests are validated straight into a 2-D array (no pandas on the hot
+            # path) when the signature is all numeric and the model takes such an array.
+            scorer.as_array = validator.numeric_block and scorer.model.accepts_array(
                 [c.name for c in mv.signature.columns] if mv.signature else [])
         on_batch = self._on_batch
 
@@ -410,6 +333,7 @@ class ModelPool:
             if on_batch is not None:
                 on_batch(name, version, rows, requests, seconds)
 
+        served = ServedVersion(scorer=scorer, batcher=None)  # type: ignore[arg-type]
         served.batcher = AdaptiveBatcher(
             served.run_batch, combine=_combine, max_batch_size=self.options.max_batch_size,
             max_wait_ms=self.options.max_wait_ms, max_queue_rows=self.options.max_queue_rows,
@@ -419,20 +343,18 @@ class ModelPool:
     # --- readiness ------------------------------------------------------------------
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
-        """Whether the pool is ready for traffic, and the detail ``/readyz`` shows.
+        """Whether no model waits for its first version, and the detail ``/readyz`` shows.
 
-        Ready when the database answered at the last refresh and no model waits for its
-        first version: each model with a production version serves one (its production
-        version, or the previous one while the new one loads) or its production version
-        failed to load. A failed version does not hold the others back: it is listed
-        under ``failed`` with its reason and the time to its next retry, and is retried
-        with backoff. ``loading`` lists the production versions not loaded yet (retries
-        of failed ones are under ``failed``).
+        Each model with a routing serves one (the table's, or the previous one while the
+        new one loads) or a version of its routing failed to load. A failed version does
+        not hold the others back: it is listed under ``failed`` with its reason and the
+        time to its next retry, and is retried with backoff. ``loading`` lists the
+        versions of the table not loaded yet (retries of failed ones are under ``failed``).
         """
         now = self._clock()
         failed: dict[str, dict[str, Any]] = {}
         loading: dict[str, str] = {}
-        for name, version in self._wanted.items():
+        for name, version in sorted(self._table.wanted()):
             key = (name, version)
             if key in self._served:
                 continue
@@ -443,30 +365,21 @@ class ModelPool:
                 failed[name] = {"version": version, "reason": failure.reason,
                                 "attempts": failure.attempts,
                                 "retry_in_s": round(max(0.0, failure.retry_at - now), 1)}
-        waiting = [n for n in loading if n not in self.routes]
-        detail = {"database": self.database_ok, "serving": dict(self.routes),
-                  "loading": loading, "failed": failed}
-        return self.database_ok and not waiting, detail
+        waiting = [n for n in loading if n not in self._active]
+        return not waiting, {"serving": self.routes, "loading": loading, "failed": failed}
 
     async def wait_until_ready(self, *, timeout_s: float) -> bool:
-        """Wait until no production version is loading for the first time any more (each
-        has loaded or failed), at most ``timeout_s``; then return :meth:`ready`."""
+        """Wait until no version of the table is loading for the first time any more
+        (each has loaded or failed), at most ``timeout_s``; then return :meth:`ready`."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            wanted = self._table.wanted()
             loading = [t for k, t in self._loading.items()
-                       if self._wanted.get(k[0]) == k[1] and k not in self._failed]
+                       if k in wanted and k not in self._failed]
             if not loading:
                 break
             await asyncio.wait(loading, timeout=max(0.0, deadline - time.monotonic()))
         return self.ready()[0]
-
-    def knows(self, name: str) -> bool:
-        """Whether ``name`` was a registered model at the last refresh."""
-        return name in self._aliases
-
-    def production_version(self, name: str) -> str | None:
-        """The production version in the database at the last refresh."""
-        return self._wanted.get(name)
 
     def served(self) -> list[ServedVersion]:
         return list(self._served.values())

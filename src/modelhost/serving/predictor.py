@@ -1,23 +1,31 @@
-"""Protocol-independent prediction: resolve the version, validate, cache, batch.
+"""Protocol-independent prediction: choose the version, validate, cache, batch.
 
-Every wire protocol (v1, Open Inference v2, MLflow scoring) turns its body into a
-payload and calls :meth:`Predictor.predict`; only the encoding differs.
+Every wire protocol (v1, Open Inference v2, MLflow scoring) resolves the version once
+with :meth:`Predictor.resolve`, turns its body into a payload and calls
+:meth:`Predictor.predict`; only the encoding differs. No handler touches the pool.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
-from modelhost.errors import InvalidInputError, PayloadTooLargeError
+from modelhost.entities import SemVer
+from modelhost.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from modelhost.registry import Registry
+from modelhost.registry.scoring import check_finite, check_sunset
+from modelhost.rollout import ArmRole, Routing, choose, shadowed
 from modelhost.serving.cache import PredictionCache, cache_key
 from modelhost.serving.metrics import Metrics
 from modelhost.serving.pool import ModelPool, ServedVersion
+from modelhost.serving.watcher import RoutingWatcher
 
 
 @dataclass(frozen=True)
@@ -29,46 +37,146 @@ class Limits:
     timeout_s: float = 30.0
 
 
+class NoProductionVersionError(NotFoundError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model {name!r} has no production version; pin one with the "
+                         "X-Model-Version header or the /versions/{version} route")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The version one request is served by, and why: the arm the router chose (None
+    when the caller pinned the version) and the shadow version it is also sent to."""
+
+    served: ServedVersion
+    arm: ArmRole | None = None
+    shadow: str | None = None
+
+
 @dataclass
 class Prediction:
     served: ServedVersion
     predictions: Any  # numpy array, or a list when it came from the cache
     probabilities: Any
-    cached: bool = False
+    rows: int
+    arm: ArmRole | None = None
+    cached: bool | None = None  # None: the model's answers are not cached
+    inputs: Any = None  # the validated inputs, kept when an observer asks for them
+
+
+@dataclass
+class Trace:
+    """What one request went through, filled in by its protocol handler as it goes (so
+    that the observers learn the version even of a request that failed after it)."""
+
+    resolved: Resolved | None = None
+    prediction: Prediction | None = None
 
 
 class Predictor:
-    def __init__(self, pool: ModelPool, *, metrics: Metrics, limits: Limits,
-                 cache: PredictionCache | None = None) -> None:
+    """The one place that chooses the version of a request, and predicts with it."""
+
+    def __init__(self, pool: ModelPool, watcher: RoutingWatcher, registry: Registry, *,
+                 metrics: Metrics, limits: Limits, cache: PredictionCache | None = None,
+                 today: Callable[[], dt.date] = dt.date.today) -> None:
         self.pool = pool
+        self.watcher = watcher
+        self._registry = registry
         self.metrics = metrics
         self.limits = limits
         self.cache = cache
+        self._today = today
+        self.keep_inputs = False  # set when an observer wants the validated inputs
         self._depth: dict[tuple[str, str], _Depth] = {}
 
-    async def predict(self, name: str, ref: str | None, payload: Any,
-                      params: Mapping[str, Any] | None, *,
-                      timeout_s: float | None = None) -> Prediction:
-        """Raises the modelhost errors of PRODUCT.md §3.6; never anything else on bad input."""
+    # --- choosing the version ---------------------------------------------------------
+
+    async def resolve(self, name: str, pin: str | None = None,
+                      routing_key: str | None = None) -> Resolved:
+        """The loaded version that serves this request: the pinned version or alias, or
+        else the arm the router picks from the model's routing (sticky per
+        ``routing_key``). Waits for a version still loading (up to the pool's
+        ``load_wait_s``).
+
+        Raises NotFoundError (model, version or production version), VersionSunsetError,
+        ModelNotReadyError, StoreUnavailableError (a pin the table cannot resolve).
+        """
+        only = self.watcher.only
+        if only is not None and name != only:
+            raise NotFoundError(f"model {name!r} is not served here")
+        if pin is None:
+            routing = self.pool.active(name) or await self._table_routing(name)
+            arm = choose(routing, routing_key)
+            served = await self.pool.get(name, arm.version)
+            shadow = (routing.shadow.version if routing.shadow is not None
+                      and shadowed(routing, routing_key) else None)
+            resolved = Resolved(served, arm.role, shadow)
+        else:
+            served = await self.pool.get(name, await self._pinned(name, pin))
+            resolved = Resolved(served)
+        check_sunset(served.version, self._today())
+        return resolved
+
+    async def _table_routing(self, name: str) -> Routing:
+        """The routing of a model that takes no traffic yet: the table's (its versions
+        still loading), or, for a model the table does not know, the database's."""
+        table = self.watcher.table
+        if name not in table.models:
+            await self.watcher.discover(name)  # raises ModelNotFoundError
+            table = self.watcher.table
+        routing = table.routing(name)
+        if routing is None:
+            raise NoProductionVersionError(name)
+        return routing
+
+    async def _pinned(self, name: str, ref: str) -> str:
+        """The version a pin names: a loaded version or a known alias without a query,
+        anything else (``latest``, ``@staging``, an unloaded version) from the registry."""
+        if SemVer.looks_like(ref):
+            if self.pool.loaded(name, ref):
+                return ref
+        else:
+            entry = self.watcher.table.models.get(name)
+            if entry is not None and ref in entry.aliases:
+                return entry.aliases[ref]
+        mv = await asyncio.to_thread(self._registry.get_version, name, ref)
+        return mv.version
+
+    # --- predicting -------------------------------------------------------------------
+
+    def check(self, payload: Any, params: Any) -> int:
+        """The rows of a payload, refused when it is no table or batch, is too large, or
+        ``params`` is no object. Cheap: handlers call it before choosing a version too,
+        so that bad input never waits for a model to load."""
         if params is not None and not isinstance(params, dict):
             raise InvalidInputError("'params' must be a JSON object")
         rows = _count_rows(payload)
         if rows > self.limits.max_rows:
             raise PayloadTooLargeError("the batch", self.limits.max_rows, "rows")
-        served = await self.pool.get(name, ref)
-        labels = served.key
+        return rows
+
+    async def predict(self, resolved: Resolved, payload: Any,
+                      params: Mapping[str, Any] | None, *,
+                      timeout_s: float | None = None) -> Prediction:
+        """Raises the modelhost errors of PRODUCT.md §3.6; never anything else on bad input."""
+        rows = self.check(payload, params)
+        served = resolved.served
+        scorer = served.scorer
         key = None
-        if self.cache is not None and name in self.pool.cached_models:
+        entry = self.watcher.table.models.get(served.version.model)
+        if self.cache is not None and entry is not None and entry.cached:
             key = cache_key(served.version.artifact_digest, payload, params)
             hit = await self.cache.get(key)
             if hit is not None:
-                self.metrics.cache_hits.labels(*labels).inc()
                 data = orjson.loads(hit)
-                return Prediction(served, data["p"], data.get("q"), cached=True)
-            self.metrics.cache_misses.labels(*labels).inc()
-        inputs = (served.validator.validate(payload, as_array=served.as_array)
-                  if served.validator else _raw(payload))
+                inputs = (scorer.prepare(payload, numeric_rows_only=True)
+                          if self.keep_inputs else None)
+                return Prediction(served, data["p"], data.get("q"), rows, resolved.arm,
+                                  cached=True, inputs=inputs)
+        # Inputs of several requests are combined into one model call: one shape for all.
+        inputs = scorer.prepare(payload, numeric_rows_only=True)
         n = len(inputs) if hasattr(inputs, "__len__") and not isinstance(inputs, dict) else rows
+        labels = served.key
         self._track(labels, n)
         try:
             predictions, probabilities, nonfinite = await served.batcher.submit(
@@ -76,16 +184,15 @@ class Predictor:
                 timeout_s=timeout_s or self.limits.timeout_s)
         finally:
             self._track(labels, -n)
-        if nonfinite is not None and nonfinite.any():
-            # A model fed finite but extreme inputs can overflow to NaN/inf, which JSON
-            # (and the documented responses) cannot carry: refuse these inputs instead.
-            raise InvalidInputError("the model gives no finite result for these inputs "
-                                    "(values too large in magnitude?)")
+        # A model fed finite but extreme inputs can overflow to NaN/inf, which JSON
+        # (and the documented responses) cannot carry: refuse these inputs instead.
+        check_finite(nonfinite)
         if key is not None and self.cache is not None:
             value = {"p": predictions, "q": probabilities}
             await self.cache.set(key, orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
-        return Prediction(served, predictions, probabilities)
-
+        return Prediction(served, predictions, probabilities, n, resolved.arm,
+                          cached=False if key is not None else None,
+                          inputs=inputs if self.keep_inputs else None)
 
     def _track(self, labels: tuple[str, str], rows: int) -> None:
         """Rows waiting for or inside the model. The gauge is a metric in shared memory
@@ -120,17 +227,3 @@ def _count_rows(payload: Any) -> int:
     if isinstance(payload, np.ndarray):
         return int(payload.shape[0]) if payload.ndim else 1
     raise InvalidInputError("'inputs' must be a list of records or an object of columns")
-
-
-def _raw(payload: Any) -> Any:
-    """Input for a version registered without a signature: a 2-D array of numbers."""
-    try:
-        array = np.asarray(payload, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InvalidInputError(
-            "this version has no signature, so 'inputs' must be a list of rows of numbers"
-        ) from None
-    if array.ndim != 2:
-        raise InvalidInputError("'inputs' must be a list of rows of numbers")
-    return array
-

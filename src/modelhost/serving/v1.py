@@ -11,7 +11,7 @@ import orjson
 from modelhost.entities import ModelVersion
 from modelhost.errors import InvalidInputError, MalformedRequestError, UnsupportedMediaTypeError
 from modelhost.serving.http import Reply
-from modelhost.serving.predictor import Prediction, Predictor
+from modelhost.serving.predictor import Prediction, Predictor, Trace
 
 _JSON = (b"content-type", b"application/json")
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
@@ -44,11 +44,15 @@ def parse_v1(body: bytes, content_type: str | None) -> tuple[Any, dict[str, Any]
 
 
 async def predict(predictor: Predictor, name: str, ref: str | None, body: bytes,
-                  headers: dict[str, str], request_id: str) -> Reply:
+                  headers: dict[str, str], request_id: str, trace: Trace) -> Reply:
     payload, params = parse_v1(body, headers.get("content-type"))
+    timeout_s = _timeout(headers)
+    predictor.check(payload, params)
     pin = ref if ref is not None else (headers.get("x-model-version") or None)
-    result = await predictor.predict(name, pin, payload, params,
-                                     timeout_s=_timeout(headers))
+    trace.resolved = resolved = await predictor.resolve(
+        name, pin, headers.get("x-routing-key") or None)
+    trace.prediction = result = await predictor.predict(resolved, payload, params,
+                                                        timeout_s=timeout_s)
     return Reply(200, _body(result, request_id), response_headers(result.served.version,
                                                                  request_id))
 

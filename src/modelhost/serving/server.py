@@ -1,0 +1,51 @@
+"""The parts of a running server, typed once for the ASGI front, the API and tests."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelhost.registry import Registry
+from modelhost.serving.metrics import Metrics
+from modelhost.serving.observers import Observers
+from modelhost.serving.pool import ModelPool, PoolOptions
+from modelhost.serving.predictor import Limits, Predictor
+from modelhost.serving.watcher import RoutingWatcher
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    limits: Limits = field(default_factory=Limits)
+    pool: PoolOptions = field(default_factory=PoolOptions)
+    redis_url: str | None = None
+    model: str | None = None  # `serve --model NAME`: MLflow-style single-model server
+    auth: bool = False  # require API keys (the server turns this on off loopback)
+    public_metrics: bool = False  # /metrics without a key
+    rate_limit: float | None = None  # requests/s per key without its own limit
+    cors_origins: tuple[str, ...] = ()  # CORS off unless origins are given
+
+
+@dataclass
+class Server:
+    """The parts of a running server, for the routes and for tests."""
+
+    registry: Registry
+    watcher: RoutingWatcher
+    pool: ModelPool
+    predictor: Predictor
+    metrics: Metrics
+    observers: Observers
+    options: ServerOptions
+    started: float = field(default_factory=time.time)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when the database answered at the last check and no model waits for its
+        first version (see :meth:`ModelPool.ready`); with the detail ``/readyz`` shows."""
+        models_ready, detail = self.pool.ready()
+        database = self.watcher.database_ok
+        return database and models_ready, {"database": database, **detail}
+
+    def knows(self, name: str | None) -> bool:
+        """Whether ``name`` is a model of the routing table (one this server serves)."""
+        return name is not None and name in self.watcher.table.models
