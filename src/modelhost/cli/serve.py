@@ -21,6 +21,8 @@ from modelhost.cli._app import STATE, app, emit, err
 from modelhost.errors import BindError, ModelhostError, PortInUseError
 
 if TYPE_CHECKING:  # loaded by the commands, not by every `modelhost` call
+    import uvicorn
+
     from modelhost.config import Settings
 
 
@@ -239,7 +241,7 @@ class StopSignals:
         self._drain(sig)
 
 
-def _serve_one(config: Any, sock: socket.socket, stop: StopSignals) -> None:
+def _serve_one(config: uvicorn.Config, sock: socket.socket, stop: StopSignals) -> None:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -260,7 +262,7 @@ def _serve_one(config: Any, sock: socket.socket, stop: StopSignals) -> None:
     server.run(sockets=[sock])
 
 
-def _serve_workers(config: Any, sock: socket.socket, stop: StopSignals) -> None:
+def _serve_workers(config: uvicorn.Config, sock: socket.socket, stop: StopSignals) -> None:
     from uvicorn.supervisors import Multiprocess
 
     class Supervisor(Multiprocess):
