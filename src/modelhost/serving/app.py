@@ -31,6 +31,7 @@ from modelhost.serving import infer_v2, invocations, v1
 from modelhost.serving.cache import open_cache
 from modelhost.serving.guard import Guard
 from modelhost.serving.http import (
+    ASGIApp,
     Message,
     Receive,
     Reply,
@@ -78,14 +79,14 @@ class ModelhostApp:
     """The ASGI entry point: the guard (keys, roles, rate limits), then the prediction
     fast path in front of the FastAPI app."""
 
-    def __init__(self, server: Server, api: object, *, guard: Guard | None = None) -> None:
+    def __init__(self, server: Server, api: ASGIApp, *, guard: Guard | None = None) -> None:
         self.server = server
         self.api = api
         self.guard = guard
         self._wants_data = server.observers.wants_data
         self.routes = Routes(pinned_model=server.options.model,
                              public_metrics=server.options.public_metrics)
-        self._http: Callable[[Scope, Receive, Send], Awaitable[None]] = self._handle
+        self._http: ASGIApp = self._handle
         if server.options.cors_origins:
             from starlette.middleware.cors import CORSMiddleware
 
@@ -138,7 +139,7 @@ class ModelhostApp:
                 return
             await self._http(scope, receive, send)
             return
-        await self.api(scope, receive, send)  # type: ignore[operator]
+        await self.api(scope, receive, send)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
@@ -162,7 +163,7 @@ class ModelhostApp:
             await send_reply(send, v1_error(exc, rid))
             return
         guard = _BodyLimit(receive, send, limit, rid)
-        await self.api(scope, guard.receive, guard.send)  # type: ignore[operator]
+        await self.api(scope, guard.receive, guard.send)
 
     async def _admit(self, route: Route, scope: Scope, send: Send) -> bool:
         """Run the guard; answer a refused request here, in its route's error shape."""
