@@ -234,16 +234,17 @@ async def test_metrics_count_per_version_as_an_observer(iris_client: Client) -> 
         key(model="iris", version="1.0.0", code="invalid_input"): 1.0}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Observers.add() registers an observer after create_app, but whether data is kept "
-    "was fixed at construction (ModelhostApp._wants_data, Predictor.keep_inputs), so an "
-    "added observer with wants_data=True gets inputs/predictions None"))
-async def test_an_observer_added_later_that_wants_data_gets_it(iris_client: Client) -> None:
-    rec = Recorder(wants_data=True)
-    async with serve_observed(iris_client, []) as (app, http):
-        app.server.observers.add(rec)
-        response = await http.post("/v1/models/iris/predict", json={"inputs": records(2)})
+async def test_a_pinned_model_registered_since_the_last_read_is_named(
+        iris_client: Client) -> None:
+    """The routing table has not seen the model yet (the watcher is quiet), but a version
+    was chosen for the request: it is a real model, and the observers are told so."""
+    rec = Recorder()
+    async with serve_observed(iris_client, [rec]) as (app, http):
+        iris_client.registry.register(iris_model(), name="fresh",
+                                      input_example=iris_example())
+        assert not app.server.knows("fresh")
+        response = await http.post("/v1/models/fresh/versions/1.0.0/predict",
+                                   json={"inputs": records(2)})
         assert response.status_code == 200, response.text
     (seen,) = rec.seen
-    assert seen.inputs is not None and len(seen.inputs) == 2
-    assert np.asarray(seen.predictions).tolist() == response.json()["predictions"]
+    assert (seen.model, seen.version, seen.arm, seen.rows) == ("fresh", "1.0.0", None, 2)

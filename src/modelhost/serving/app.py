@@ -245,9 +245,9 @@ class ModelhostApp:
                  latency_s: float, rid: str) -> None:
         """Hand the answered request to the observers (after the answer was sent)."""
         resolved, prediction = trace.resolved, trace.prediction
-        # Only models of the routing table are named: made-up names in URLs must not
-        # grow the metrics (or any observer's records) without bound.
-        model = route.model if self.server.knows(route.model) else None
+        # Only real models are named (a version was chosen, or the routing table knows
+        # the name): made-up names in URLs must not grow any observer's records.
+        model = route.model if resolved or self.server.knows(route.model) else None
         data = self._wants_data and prediction is not None
         self.server.observers.notify(Observation(
             route=route, model=model,

@@ -60,7 +60,8 @@ class Observer(Protocol):
 
 
 class Observers:
-    """The registered observers, called in order; failures are counted and logged."""
+    """The observers of one server (fixed when it is built: whether inputs are kept for
+    them is decided once), called in order; failures are counted and logged."""
 
     def __init__(self, observers: Sequence[Observer] = (), *,
                  on_error: Callable[[str], None] | None = None,
@@ -73,9 +74,6 @@ class Observers:
     @property
     def wants_data(self) -> bool:
         return any(o.wants_data for o in self._observers)
-
-    def add(self, observer: Observer) -> None:
-        self._observers = (*self._observers, observer)
 
     def notify(self, observation: Observation) -> None:
         for observer in self._observers:
