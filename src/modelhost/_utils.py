@@ -13,6 +13,10 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _NAME_RULE = "use 1-64 characters from a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
 
 
+# A request id: the server's (32 hex digits) or a caller's sane X-Request-Id.
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 

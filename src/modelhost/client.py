@@ -20,6 +20,7 @@ from modelhost.security import ApiKeys
 from modelhost.store import Database, DatasetStore, ModelStore, TrackingStore
 from modelhost.store.audit import AuditStore
 from modelhost.store.keys import KeyStore
+from modelhost.store.monitoring import PredictionLogStore
 from modelhost.tracking import Datasets, Tracker
 
 
@@ -58,6 +59,7 @@ class Client:
                                 artifacts=self.artifacts, references=references)
         self.keys = ApiKeys(KeyStore(self.db))
         self.audit = AuditStore(self.db)
+        self.predictions = PredictionLogStore(self.db)
         if migrate:
             self.db.ensure_current()
 

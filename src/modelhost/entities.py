@@ -372,3 +372,31 @@ class DatasetVersion:
                 "format": self.format, "n_rows": self.n_rows, "schema": dict(self.schema),
                 "profile": dict(self.profile), "size": self.size,
                 "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class LoggedPrediction:
+    """One request of the prediction log: its validated inputs (``{"columns": [...],
+    "data": [[...], ...]}`` for tables) and its outputs (``{"predictions": [...]}``, with
+    ``"probabilities"`` when the model has them), as JSON values."""
+
+    request_id: str
+    model: str
+    version: str
+    arm: str | None
+    at: dt.datetime
+    rows: int
+    inputs: Any
+    outputs: Any
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The ground truth sent for one logged request: a label, or one per row predicted."""
+
+    request_id: str
+    model: str
+    version: str
+    label: Any
+    received_at: dt.datetime
+    updated_at: dt.datetime

@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelhost._utils import REQUEST_ID
 from modelhost.errors import MalformedRequestError, PayloadTooLargeError
 
 Scope = MutableMapping[str, Any]
@@ -20,7 +20,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 @dataclass
@@ -39,7 +38,7 @@ def request_id(headers: dict[str, str]) -> str:
     """The caller's X-Request-Id when it is sane, else a fresh one."""
     given = headers.get("x-request-id")
     # 128 random bits in hex, like uuid4().hex but without building a UUID object.
-    return given if given and _REQUEST_ID.match(given) else os.urandom(16).hex()
+    return given if given and REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
 async def read_body(receive: Receive, headers: dict[str, str], *, limit: int) -> bytes:

@@ -290,3 +290,40 @@ class AuditRow(Base):
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+# --- monitoring -----------------------------------------------------------------------
+
+
+class PredictionLogRow(Base):
+    """One logged prediction request: what was sent (validated) and what was answered,
+    as JSON text; written in batches off the request path, pruned after the retention."""
+
+    __tablename__ = "prediction_log"
+    __table_args__ = (Index("ix_prediction_log_model_version_at", "model", "version", "at"),
+                      Index("ix_prediction_log_at", "at"))
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    arm: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    at: Mapped[dt.datetime] = mapped_column(_tz())
+    rows: Mapped[int] = mapped_column(Integer)
+    inputs: Mapped[str] = mapped_column(Text)
+    outputs: Mapped[str] = mapped_column(Text)
+
+
+class FeedbackRow(Base):
+    """The ground truth of one logged request (one label per row it predicted); a label
+    sent again replaces the first."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_model_version", "model", "version"),
+                      Index("ix_feedback_received_at", "received_at"))
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(Text)  # JSON: one label, or a list of one per row
+    received_at: Mapped[dt.datetime] = mapped_column(_tz())
+    updated_at: Mapped[dt.datetime] = mapped_column(_tz())

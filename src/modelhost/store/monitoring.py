@@ -1,0 +1,130 @@
+"""The prediction log and its feedback: appended in batches, joined by request id, pruned.
+
+Inputs, outputs and labels are stored as JSON text (written by orjson off the request
+path); a request id logged twice (a client reusing its X-Request-Id) keeps its first entry,
+and a label sent twice keeps the last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import CursorResult, delete, select
+from sqlalchemy.orm import Session
+
+from modelhost._utils import as_utc
+from modelhost.entities import Feedback, LoggedPrediction
+from modelhost.store.database import Database
+from modelhost.store.schema import FeedbackRow, PredictionLogRow
+
+_CHUNK = 500  # ids per IN (...) list: well under every database's parameter limit
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One prediction, ready to store (its inputs and outputs already JSON text)."""
+
+    request_id: str
+    model: str
+    version: str
+    arm: str | None
+    at: dt.datetime
+    rows: int
+    inputs: str
+    outputs: str
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """One label to store for a logged request (``label`` is JSON text)."""
+
+    request_id: str
+    model: str
+    version: str
+    label: str
+
+
+class PredictionLogStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def append(self, entries: Sequence[LogEntry]) -> None:
+        """Store a batch of predictions in one transaction (one multi-row insert)."""
+        if not entries:
+            return
+        rows = [{"request_id": e.request_id, "model": e.model, "version": e.version,
+                 "arm": e.arm, "at": e.at, "rows": e.rows, "inputs": e.inputs,
+                 "outputs": e.outputs} for e in entries]
+        with self._db.session(write=True) as s:
+            s.execute(_insert(s, PredictionLogRow).on_conflict_do_nothing(
+                index_elements=["request_id"]), rows)
+
+    def find(self, request_ids: Iterable[str]) -> dict[str, LoggedPrediction]:
+        """The logged predictions among ``request_ids``, by id."""
+        found: dict[str, LoggedPrediction] = {}
+        ids = sorted(set(request_ids))
+        with self._db.session() as s:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start:start + _CHUNK]
+                for row in s.scalars(select(PredictionLogRow).where(
+                        PredictionLogRow.request_id.in_(chunk))):
+                    found[row.request_id] = _logged(row)
+        return found
+
+    def record_feedback(self, labels: Sequence[Label], *, now: dt.datetime) -> None:
+        """Store labels in one transaction; a request's earlier label is replaced."""
+        if not labels:
+            return
+        rows = [{"request_id": x.request_id, "model": x.model, "version": x.version,
+                 "label": x.label, "received_at": now, "updated_at": now} for x in labels]
+        with self._db.session(write=True) as s:
+            statement = _insert(s, FeedbackRow)
+            s.execute(statement.on_conflict_do_update(
+                index_elements=["request_id"],
+                set_={"label": statement.excluded.label,
+                      "updated_at": statement.excluded.updated_at}), rows)
+
+    def feedback(self, request_ids: Iterable[str]) -> dict[str, Feedback]:
+        """The feedback stored for ``request_ids``, by id."""
+        found: dict[str, Feedback] = {}
+        ids = sorted(set(request_ids))
+        with self._db.session() as s:
+            for start in range(0, len(ids), _CHUNK):
+                for row in s.scalars(select(FeedbackRow).where(
+                        FeedbackRow.request_id.in_(ids[start:start + _CHUNK]))):
+                    found[row.request_id] = Feedback(
+                        request_id=row.request_id, model=row.model, version=row.version,
+                        label=orjson.loads(row.label), received_at=as_utc(row.received_at),
+                        updated_at=as_utc(row.updated_at))
+        return found
+
+    def prune(self, *, before: dt.datetime) -> tuple[int, int]:
+        """Delete predictions made, and feedback received, before ``before``; returns
+        how many of each."""
+        with self._db.session(write=True) as s:
+            predictions: CursorResult[Any] = s.execute(  # type: ignore[assignment]
+                delete(PredictionLogRow).where(PredictionLogRow.at < before))
+            labels: CursorResult[Any] = s.execute(  # type: ignore[assignment]
+                delete(FeedbackRow).where(FeedbackRow.received_at < before))
+            return predictions.rowcount, labels.rowcount
+
+
+def _insert(session: Session, table: type[Any]) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL alike)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
+
+
+def _logged(row: PredictionLogRow) -> LoggedPrediction:
+    return LoggedPrediction(request_id=row.request_id, model=row.model, version=row.version,
+                            arm=row.arm, at=as_utc(row.at), rows=row.rows,
+                            inputs=orjson.loads(row.inputs), outputs=orjson.loads(row.outputs))
