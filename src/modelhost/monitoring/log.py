@@ -1,0 +1,204 @@
+"""The prediction log's writer: an observer of the prediction path with a bounded buffer.
+
+``observe`` runs on the event loop right after each answer: it only samples and appends
+the request's references (validated inputs, outputs) to a buffer, in about a microsecond.
+``flush`` (called every few seconds from a worker thread by the server) turns the
+buffered requests into JSON and stores them in one transaction, so neither the encoding
+nor the database ever delays an answer. When the buffer is full (the database is slow or
+down), new entries are dropped and counted, never queued without bound.
+
+Sampling: each request is kept with probability ``sample``, and at most ``max_per_s``
+per second per worker (a token bucket), so a busy server logs a steady trickle instead of
+every request; below that rate, every request is logged.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from modelhost.store.monitoring import LogEntry, PredictionLogStore
+
+log = logging.getLogger(__name__)
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+class ObservedPrediction(Protocol):
+    """What the log needs of one answered request (serving's Observation has it)."""
+
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def arm(self) -> Any: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def inputs(self) -> Any: ...
+    @property
+    def predictions(self) -> Any: ...
+    @property
+    def probabilities(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    sample: float = 1.0  # share of requests logged
+    max_per_s: float = 1000.0  # per worker; above it, requests are sampled down
+    buffer_requests: int = 100_000  # entries held between flushes, at most
+    retention: dt.timedelta = dt.timedelta(days=30)
+
+
+@dataclass(slots=True)
+class _Pending:
+    request_id: str
+    model: str
+    version: str
+    arm: str | None
+    at: float  # time.time()
+    rows: int
+    inputs: Any
+    predictions: Any
+    probabilities: Any
+
+
+class PredictionLog:
+    """Observer (``name``, ``wants_data``, ``observe``) that logs answered predictions."""
+
+    name = "prediction_log"
+    wants_data = True
+
+    def __init__(self, store: PredictionLogStore, *, options: LogOptions | None = None,
+                 columns: Callable[[str, str], list[str] | None] = lambda m, v: None,
+                 clock: Callable[[], float] = time.monotonic,
+                 draw: Callable[[], float] = random.random) -> None:
+        """``columns(model, version)`` names the columns of inputs that arrive as a
+        plain array (the signature's columns); it is called in ``flush``, never on the
+        event loop."""
+        self._store = store
+        self.options = options or LogOptions()
+        self._columns = columns
+        self._clock = clock
+        self._draw = draw
+        self._buffer: collections.deque[_Pending] = collections.deque()
+        self._tokens = self.options.max_per_s
+        self._refilled = clock()
+        self.dropped = 0  # entries refused because the buffer was full
+        self.written = 0
+
+    # --- on the event loop ------------------------------------------------------------
+
+    def observe(self, o: ObservedPrediction) -> None:
+        if (o.status != 200 or o.predictions is None or o.model is None
+                or o.version is None or not self._sampled()):
+            return
+        if len(self._buffer) >= self.options.buffer_requests:
+            self.dropped += 1
+            return
+        arm = o.arm
+        self._buffer.append(_Pending(
+            o.request_id, o.model, o.version, None if arm is None else str(arm.value),
+            time.time(), o.rows, o.inputs, o.predictions, o.probabilities))
+
+    def _sampled(self) -> bool:
+        options = self.options
+        if options.sample < 1.0 and self._draw() >= options.sample:
+            return False
+        now = self._clock()
+        self._tokens = min(options.max_per_s,
+                           self._tokens + (now - self._refilled) * options.max_per_s)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    # --- in a worker thread -----------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def flush(self, *, limit: int = 20_000) -> int:
+        """Store what is buffered (at most ``limit`` requests in one transaction);
+        returns how many. On a database error the batch is dropped, counted and logged:
+        a log must never hold the server's memory hostage."""
+        batch: list[_Pending] = []
+        buffer = self._buffer
+        while buffer and len(batch) < limit:
+            batch.append(buffer.popleft())  # deque: safe against observe() meanwhile
+        if not batch:
+            return 0
+        columns: dict[tuple[str, str], list[str] | None] = {}
+        entries = []
+        for p in batch:
+            key = (p.model, p.version)
+            if key not in columns:
+                columns[key] = self._columns(*key)
+            entries.append(_entry(p, columns[key]))
+        try:
+            self._store.append(entries)
+        except Exception:
+            self.dropped += len(entries)
+            log.warning("prediction log: %d entries could not be stored and were dropped",
+                        len(entries), exc_info=log.isEnabledFor(logging.DEBUG))
+            return 0
+        self.written += len(entries)
+        return len(entries)
+
+    def prune(self, now: dt.datetime) -> tuple[int, int]:
+        """Delete predictions and feedback older than the retention."""
+        return self._store.prune(before=now - self.options.retention)
+
+
+def _entry(p: _Pending, columns: list[str] | None) -> LogEntry:
+    outputs: dict[str, Any] = {"predictions": p.predictions}
+    if p.probabilities is not None:
+        outputs["probabilities"] = p.probabilities
+    return LogEntry(request_id=p.request_id, model=p.model, version=p.version, arm=p.arm,
+                    at=dt.datetime.fromtimestamp(p.at, dt.timezone.utc), rows=p.rows,
+                    inputs=_dumps(inputs_json(p.inputs, columns)), outputs=_dumps(outputs))
+
+
+def inputs_json(inputs: Any, columns: list[str] | None) -> Any:
+    """Validated inputs as JSON values: a table as ``{"columns": [...], "data": [rows]}``
+    (a DataFrame, or a 2-D array with the signature's ``columns``); tensors as they are
+    (nested lists, or an object of them)."""
+    if hasattr(inputs, "columns") and hasattr(inputs, "to_numpy"):  # a DataFrame
+        return {"columns": [str(c) for c in inputs.columns],
+                "data": inputs.to_numpy(dtype=object).tolist()}
+    shape = getattr(inputs, "shape", None)
+    if columns is not None and shape is not None and len(shape) == 2 \
+            and shape[1] == len(columns):
+        return {"columns": columns, "data": inputs}
+    return inputs
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, default=_fallback, option=_NUMPY).decode()
+
+
+def _fallback(value: Any) -> Any:
+    """Values orjson does not know (numpy scalars in object arrays, pandas timestamps,
+    pandas' missing value)."""
+    if type(value).__name__ == "NAType":
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,168 @@
+"""The prediction log: sampling and bounds on the event loop, JSON encoding and batched
+writes in flush, first entry kept per request id, pruning; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import text
+
+from modelhost import Client
+from modelhost.monitoring import LogOptions, PredictionLog
+from modelhost.rollout import ArmRole
+from modelhost.store.monitoring import LogEntry
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The fields of serving's Observation that the log reads."""
+
+    request_id: str
+    model: str | None = "iris"
+    version: str | None = "1.0.0"
+    arm: ArmRole | None = ArmRole.STABLE
+    status: int = 200
+    rows: int = 1
+    inputs: Any = None
+    predictions: Any = None
+    probabilities: Any = None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+COLUMNS = ["a", "b"]
+
+
+def answered(request_id: str, **fields: Any) -> Seen:
+    values: dict[str, Any] = {"inputs": np.array([[1.5, 2.0]]),
+                              "predictions": np.array([1])}
+    values.update(fields)
+    return Seen(request_id, **values)
+
+
+def test_answered_predictions_are_written_as_json_in_one_flush(client: Client) -> None:
+    log = PredictionLog(client.predictions, columns=lambda m, v: COLUMNS)
+    frame = pd.DataFrame({"a": [1.0, None], "b": ["x", "y"]})
+    log.observe(answered("r1", probabilities=np.array([[0.25, 0.75]])))
+    log.observe(answered("r2", arm=None, rows=2, inputs=frame, predictions=[0, 1]))
+    log.observe(answered("r3", inputs=np.array([[1.0, 2.0, 3.0]])))  # not the 2 columns
+    assert log.pending == 3 and client.predictions.find(["r1"]) == {}
+    assert log.flush() == 3 and log.pending == 0 and log.written == 3
+    found = client.predictions.find(["r1", "r2", "r3", "unknown"])
+    assert set(found) == {"r1", "r2", "r3"}
+    r1, r2, r3 = found["r1"], found["r2"], found["r3"]
+    assert (r1.model, r1.version, r1.arm, r1.rows) == ("iris", "1.0.0", "stable", 1)
+    assert r1.inputs == {"columns": ["a", "b"], "data": [[1.5, 2.0]]}
+    assert r1.outputs == {"predictions": [1], "probabilities": [[0.25, 0.75]]}
+    assert r2.arm is None and r2.rows == 2
+    assert r2.inputs == {"columns": ["a", "b"], "data": [[1.0, "x"], [None, "y"]]}
+    assert r2.outputs == {"predictions": [0, 1]}
+    assert r3.inputs == [[1.0, 2.0, 3.0]]  # a tensor stays as it is
+    age = dt.datetime.now(dt.timezone.utc) - r1.at
+    assert dt.timedelta(0) <= age < dt.timedelta(minutes=1)
+
+
+def test_only_answered_predictions_of_known_models_are_logged(client: Client) -> None:
+    log = PredictionLog(client.predictions)
+    log.observe(answered("refused", status=422, predictions=None))
+    log.observe(answered("error", status=500))
+    log.observe(answered("no-data", predictions=None))  # the log did not get the data
+    log.observe(answered("unknown-model", model=None, version=None))
+    assert log.pending == 0 and log.flush() == 0
+
+
+def test_a_request_id_logged_twice_keeps_its_first_entry(client: Client) -> None:
+    log = PredictionLog(client.predictions)
+    log.observe(answered("same", predictions=np.array([1])))
+    log.flush()
+    log.observe(answered("same", predictions=np.array([2])))
+    log.observe(answered("other", predictions=np.array([2])))
+    assert log.flush() == 2  # the batch is not lost because of the repeated id
+    found = client.predictions.find(["same", "other"])
+    assert found["same"].outputs == {"predictions": [1]}
+    assert found["other"].outputs == {"predictions": [2]}
+
+
+def test_sampling_keeps_the_configured_share() -> None:
+    draws = iter(np.random.default_rng(7).random(10_000))
+    log = PredictionLog(None, options=LogOptions(sample=0.25, max_per_s=1e9),  # type: ignore[arg-type]
+                        draw=lambda: float(next(draws)))
+    for i in range(10_000):
+        log.observe(answered(f"r{i}"))
+    # binomial(10,000, 0.25): sd 43; 4 sd either side
+    assert abs(log.pending - 2500) < 4 * 43.3, log.pending
+
+
+def test_at_most_max_per_s_are_logged_per_second() -> None:
+    clock = Clock()
+    log = PredictionLog(None, options=LogOptions(max_per_s=100), clock=clock)  # type: ignore[arg-type]
+    for i in range(1000):  # a burst: the bucket holds one second's worth
+        log.observe(answered(f"burst-{i}"))
+    assert log.pending == 100
+    clock.now += 0.5  # half a second refills half the bucket
+    for i in range(1000):
+        log.observe(answered(f"later-{i}"))
+    assert log.pending == 150
+    clock.now += 10  # a quiet spell refills the bucket, never beyond one second's worth
+    for i in range(1000):
+        log.observe(answered(f"quiet-{i}"))
+    assert log.pending == 250
+    for i in range(50):  # below the rate, every request is logged
+        clock.now += 0.02
+        log.observe(answered(f"slow-{i}"))
+    assert log.pending == 300
+
+
+def test_a_full_buffer_drops_and_counts_instead_of_growing() -> None:
+    log = PredictionLog(None, options=LogOptions(buffer_requests=3))  # type: ignore[arg-type]
+    for i in range(5):
+        log.observe(answered(f"r{i}"))
+    assert log.pending == 3 and log.dropped == 2
+
+
+def test_a_failing_database_drops_the_batch_and_the_next_flush_works(
+        client: Client) -> None:
+    log = PredictionLog(client.predictions)
+    engine = client.db.engine
+    log.observe(answered("lost"))
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE prediction_log RENAME TO prediction_log_gone"))
+    try:
+        assert log.flush() == 0  # no exception: the flusher runs in the background
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE prediction_log_gone RENAME TO prediction_log"))
+    assert log.dropped == 1 and log.pending == 0
+    log.observe(answered("kept"))
+    assert log.flush() == 1
+    assert set(client.predictions.find(["lost", "kept"])) == {"kept"}
+
+
+def test_flush_writes_at_most_limit_per_transaction(client: Client) -> None:
+    log = PredictionLog(client.predictions)
+    for i in range(25):
+        log.observe(answered(f"r{i}"))
+    assert log.flush(limit=10) == 10 and log.pending == 15
+    assert log.flush(limit=10) == 10 and log.flush(limit=10) == 5 and log.flush() == 0
+    assert len(client.predictions.find(f"r{i}" for i in range(25))) == 25
+
+
+def test_prune_deletes_what_is_past_the_retention(client: Client) -> None:
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    store = client.predictions
+    entries = [LogEntry(f"d{age}", "iris", "1.0.0", None, now - dt.timedelta(days=age), 1,
+                        "[[1.0]]", '{"predictions": [0]}') for age in (1, 29, 31, 400)]
+    store.append(entries)
+    log = PredictionLog(store, options=LogOptions(retention=dt.timedelta(days=30)))
+    assert log.prune(now) == (2, 0)
+    assert set(store.find(["d1", "d29", "d31", "d400"])) == {"d1", "d29"}
