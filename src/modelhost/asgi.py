@@ -6,6 +6,7 @@ of the CLI (Typer, rich), so that a worker imports only what serving needs.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from modelhost.client import Client
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 
 def server_options(settings: Settings) -> ServerOptions:
     """The server's options from the settings (the environment of the worker)."""
-    from modelhost.serving import Limits, PoolOptions, ServerOptions
+    from modelhost.monitoring import LogOptions
+    from modelhost.serving import Limits, MonitorOptions, PoolOptions, ServerOptions
 
     return ServerOptions(
         limits=Limits(max_body_bytes=settings.max_body_bytes, max_rows=settings.max_rows,
@@ -31,7 +33,12 @@ def server_options(settings: Settings) -> ServerOptions:
         auth=settings.auth == "required", public_metrics=settings.public_metrics,
         rate_limit=settings.rate_limit,
         cors_origins=tuple(o.strip() for o in (settings.cors_origins or "").split(",")
-                           if o.strip()))
+                           if o.strip()),
+        monitor=MonitorOptions(
+            prediction_log=settings.prediction_log, flush_s=settings.monitor_flush_s,
+            log=LogOptions(sample=settings.prediction_log_sample,
+                           max_per_s=settings.prediction_log_max_per_s,
+                           retention=dt.timedelta(days=settings.prediction_log_retention_days))))
 
 
 def app_factory() -> ModelhostApp:
@@ -41,4 +48,4 @@ def app_factory() -> ModelhostApp:
     settings = Settings()
     client = Client(settings, migrate=False)
     return create_app(client.registry, options=server_options(settings), keys=client.keys,
-                      audit=client.audit)
+                      audit=client.audit, predictions=client.predictions)

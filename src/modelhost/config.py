@@ -59,6 +59,20 @@ class Settings(BaseSettings):
     cors_origins: str | None = Field(default=None,
                                      description="comma-separated origins; CORS off if unset")
 
+    # monitoring
+    prediction_log: bool = Field(default=True,
+                                 description="log answered predictions for feedback")
+    prediction_log_sample: float = Field(default=1.0, gt=0, le=1,
+                                         description="share of requests logged")
+    prediction_log_max_per_s: float = Field(default=1000.0, gt=0,
+                                            description="most requests logged per second "
+                                                        "and worker")
+    prediction_log_retention_days: int = Field(default=30, ge=1, le=3650,
+                                               description="days predictions and feedback "
+                                                           "are kept")
+    monitor_flush_s: float = Field(default=2.0, gt=0, le=60,
+                                   description="how often workers write their log")
+
     @property
     def resolved_db_url(self) -> str:
         if self.db_url:

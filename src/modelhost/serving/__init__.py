@@ -5,7 +5,7 @@ from modelhost.serving.app import ModelhostApp, create_app
 from modelhost.serving.observers import Observation, Observer
 from modelhost.serving.pool import ModelPool, PoolOptions
 from modelhost.serving.predictor import Limits
-from modelhost.serving.server import ServerOptions
+from modelhost.serving.server import MonitorOptions, ServerOptions
 
-__all__ = ["Limits", "ModelPool", "ModelhostApp", "Observation", "Observer", "PoolOptions",
-           "ServerOptions", "create_app"]
+__all__ = ["Limits", "ModelPool", "ModelhostApp", "MonitorOptions", "Observation", "Observer",
+           "PoolOptions", "ServerOptions", "create_app"]

@@ -16,10 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelhost.errors import ModelhostError
+from modelhost.monitoring import FeedbackService
 from modelhost.registry.uploads import UploadLimits
 from modelhost.security import ApiKeys
 from modelhost.serving import admin, docs, infer_v2, openapi, upload
 from modelhost.serving import errors as http_errors
+from modelhost.serving import feedback as feedback_routes
 from modelhost.serving.http import request_id
 from modelhost.serving.protocols import v2
 from modelhost.serving.routes import OPEN_PATHS, ErrorShape, Routes
@@ -58,7 +60,8 @@ class AliasRequest(BaseModel):
 
 
 def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None,
-              audit: AuditStore | None = None) -> FastAPI:
+              audit: AuditStore | None = None,
+              feedback: FeedbackService | None = None) -> FastAPI:
     routes = Routes(pinned_model=server.options.model,
                     public_metrics=server.options.public_metrics)
     # No trailing-slash redirects: they build an absolute Location from the Host header.
@@ -290,6 +293,7 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
 
     docs.install(api)
     admin.install(api, keys=keys, audit=audit)
+    feedback_routes.install(api, feedback)
     upload.install(api, registry, UploadLimits(max_bytes=server.options.limits.max_upload_bytes,
                                                max_files=server.options.limits.max_upload_files))
     openapi.install(api, registry,

@@ -44,6 +44,7 @@ from modelhost.serving.http import (
     send_reply,
 )
 from modelhost.serving.metrics import Metrics
+from modelhost.serving.monitor import Monitoring
 from modelhost.serving.observers import Observation, Observer, Observers
 from modelhost.serving.pool import ModelPool
 from modelhost.serving.predictor import Predictor, Trace
@@ -51,6 +52,7 @@ from modelhost.serving.routes import Action, ErrorShape, Protocol, Route, Routes
 from modelhost.serving.server import Server, ServerOptions
 from modelhost.serving.watcher import RoutingWatcher
 from modelhost.store.audit import AuditStore
+from modelhost.store.monitoring import PredictionLogStore
 
 log = logging.getLogger(__name__)
 
@@ -328,14 +330,17 @@ def _with_security_headers(send: Send, path: str, rid: str) -> Send:
 
 def create_app(registry: Registry, *, options: ServerOptions | None = None,
                keys: ApiKeys | None = None, audit: AuditStore | None = None,
+               predictions: PredictionLogStore | None = None,
                observers: Sequence[Observer] = (),
                today: Callable[[], dt.date] = dt.date.today,
                clock: Callable[[], float] = time.monotonic) -> ModelhostApp:
     """Build the server over a registry. Nothing is loaded until the lifespan starts.
 
     With ``options.auth`` every route but the health probes needs a key from ``keys``;
-    denied attempts at privileged routes go to ``audit``. ``observers`` watch every
-    answered prediction request, after the metrics (see ``observers.py``). ``today``
+    denied attempts at privileged routes go to ``audit``. With ``predictions`` (and
+    ``options.monitor.prediction_log``) answered predictions are logged there and
+    ``/v1/feedback`` joins labels to them. ``observers`` watch every answered prediction
+    request, after the metrics and the log (see ``observers.py``). ``today``
     dates sunsets; ``clock`` (monotonic seconds) times the retries of failed loads.
     """
     from modelhost.serving.api import build_api
@@ -355,7 +360,10 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
             raise ValueError("options.auth needs the key service (keys=...)")
         limiter = RateLimiter(options.redis_url)
         guard = Guard(keys, audit=audit, limiter=limiter, default_rate=options.rate_limit)
-    watching = Observers([metrics, *observers], on_error=metrics.observer_failed)
+    monitoring = (Monitoring(registry, predictions, options.monitor)
+                  if predictions is not None and options.monitor.prediction_log else None)
+    logged: list[Observer] = [monitoring.log] if monitoring is not None else []
+    watching = Observers([metrics, *logged, *observers], on_error=metrics.observer_failed)
     predictor = Predictor(pool, watcher, registry, metrics=metrics, limits=options.limits,
                           cache=cache, today=today)
     predictor.keep_inputs = watching.wants_data
@@ -376,6 +384,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
         # loads; /healthz answers at once, /readyz says what is still loading, and a
         # request for a loading version waits for it (up to load_wait_s).
         await watcher.start()
+        if monitoring is not None:
+            monitoring.start()
         settling = asyncio.create_task(settle(), name="modelhost-settle")
         try:
             yield
@@ -385,9 +395,12 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                 await settling
             await watcher.stop()
             await pool.stop()
+            if monitoring is not None:
+                await monitoring.stop()
             await cache.close()
             if limiter is not None:
                 await limiter.close()
 
-    return ModelhostApp(server, build_api(server, lifespan=lifespan, keys=keys, audit=audit),
-                        guard=guard)
+    api = build_api(server, lifespan=lifespan, keys=keys, audit=audit,
+                    feedback=monitoring.feedback if monitoring is not None else None)
+    return ModelhostApp(server, api, guard=guard)

@@ -6,12 +6,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelhost.monitoring import LogOptions
 from modelhost.registry import Registry
 from modelhost.serving.metrics import Metrics
 from modelhost.serving.observers import Observers
 from modelhost.serving.pool import ModelPool, PoolOptions
 from modelhost.serving.predictor import Limits, Predictor
 from modelhost.serving.watcher import RoutingWatcher
+
+
+@dataclass(frozen=True)
+class MonitorOptions:
+    prediction_log: bool = True  # when the server is given a prediction log store
+    log: LogOptions = field(default_factory=LogOptions)
+    flush_s: float = 2.0  # how often each worker writes its buffered log
+    # How long feedback for a request id not logged yet waits for the workers' flushes
+    # (None: one flush interval and a second).
+    feedback_wait_s: float | None = None
+    prune_every_s: float = 3600.0  # how often each worker deletes what is past retention
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,7 @@ class ServerOptions:
     public_metrics: bool = False  # /metrics without a key
     rate_limit: float | None = None  # requests/s per key without its own limit
     cors_origins: tuple[str, ...] = ()  # CORS off unless origins are given
+    monitor: MonitorOptions = field(default_factory=MonitorOptions)
 
 
 @dataclass
