@@ -4,15 +4,15 @@ counted once, nothing stored of a refused item; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
-import time
 from typing import Any
 
 import pytest
 
 from modelhost import Client
-from modelhost.monitoring import FeedbackService, PredictionLog, Rejected
+from modelhost.monitoring import FeedbackResult, FeedbackService, PredictionLog, Rejected
 from modelhost.store.monitoring import LogEntry, PredictionLogStore
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
@@ -34,8 +34,18 @@ def store(client: Client) -> PredictionLogStore:
     return client.predictions
 
 
-def service(store: PredictionLogStore, **kwargs: Any) -> FeedbackService:
-    return FeedbackService(store, now=lambda: NOW, **kwargs)
+def service(store: PredictionLogStore, **kwargs: Any) -> Submit:
+    return Submit(FeedbackService(store, now=lambda: NOW, **kwargs))
+
+
+class Submit:
+    """Runs the service's coroutine to completion, as the route's event loop would."""
+
+    def __init__(self, service: FeedbackService) -> None:
+        self.service = service
+
+    def submit(self, items: list[tuple[Any, Any]]) -> FeedbackResult:
+        return asyncio.run(self.service.submit(items))
 
 
 def labels(store: PredictionLogStore, *ids: str) -> dict[str, Any]:
@@ -59,7 +69,7 @@ def test_a_label_sent_again_replaces_the_first_and_counts_once(
         store: PredictionLogStore) -> None:
     first = NOW
     service(store).submit([("one", 1)])
-    later = FeedbackService(store, now=lambda: first + dt.timedelta(days=3))
+    later = Submit(FeedbackService(store, now=lambda: first + dt.timedelta(days=3)))
     assert later.submit([("one", 2), ("one", 0)]).accepted == 1  # the last one wins
     [stored] = store.feedback(["one"]).values()
     assert stored.label == [0]
@@ -78,6 +88,9 @@ def test_a_label_sent_again_replaces_the_first_and_counts_once(
     ("multi", [1, 2, 3], "expected a list like the model's predictions ([1, 2]), "
                          "got a list [1, 2, 3]"),
     ("one", {"class": 1}, "got dict {'class': 1}"),
+    ("one", 2 ** 64, "got int 18446744073709551616"),
+    ("one", float("nan"), "got float nan"),
+    ("one", float("inf"), "got float inf"),
     ("one", None, "request 'one' has no 'label'"),
     ("bad id!", 1, "'request_id' must be the X-Request-Id of a prediction"),
     (42, 1, "'request_id' must be the X-Request-Id of a prediction"),
@@ -116,7 +129,7 @@ def test_a_label_that_arrives_before_its_prediction_is_written_joins(
         inputs, predictions, probabilities = [[1.0]], [1], None
 
     log.observe(Seen())
-    local = FeedbackService(store, flush=log.flush, wait_s=0.0, now=lambda: NOW)
+    local = Submit(FeedbackService(store, flush=log.flush, wait_s=0.0, now=lambda: NOW))
     assert local.submit([("local", 1)]).accepted == 1
 
     def other_worker() -> None:
@@ -125,7 +138,7 @@ def test_a_label_that_arrives_before_its_prediction_is_written_joins(
     timer = threading.Timer(0.3, other_worker)
     timer.start()
     try:
-        waiting = FeedbackService(store, wait_s=10.0, poll_s=0.05, now=lambda: NOW)
+        waiting = Submit(FeedbackService(store, wait_s=10.0, poll_s=0.05, now=lambda: NOW))
         assert waiting.submit([("remote", 2)]).accepted == 1
     finally:
         timer.join()
@@ -137,15 +150,26 @@ def test_the_wait_is_bounded_and_skipped_when_everything_is_found(
         store: PredictionLogStore) -> None:
     slept: list[float] = []
     flushed: list[int] = []
-    def sleep(seconds: float) -> None:
+    async def sleep(seconds: float) -> None:
         slept.append(seconds)
-        time.sleep(seconds)
+        await asyncio.sleep(seconds)
 
-    quick = FeedbackService(store, wait_s=0.2, poll_s=0.05, now=lambda: NOW,
-                            flush=lambda: flushed.append(1), sleep=sleep)
+    quick = Submit(FeedbackService(store, wait_s=0.2, poll_s=0.05, now=lambda: NOW,
+                                   flush=lambda: flushed.append(1), sleep=sleep))
     assert quick.submit([("one", 1)]).accepted == 1
     assert slept == [] and flushed == []  # found at once: no flush, no wait
     result = quick.submit([("missing", 1)])
     assert flushed == [1] and result.rejected == (
         Rejected(0, "missing", "not_found", result.rejected[0].message),)
     assert 2 <= len(slept) <= 6  # polled every 0.05 s until the 0.2 s deadline
+
+
+def test_a_failing_flush_of_this_process_still_looks_in_the_database(
+        store: PredictionLogStore) -> None:
+    def broken() -> None:
+        raise RuntimeError("the log's own trouble")
+
+    sturdy = service(store, flush=broken, wait_s=0.0)
+    assert sturdy.submit([("one", 1)]).accepted == 1  # found at once: no flush needed
+    result = sturdy.submit([("missing", 1), ("one", 0)])
+    assert result.accepted == 1 and [r.code for r in result.rejected] == ["not_found"]

@@ -166,3 +166,45 @@ def test_prune_deletes_what_is_past_the_retention(client: Client) -> None:
     log = PredictionLog(store, options=LogOptions(retention=dt.timedelta(days=30)))
     assert log.prune(now) == (2, 0)
     assert set(store.find(["d1", "d29", "d31", "d400"])) == {"d1", "d29"}
+
+
+def test_one_entry_that_cannot_be_encoded_costs_only_itself(client: Client) -> None:
+    def columns(model: str, version: str) -> list[str] | None:
+        if version == "gone":
+            raise LookupError("the version was deleted")
+        return None
+
+    log = PredictionLog(client.predictions, columns=columns)
+    log.observe(answered("words", rows=2, predictions=np.array(["setosa", "virginica"])))
+    log.observe(answered("one-word", predictions=np.array(["setosa"])))
+    log.observe(answered("lost", version="gone"))
+    log.observe(answered("kept"))
+    assert log.flush() == 3 and log.dropped == 1
+    found = client.predictions.find(["words", "one-word", "lost", "kept"], inputs=False)
+    assert set(found) == {"words", "one-word", "kept"}
+    assert found["words"].outputs == {"predictions": ["setosa", "virginica"]}
+    assert found["one-word"].outputs == {"predictions": ["setosa"]}
+    assert found["kept"].inputs is None  # not read unless asked for
+
+
+def test_a_cap_below_one_per_second_still_logs() -> None:
+    clock = Clock()
+    log = PredictionLog(None, options=LogOptions(max_per_s=0.5), clock=clock)  # type: ignore[arg-type]
+    for i in range(10):
+        log.observe(answered(f"r{i}"))
+    assert log.pending == 1
+    for i in range(10):
+        clock.now += 1.0
+        log.observe(answered(f"s{i}"))
+    assert log.pending == 6  # one every two seconds
+
+
+def test_the_buffer_is_bounded_in_rows_too(client: Client) -> None:
+    log = PredictionLog(client.predictions, options=LogOptions(buffer_rows=10))
+    log.observe(answered("six", rows=6))
+    log.observe(answered("five", rows=5))  # 11 rows: refused
+    log.observe(answered("four", rows=4))
+    assert log.pending == 2 and log.dropped == 1
+    log.flush()
+    log.observe(answered("ten", rows=10))  # the flush made room
+    assert log.pending == 1

@@ -13,9 +13,12 @@ refused item is stored; the other items of the same call are.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,8 @@ import orjson
 from modelhost._utils import REQUEST_ID, utcnow
 from modelhost.entities import LoggedPrediction
 from modelhost.store.monitoring import Label, PredictionLogStore
+
+log = logging.getLogger(__name__)
 
 MAX_ITEMS = 10_000  # labels per call
 
@@ -52,10 +57,11 @@ class FeedbackService:
     def __init__(self, store: PredictionLogStore, *, wait_s: float = 0.0,
                  flush: Callable[[], object] = lambda: None, poll_s: float = 0.25,
                  retention_days: int = 30, now: Callable[[], dt.datetime] = utcnow,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         """``flush`` writes this process's buffered predictions (so that a label for a
         request this process just answered joins at once); ``wait_s`` is how long other
-        processes' buffers are waited for."""
+        processes' buffers are waited for (on the event loop: a waiting call holds no
+        thread; the database is read from worker threads)."""
         self._store = store
         self._wait_s = wait_s
         self._flush = flush
@@ -64,9 +70,12 @@ class FeedbackService:
         self._now = now
         self._sleep = sleep
 
-    def submit(self, items: Sequence[tuple[Any, Any]]) -> FeedbackResult:
+    async def submit(self, items: Sequence[tuple[Any, Any]], *,
+                     models: Collection[str] | None = None) -> FeedbackResult:
         """Check and store ``(request_id, label)`` pairs; a request id given twice keeps
-        its last label. Blocks up to ``wait_s`` while request ids are not logged yet."""
+        its last label. Waits up to ``wait_s`` while request ids are not logged yet.
+        With ``models`` (a key limited to them), requests of other models are reported
+        as unknown, like ids that were never logged."""
         rejected: list[Rejected] = []
         wanted: dict[str, tuple[int, Any]] = {}
         for index, (request_id, label) in enumerate(items):
@@ -76,11 +85,11 @@ class FeedbackService:
                                          else None, "invalid_input", problem))
             else:
                 wanted[request_id] = (index, label)
-        logged = self._find(set(wanted))
+        logged = await self._find(set(wanted))
         labels: list[Label] = []
         for request_id, (index, label) in wanted.items():
             prediction = logged.get(request_id)
-            if prediction is None:
+            if prediction is None or (models is not None and prediction.model not in models):
                 rejected.append(Rejected(index, request_id, "not_found", (
                     f"request id {request_id!r} is not in the prediction log: unknown, "
                     "not sampled, or older than the retention of "
@@ -93,22 +102,29 @@ class FeedbackService:
                 continue
             labels.append(Label(request_id, prediction.model, prediction.version,
                                 orjson.dumps(rows).decode()))
-        self._store.record_feedback(labels, now=self._now())
+        await asyncio.to_thread(self._store.record_feedback, labels, now=self._now())
         return FeedbackResult(len(labels), tuple(sorted(rejected, key=lambda r: r.index)))
 
-    def _find(self, request_ids: set[str]) -> dict[str, LoggedPrediction]:
+    async def _find(self, request_ids: set[str]) -> dict[str, LoggedPrediction]:
         if not request_ids:
             return {}
-        found = self._store.find(request_ids)
+        found = await self._lookup(request_ids)
         if len(found) == len(request_ids):
             return found
-        self._flush()
+        try:
+            await asyncio.to_thread(self._flush)
+        except Exception:  # the log's own trouble; look in the database anyway
+            log.warning("feedback: writing this process's prediction log failed",
+                        exc_info=log.isEnabledFor(logging.DEBUG))
         deadline = time.monotonic() + self._wait_s
         while True:
-            found.update(self._store.find(request_ids - set(found)))
+            found.update(await self._lookup(request_ids - set(found)))
             if len(found) == len(request_ids) or time.monotonic() >= deadline:
                 return found
-            self._sleep(self._poll_s)
+            await self._sleep(self._poll_s)
+
+    async def _lookup(self, request_ids: set[str]) -> dict[str, LoggedPrediction]:
+        return await asyncio.to_thread(self._store.find, request_ids, inputs=False)
 
 
 def _shape_problem(request_id: Any, label: Any) -> str | None:
@@ -124,11 +140,18 @@ def _labels(count: int) -> str:
     return "1 label" if count == 1 else f"{count} labels"
 
 
+_INT64 = 2 ** 63
+
+
 def _kind(value: Any) -> str | None:
+    """The kind of a JSON value, or None for what no label may be (also numbers beyond
+    64-bit integers and non-finite ones, which JSON parsers may let through)."""
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
+    if isinstance(value, int):
+        return "a number" if -_INT64 <= value < _INT64 else None
+    if isinstance(value, float):
+        return "a number" if math.isfinite(value) else None
     if isinstance(value, str):
         return "a string"
     if isinstance(value, list):

@@ -18,6 +18,7 @@ import collections
 import datetime as dt
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ class ObservedPrediction(Protocol):
 class LogOptions:
     sample: float = 1.0  # share of requests logged
     max_per_s: float = 1000.0  # per worker; above it, requests are sampled down
-    buffer_requests: int = 100_000  # entries held between flushes, at most
+    buffer_requests: int = 100_000  # requests held between flushes, at most
+    buffer_rows: int = 1_000_000  # ... and rows (a request may carry thousands)
     retention: dt.timedelta = dt.timedelta(days=30)
 
 
@@ -95,9 +97,13 @@ class PredictionLog:
         self._clock = clock
         self._draw = draw
         self._buffer: collections.deque[_Pending] = collections.deque()
-        self._tokens = self.options.max_per_s
+        # The bucket holds one second's worth, and at least one request.
+        self._capacity = max(1.0, self.options.max_per_s)
+        self._tokens = self._capacity
         self._refilled = clock()
-        self.dropped = 0  # entries refused because the buffer was full
+        self._rows = 0  # rows in the buffer (observe adds, flush subtracts: under _lock)
+        self._lock = threading.Lock()
+        self.dropped = 0  # entries refused (buffer full) or not stored (database, encoding)
         self.written = 0
 
     # --- on the event loop ------------------------------------------------------------
@@ -106,9 +112,12 @@ class PredictionLog:
         if (o.status != 200 or o.predictions is None or o.model is None
                 or o.version is None or not self._sampled()):
             return
-        if len(self._buffer) >= self.options.buffer_requests:
+        if (len(self._buffer) >= self.options.buffer_requests
+                or self._rows + o.rows > self.options.buffer_rows):
             self.dropped += 1
             return
+        with self._lock:
+            self._rows += o.rows
         arm = o.arm
         self._buffer.append(_Pending(
             o.request_id, o.model, o.version, None if arm is None else str(arm.value),
@@ -119,7 +128,7 @@ class PredictionLog:
         if options.sample < 1.0 and self._draw() >= options.sample:
             return False
         now = self._clock()
-        self._tokens = min(options.max_per_s,
+        self._tokens = min(self._capacity,
                            self._tokens + (now - self._refilled) * options.max_per_s)
         self._refilled = now
         if self._tokens < 1.0:
@@ -135,24 +144,34 @@ class PredictionLog:
 
     def flush(self, *, limit: int = 20_000) -> int:
         """Store what is buffered (at most ``limit`` requests in one transaction);
-        returns how many. On a database error the batch is dropped, counted and logged:
-        a log must never hold the server's memory hostage."""
+        returns how many were stored. Never raises: an entry that cannot be encoded is
+        skipped, and on a database error the batch is dropped; both are counted and
+        logged, since a log must never hold the server's memory (or its feedback) hostage.
+        """
         batch: list[_Pending] = []
         buffer = self._buffer
         while buffer and len(batch) < limit:
             batch.append(buffer.popleft())  # deque: safe against observe() meanwhile
         if not batch:
             return 0
+        with self._lock:
+            self._rows -= sum(p.rows for p in batch)
         columns: dict[tuple[str, str], list[str] | None] = {}
         entries = []
         for p in batch:
-            key = (p.model, p.version)
-            if key not in columns:
-                columns[key] = self._columns(*key)
-            entries.append(_entry(p, columns[key]))
+            try:
+                key = (p.model, p.version)
+                if key not in columns:
+                    columns[key] = self._columns(*key)
+                entries.append(_entry(p, columns[key]))
+            except Exception:  # one odd entry must not cost the batch
+                self.dropped += 1
+                log.warning("prediction log: request %s of %s %s could not be encoded",
+                            p.request_id, p.model, p.version,
+                            exc_info=log.isEnabledFor(logging.DEBUG))
         try:
             self._store.append(entries)
-        except Exception:
+        except Exception:  # the flusher runs on, whatever the database says
             self.dropped += len(entries)
             log.warning("prediction log: %d entries could not be stored and were dropped",
                         len(entries), exc_info=log.isEnabledFor(logging.DEBUG))
@@ -197,6 +216,8 @@ def _fallback(value: Any) -> Any:
     pandas' missing value)."""
     if type(value).__name__ == "NAType":
         return None
+    if hasattr(value, "tolist"):  # arrays orjson does not write itself (strings, objects)
+        return value.tolist()
     if hasattr(value, "item"):
         return value.item()
     if hasattr(value, "isoformat"):

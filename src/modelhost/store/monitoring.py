@@ -63,16 +63,25 @@ class PredictionLogStore:
             s.execute(_insert(s, PredictionLogRow).on_conflict_do_nothing(
                 index_elements=["request_id"]), rows)
 
-    def find(self, request_ids: Iterable[str]) -> dict[str, LoggedPrediction]:
-        """The logged predictions among ``request_ids``, by id."""
+    def find(self, request_ids: Iterable[str], *,
+             inputs: bool = True) -> dict[str, LoggedPrediction]:
+        """The logged predictions among ``request_ids``, by id; without their inputs
+        (``None``) unless ``inputs``, which may be thousands of rows each."""
         found: dict[str, LoggedPrediction] = {}
         ids = sorted(set(request_ids))
+        t = PredictionLogRow
+        columns = [t.request_id, t.model, t.version, t.arm, t.at, t.rows, t.outputs]
+        if inputs:
+            columns.append(t.inputs)
         with self._db.session() as s:
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start:start + _CHUNK]
-                for row in s.scalars(select(PredictionLogRow).where(
-                        PredictionLogRow.request_id.in_(chunk))):
-                    found[row.request_id] = _logged(row)
+                for row in s.execute(select(*columns).where(t.request_id.in_(chunk))):
+                    found[row.request_id] = LoggedPrediction(
+                        request_id=row.request_id, model=row.model, version=row.version,
+                        arm=row.arm, at=as_utc(row.at), rows=row.rows,
+                        inputs=orjson.loads(row.inputs) if inputs else None,
+                        outputs=orjson.loads(row.outputs))
         return found
 
     def record_feedback(self, labels: Sequence[Label], *, now: dt.datetime) -> None:
@@ -122,9 +131,3 @@ def _insert(session: Session, table: type[Any]) -> Any:
     from sqlalchemy.dialects import sqlite
 
     return sqlite.insert(table)
-
-
-def _logged(row: PredictionLogRow) -> LoggedPrediction:
-    return LoggedPrediction(request_id=row.request_id, model=row.model, version=row.version,
-                            arm=row.arm, at=as_utc(row.at), rows=row.rows,
-                            inputs=orjson.loads(row.inputs), outputs=orjson.loads(row.outputs))
