@@ -1009,9 +1009,9 @@ def _roles() -> None:
     # Not the keys route by another spelling (the framework then has no such route).
     _add("viewer:keys.list-double-slash", "roles", "GET", "//v1//keys", {403, 404},
          key="viewer", audited=None)
-    # A model-limited predictor has no model to send feedback for (and the route is
-    # not there yet).
-    _add("predictor_iris:feedback", "roles", "POST", "/v1/feedback", {403, 404, 405},
+    # A model-limited predictor may send feedback (for its models' requests only, which
+    # tests/serving/test_feedback_route.py checks): this empty body is refused as such.
+    _add("predictor_iris:feedback", "roles", "POST", "/v1/feedback", {422},
          key="predictor_iris", headers=[JSON], body=b"{}")
     for label, method, path, body in (
             ("other.invocations", "POST", "/v1/models/other/invocations", MLFLOW_OK),

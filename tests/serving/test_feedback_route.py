@@ -141,6 +141,35 @@ async def test_predictors_send_feedback_and_viewers_may_not(iris_client: Client)
         assert accepted.status_code == 202, accepted.text
 
 
+async def test_a_key_limited_to_models_labels_only_their_requests(
+        iris_client: Client) -> None:
+    from tests.fixtures_models import iris_example, iris_model
+
+    registry = iris_client.registry
+    registry.register(iris_model(), name="other", input_example=iris_example())
+    registry.transition("other", "1.0.0", "staging")
+    registry.transition("other", "1.0.0", "production")
+    admin = iris_client.keys.create(name="a", role="predictor").secret
+    iris_only = iris_client.keys.create(name="i", role="predictor", models=["iris"]).secret
+    async with logged(iris_client, auth=True) as (_, http):
+        mine, _ = await predict(http, authorization=f"Bearer {admin}")
+        response = await http.post("/v1/models/other/predict", json={"inputs": records(1)},
+                                   headers={"authorization": f"Bearer {admin}"})
+        theirs = response.headers["x-request-id"]
+        limited = {"authorization": f"Bearer {iris_only}"}
+        refused = await http.post("/v1/feedback", headers=limited,
+                                  json={"request_id": theirs, "label": 1})
+        assert refused.status_code == 404, refused.text  # as if it were never logged
+        assert refused.json()["error"]["message"].startswith(
+            f"request id {theirs!r} is not in the prediction log")
+        accepted = await http.post("/v1/feedback", headers=limited, json={"items": [
+            {"request_id": mine, "label": 1}, {"request_id": theirs, "label": 1}]})
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json()["accepted"] == 1
+        assert [r["request_id"] for r in accepted.json()["rejected"]] == [theirs]
+    assert set(iris_client.predictions.feedback([mine, theirs])) == {mine}
+
+
 async def test_the_flusher_writes_in_the_background_and_at_shutdown(
         iris_client: Client) -> None:
     import asyncio

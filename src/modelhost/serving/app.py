@@ -29,7 +29,7 @@ from modelhost.security import ApiKeys, RateLimiter
 from modelhost.serving import errors as http_errors
 from modelhost.serving import infer_v2, invocations, v1
 from modelhost.serving.cache import open_cache
-from modelhost.serving.guard import Guard
+from modelhost.serving.guard import MODELS_SCOPE_KEY, Guard
 from modelhost.serving.http import (
     ASGIApp,
     Message,
@@ -172,13 +172,15 @@ class ModelhostApp:
         assert self.guard is not None
         rid = _ensure_request_id(scope)
         try:
-            await self.guard.check(route, scope["headers"], rid, method=scope["method"],
-                                   path=scope["path"])
+            principal = await self.guard.check(route, scope["headers"], rid,
+                                               method=scope["method"], path=scope["path"])
         except ModelhostError as exc:
             reply = _error_shape(route.error_shape)(exc, rid)
             self.server.metrics.errors.labels("-", "-", exc.code).inc()
             await send_reply(send, reply)
             return False
+        if principal is not None and principal.models is not None:
+            scope[MODELS_SCOPE_KEY] = principal.models  # what the routes may act on
         return True
 
     def _handler(self, route: Route) -> Handler:
@@ -245,21 +247,29 @@ class ModelhostApp:
 
     def _observe(self, route: Route, trace: Trace, status: int, code: str | None,
                  latency_s: float, rid: str) -> None:
-        """Hand the answered request to the observers (after the answer was sent)."""
+        """Hand the answered request to the observers (after the answer was sent). Once
+        per request: built field by field, cheaply, in the order of Observation."""
         resolved, prediction = trace.resolved, trace.prediction
-        # Only real models are named (a version was chosen, or the routing table knows
-        # the name): made-up names in URLs must not grow any observer's records.
-        model = route.model if resolved or self.server.knows(route.model) else None
-        data = self._wants_data and prediction is not None
-        self.server.observers.notify(Observation(
-            route=route, model=model,
-            version=resolved.served.version.version if resolved and model else None,
-            arm=resolved.arm if resolved else None, status=status, latency_s=latency_s,
-            rows=prediction.rows if prediction else 0, request_id=rid, error_code=code,
-            cached=prediction.cached if prediction else None,
-            inputs=prediction.inputs if data and prediction else None,
-            predictions=prediction.predictions if data and prediction else None,
-            probabilities=prediction.probabilities if data and prediction else None))
+        if resolved is not None:
+            model: str | None = route.model
+            version: str | None = resolved.served.version.version
+            arm = resolved.arm
+        else:  # only models of the routing table are named: made-up names in URLs must
+            # not grow any observer's records
+            model = route.model if self.server.knows(route.model) else None
+            version = arm = None
+        if prediction is None:
+            observation = Observation(route, model, version, arm, status, latency_s, 0, rid,
+                                      code)
+        elif self._wants_data:
+            observation = Observation(route, model, version, arm, status, latency_s,
+                                      prediction.rows, rid, code, prediction.cached,
+                                      prediction.inputs, prediction.predictions,
+                                      prediction.probabilities)
+        else:
+            observation = Observation(route, model, version, arm, status, latency_s,
+                                      prediction.rows, rid, code, prediction.cached)
+        self.server.observers.notify(observation)
 
 
 class _BodyLimit:

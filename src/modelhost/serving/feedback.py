@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelhost.errors import InvalidInputError, NotFoundError
 from modelhost.monitoring import FeedbackResult, FeedbackService
 from modelhost.monitoring.feedback import MAX_ITEMS
+from modelhost.serving.guard import MODELS_SCOPE_KEY
 
 
 class FeedbackRequest(BaseModel):
@@ -29,7 +29,7 @@ class FeedbackRequest(BaseModel):
 
 def install(api: FastAPI, service: FeedbackService | None) -> None:
     @api.post("/v1/feedback", tags=["monitoring"], status_code=202)
-    async def feedback(body: FeedbackRequest) -> JSONResponse:
+    async def feedback(body: FeedbackRequest, request: Request) -> JSONResponse:
         """Labels for logged predictions, joined by request id. 202 with `accepted` (and
         `rejected`, per item, when some were refused); a lone label that is refused
         answers 404 or 422 like any error, and so does a call whose every item is."""
@@ -50,7 +50,8 @@ def install(api: FastAPI, service: FeedbackService | None) -> None:
                      else (None, None) for i in body.items or []]
             if not pairs:
                 raise InvalidInputError("'items' is empty")
-        result = await asyncio.to_thread(service.submit, pairs)
+        # A key limited to some models labels only their requests (others: unknown ids).
+        result = await service.submit(pairs, models=request.scope.get(MODELS_SCOPE_KEY))
         _raise_if_nothing_accepted(result, single=single)
         answer: dict[str, Any] = {"accepted": result.accepted}
         if result.rejected:

@@ -16,10 +16,13 @@ import logging
 from modelhost._actor import acting_as, set_actor
 from modelhost.errors import ForbiddenError, ModelhostError, RateLimitedError, UnauthorizedError
 from modelhost.security import PRIVILEGED, ApiKeys, Permission, Principal, RateLimiter, allows
-from modelhost.serving.routes import Route
+from modelhost.serving.routes import Action, Route
 from modelhost.store.audit import AuditStore
 
 log = logging.getLogger(__name__)
+
+# The ASGI scope key under which a model-limited key's models reach the routes.
+MODELS_SCOPE_KEY = "modelhost.models"
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -65,8 +68,13 @@ class Guard:
         except UnauthorizedError:
             await self._deny(route, "anonymous", method, path, request_id, "no valid key")
             raise
-        if not any(allows(principal.role, p, model=route.model, models=principal.models)
-                   for p in route.permissions):
+        # Feedback names no model in its path: a key limited to some models may send it,
+        # and the route only accepts labels for those models' requests (MODELS_SCOPE_KEY).
+        limited_feedback = (route.action is Action.FEEDBACK and principal.models is not None
+                            and allows(principal.role, Permission.PREDICT))
+        if not limited_feedback and not any(
+                allows(principal.role, p, model=route.model, models=principal.models)
+                for p in route.permissions):
             await self._deny(route, principal.actor, method, path, request_id,
                              f"role {principal.role.value}")
             what = (f"model {route.model!r}" if route.model and principal.models is not None

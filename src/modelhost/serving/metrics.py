@@ -83,8 +83,9 @@ class Metrics:
         the cache's hit or miss."""
         model = o.model or "-"
         version = o.version or "-"
-        protocol = o.route.protocol.value if o.route.protocol is not None else "-"
-        self.observe_request(model, version, protocol, o.status, o.latency_s)
+        protocol = o.route.protocol
+        self.observe_request(model, version, protocol.value if protocol else "-", o.status,
+                             o.latency_s)
         if o.error_code is not None:
             self.errors.labels(model, version, o.error_code).inc()
         if o.cached is not None:

@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 _LOG_EVERY_S = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per request, and frozen costs 1 µs more
 class Observation:
-    """One answered prediction request.
+    """One answered prediction request (observers read it, never change it).
 
     ``model`` is None for a name the routing table does not know (so that made-up names
     cannot grow per-model records); ``version`` and ``arm`` are None when no version was

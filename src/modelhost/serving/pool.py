@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -77,18 +78,16 @@ class ServedVersion:
     batcher: AdaptiveBatcher
     load_seconds: float = 0.0
     last_used: float = field(default_factory=time.monotonic)
+    # The scorer's version and model, and their key, as plain attributes: read several
+    # times per request.
+    version: ModelVersion = field(init=False)
+    model: LoadedModel = field(init=False)
+    key: tuple[str, str] = field(init=False)
 
-    @property
-    def version(self) -> ModelVersion:
-        return self.scorer.version
-
-    @property
-    def model(self) -> LoadedModel:
-        return self.scorer.model
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.version.model, self.version.version
+    def __post_init__(self) -> None:
+        self.version = self.scorer.version
+        self.model = self.scorer.model
+        self.key = (self.version.model, self.version.version)
 
     def run_batch(self, inputs: Any, _params: Mapping[str, Any]) -> tuple[Any, Any, Any]:
         """One model call on a (combined) batch, in the batcher's thread: predictions,
@@ -146,6 +145,7 @@ class ModelPool:
         self._retired: set[tuple[str, str]] = set()  # versions that lost their route
         self._table: RoutingTable = EMPTY_TABLE  # the table last applied
         self._active: dict[str, Routing] = {}  # model -> routing now taking traffic
+        self._view = MappingProxyType(self._active)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -184,6 +184,11 @@ class ModelPool:
         return self._active.get(name)
 
     @property
+    def active_routings(self) -> Mapping[str, Routing]:
+        """Model -> routing taking its traffic (a live, read-only view)."""
+        return self._view
+
+    @property
     def routes(self) -> dict[str, str]:
         """Model -> the stable version taking its traffic."""
         return {name: routing.arms[0].version for name, routing in self._active.items()}
@@ -213,7 +218,8 @@ class ModelPool:
             replaced = key in self._retired and drained and (
                 unused_for > 2 * self.options.reload_interval_s)
             if replaced or unused_for > self.options.idle_unload_s:
-                del self._served[key]
+                if self._served.pop(key, None) is None:  # an overlapping apply() did it
+                    continue
                 self._retired.discard(key)
                 await served.batcher.close(drain=True)
                 log.info("%s %s unloaded", *key)

@@ -47,12 +47,12 @@ async def predict(predictor: Predictor, name: str, ref: str | None, body: bytes,
                   headers: dict[str, str], request_id: str, trace: Trace) -> Reply:
     payload, params = parse_v1(body, headers.get("content-type"))
     timeout_s = _timeout(headers)
-    predictor.check(payload, params)
+    rows = predictor.check(payload, params)  # bad input never waits for a version
     pin = ref if ref is not None else (headers.get("x-model-version") or None)
     trace.resolved = resolved = await predictor.resolve(
         name, pin, headers.get("x-routing-key") or None)
     trace.prediction = result = await predictor.predict(resolved, payload, params,
-                                                        timeout_s=timeout_s)
+                                                        timeout_s=timeout_s, rows=rows)
     return Reply(200, _body(result, request_id), response_headers(result.served.version,
                                                                  request_id))
 

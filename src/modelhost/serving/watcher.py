@@ -53,7 +53,8 @@ class RoutingWatcher:
 
     async def _watch(self) -> None:
         while True:
-            due = self._wake_in()
+            # A failed load's retry is worth an early check, unless the database is down.
+            due = self._wake_in() if self.database_ok else None
             delay = self._interval_s if due is None else min(self._interval_s, due)
             await asyncio.sleep(max(0.01, delay))
             try:
@@ -74,7 +75,9 @@ class RoutingWatcher:
             return
         self.database_ok = True
         self._stale = False
-        if state is not None:
+        current = self.table.revision
+        # Two checks may overlap (the watcher's and a lookup of a new model): never go back.
+        if state is not None and (current is None or state.revision >= current):
             self.table = RoutingTable.from_state(state, only=self.only)
         await self._publish(self.table)
 
