@@ -597,7 +597,8 @@ def check_prints(venv: str, report: dict[str, Any], prints: dict[str, str]) -> N
 # Server configurations
 
 
-def server_configs(prep: Prepared, families: set[str], models: list[str]) -> list[ServerConfig]:
+def server_configs(prep: Prepared, families: set[str], models: list[str],
+                   modelhost_env: dict[str, str] | None = None) -> list[ServerConfig]:
     row = probe_row()
     record = dict(zip(COLUMNS, row, strict=True))
     v1_body = json.dumps({"inputs": [record]}).encode()
@@ -613,6 +614,7 @@ def server_configs(prep: Prepared, families: set[str], models: list[str]) -> lis
             for suffix, name in variants:
                 for workers in (1, 2):
                     env = clean_env()
+                    env.update(modelhost_env or {})
                     env["MODELHOST_HOME"] = str(prep.home)
                     if workers > 1:  # what `serve` would create itself, but inside our
                         # temporary folder so that the run leaves nothing in /tmp
@@ -1097,6 +1099,10 @@ def main() -> int:
                         help="longest total wait for quiet, seconds (180); 0 disables")
     parser.add_argument("--setup", action="store_true",
                         help="create the missing competitor virtualenvs first")
+    parser.add_argument("--modelhost-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="set in the environment of the modelhost servers, e.g. "
+                        "PYTHONPATH=/other/checkout/src to serve another tree, or "
+                        "MODELHOST_PREDICTION_LOG=false (repeatable)")
     parser.add_argument("--output", type=Path, default=None,
                         help="Markdown output (default RESULTS.md, or work/RESULTS-smoke.md)")
     args = parser.parse_args()
@@ -1154,7 +1160,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="modelhost-serving-bench-") as tmp_name:
         tmp = Path(tmp_name)
         prep = prepare(tmp, families, args.optimize)
-        configs = server_configs(prep, families, models)
+        modelhost_env = dict(item.split("=", 1) for item in args.modelhost_env)
+        configs = server_configs(prep, families, models, modelhost_env)
         bodies: dict[bytes, Path] = {}
         for config in configs:
             if config.body not in bodies:
