@@ -113,3 +113,17 @@ async def test_readiness_follows_a_failing_database_at_every_tick(iris_client: C
         await watcher.refresh()
         assert watcher.database_ok is True
         assert (await http.get("/readyz")).status_code == 200
+
+
+async def test_a_check_that_read_an_older_revision_never_replaces_a_newer_table(
+        iris_client: Client) -> None:
+    """Two checks may overlap (the watcher's and the lookup of a new model): the slower
+    one, holding an older state, must not switch a model back."""
+    from modelhost.serving.table import RoutingTable
+
+    async with serve(iris_client, pool=QUIET) as (app, _):
+        watcher = app.server.watcher
+        newer = RoutingTable(revision=10**9)  # as if another check had read it meanwhile
+        watcher.table = newer
+        await watcher.refresh(reread=True)  # reads the database's (older) revision
+        assert watcher.table is newer
