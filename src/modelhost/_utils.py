@@ -17,6 +17,20 @@ _NAME_RULE = "use 1-64 characters from a-z, 0-9, '.', '_' and '-', starting with
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
+_DURATION = re.compile(r"^(\d{1,6})([smhdw])$")
+_UNITS = {"s": dt.timedelta(seconds=1), "m": dt.timedelta(minutes=1),
+          "h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``30s``, ``90m``, ``12h``, ``30d`` or ``4w`` as a timedelta (at least one unit)."""
+    match = _DURATION.match(text.strip().lower()) if isinstance(text, str) else None
+    if match is None or int(match.group(1)) == 0:
+        raise InvalidInputError(f"{text!r} is not a duration; use e.g. 30s, 90m, 12h, 30d "
+                                "or 4w")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 

@@ -479,3 +479,32 @@ def test_the_lazy_console_serves_rich_progress_displays(
     with out:
         out.print("inside a block")
     assert "inside a block" in capsys.readouterr().out
+
+
+def test_monitor_performance(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import datetime as dt
+
+    from modelhost import Client
+    from modelhost._utils import utcnow
+    from modelhost.store.monitoring import Label, LogEntry
+
+    with Client() as client:
+        client.registry.register(iris_model(), name="iris", input_example=iris_example(),
+                                 metrics={"accuracy": 0.75})
+        store = client.predictions
+        store.append([LogEntry(f"r{i}", "iris", "1.0.0", "stable",
+                               utcnow() - dt.timedelta(minutes=1), 1, "[]",
+                               f'{{"predictions": [{i % 2}]}}') for i in range(4)])
+        store.record_feedback([Label(f"r{i}", "iris", "1.0.0", "[0]") for i in range(4)],
+                              now=utcnow())
+    code, out, _ = cli(capsys, "monitor", "performance", "iris", "--version", "1.0.0",
+                       "--json")
+    assert code == 0, out
+    body = json.loads(out)
+    assert (body["labelled"], body["metrics"]["accuracy"]) == (4, 0.5)
+    assert body["change"] == {"accuracy": -0.25}
+    code, out, _ = cli(capsys, "monitor", "performance", "iris", "--version", "1.0.0")
+    assert code == 0 and "4 labelled rows from 4 logged requests (classification)" in out
+    assert "accuracy" in out and "-0.2500" in out
+    code, _, err = cli(capsys, "monitor", "performance", "iris", "--window", "soon")
+    assert code == 1 and "'soon' is not a duration" in err

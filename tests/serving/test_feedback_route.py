@@ -193,3 +193,40 @@ def _replace(value: Any, old: str, new: str) -> Any:
     if isinstance(value, list):
         return [_replace(v, old, new) for v in value]
     return new if value == old else value
+
+
+async def test_live_performance_from_feedback(iris_client: Client) -> None:
+    viewer = iris_client.keys.create(name="v", role="viewer").secret
+    predictor = iris_client.keys.create(name="p", role="predictor").secret
+    async with logged(iris_client, auth=True) as (_, http):
+        sent = {"authorization": f"Bearer {predictor}"}
+        answers = [await predict(http, rows=2, **sent) for _ in range(3)]
+        labels = [[p[0], 2] for _, p in answers[:2]]  # the second row of each is wrong
+        response = await http.post("/v1/feedback", headers=sent, json={"items": [
+            {"request_id": rid, "label": label}
+            for (rid, _), label in zip(answers, labels, strict=False)]})
+        assert response.json() == {"accepted": 2}
+        read = {"authorization": f"Bearer {viewer}"}
+        response = await http.get("/v1/models/iris/monitoring/performance?window=1h",
+                                  headers=read)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["model"], body["version"], body["requests"], body["labelled"],
+                body["task"]) == ("iris", "1.0.0", 3, 4, "classification")
+        predicted = [p for _, ps in answers[:2] for p in ps]
+        truth = [x for label in labels for x in label]
+        expected = sum(a == b for a, b in zip(predicted, truth, strict=True)) / 4
+        assert body["metrics"]["accuracy"] == pytest.approx(expected)
+        assert body["metrics"]["roc_auc"] is not None  # the model's class order is known
+        assert body["at_registration"] == {} and body["change"] == {}
+        pinned = await http.get("/v1/models/iris/monitoring/performance?version=1.0.1",
+                                headers=read)
+        assert pinned.json()["requests"] == 0 and pinned.json()["task"] is None
+        for query, status in (("window=soon", 422), ("window=0h", 422),
+                              ("version=9.9.9", 404)):
+            refused = await http.get(f"/v1/models/iris/monitoring/performance?{query}",
+                                     headers=read)
+            assert refused.status_code == status, (query, refused.text)
+        unknown = await http.get("/v1/models/nope/monitoring/performance", headers=read)
+        assert unknown.status_code == 404
+        assert (await http.get("/v1/models/iris/monitoring/performance")).status_code == 401

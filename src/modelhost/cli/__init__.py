@@ -1,7 +1,17 @@
 """The ``modelhost`` command line: thin Typer commands over the Client; the only
 place that prints."""
 
-from modelhost.cli import bench, db, models, pipeline, quickstart, security, serve, tracking  # noqa: F401  # registers commands
+from modelhost.cli import (  # noqa: F401  # registers commands
+    bench,
+    db,
+    models,
+    monitor,
+    pipeline,
+    quickstart,
+    security,
+    serve,
+    tracking,
+)
 from modelhost.cli._app import app, exit_code_for, main, run
 
 __all__ = ["app", "exit_code_for", "main", "run"]

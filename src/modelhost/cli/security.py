@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 import typer
 
-from modelhost._utils import utcnow
+from modelhost._utils import parse_duration, utcnow
 from modelhost.cli._app import (
     EXIT_USER_ERROR,
     JSON_OPTION,
@@ -19,23 +18,12 @@ from modelhost.cli._app import (
     out,
     sub_app,
 )
-from modelhost.errors import InvalidInputError
 
 keys_app = sub_app("API keys (shown once, stored hashed).")
 audit_app = sub_app("The hash-chained audit log.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 
-_DURATION = re.compile(r"^(\d{1,6})([mhdw])$")
-_UNITS = {"m": dt.timedelta(minutes=1), "h": dt.timedelta(hours=1), "d": dt.timedelta(days=1),
-          "w": dt.timedelta(weeks=1)}
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    match = _DURATION.match(text.strip().lower())
-    if match is None or int(match.group(1)) == 0:
-        raise InvalidInputError(f"{text!r} is not a duration; use e.g. 90m, 12h, 30d or 4w")
-    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 @keys_app.command("create")

@@ -19,7 +19,7 @@ from modelhost.errors import ModelhostError
 from modelhost.monitoring import FeedbackService
 from modelhost.registry.uploads import UploadLimits
 from modelhost.security import ApiKeys
-from modelhost.serving import admin, docs, infer_v2, openapi, upload
+from modelhost.serving import admin, docs, infer_v2, openapi, performance, upload
 from modelhost.serving import errors as http_errors
 from modelhost.serving import feedback as feedback_routes
 from modelhost.serving.http import request_id
@@ -27,6 +27,7 @@ from modelhost.serving.protocols import v2
 from modelhost.serving.routes import OPEN_PATHS, ErrorShape, Routes
 from modelhost.serving.server import Server
 from modelhost.store.audit import AuditStore
+from modelhost.store.monitoring import PredictionLogStore
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
@@ -60,8 +61,8 @@ class AliasRequest(BaseModel):
 
 
 def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None,
-              audit: AuditStore | None = None,
-              feedback: FeedbackService | None = None) -> FastAPI:
+              audit: AuditStore | None = None, feedback: FeedbackService | None = None,
+              predictions: PredictionLogStore | None = None) -> FastAPI:
     routes = Routes(pinned_model=server.options.model,
                     public_metrics=server.options.public_metrics)
     # No trailing-slash redirects: they build an absolute Location from the Host header.
@@ -294,6 +295,7 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
     docs.install(api)
     admin.install(api, keys=keys, audit=audit)
     feedback_routes.install(api, feedback)
+    performance.install(api, registry, pool, predictions)
     upload.install(api, registry, UploadLimits(max_bytes=server.options.limits.max_upload_bytes,
                                                max_files=server.options.limits.max_upload_files))
     openapi.install(api, registry,

@@ -412,5 +412,6 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                 await limiter.close()
 
     api = build_api(server, lifespan=lifespan, keys=keys, audit=audit,
-                    feedback=monitoring.feedback if monitoring is not None else None)
+                    feedback=monitoring.feedback if monitoring is not None else None,
+                    predictions=predictions if monitoring is not None else None)
     return ModelhostApp(server, api, guard=guard)

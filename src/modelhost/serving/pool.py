@@ -243,6 +243,10 @@ class ModelPool:
     def loaded(self, name: str, version: str) -> bool:
         return (name, version) in self._served
 
+    def if_loaded(self, name: str, version: str) -> ServedVersion | None:
+        """The version if it is loaded now (never loads it)."""
+        return self._served.get((name, version))
+
     async def get(self, name: str, version: str) -> ServedVersion:
         """The loaded ``version`` of ``name``, loading it when needed (an unrouted,
         pinned version too: it is unloaded again when unused for ``idle_unload_s``).

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session
 
 from modelhost._utils import as_utc
@@ -121,6 +121,19 @@ class PredictionLogStore:
                         label=orjson.loads(row.label), received_at=as_utc(row.received_at),
                         updated_at=as_utc(row.updated_at))
         return found
+
+    def labelled(self, model: str, version: str, *, start: dt.datetime,
+                 end: dt.datetime) -> tuple[int, list[tuple[Any, Any]]]:
+        """The predictions of ``model`` ``version`` made in [start, end): how many were
+        logged, and the (outputs, labels) of those that have feedback, oldest first."""
+        p, f = PredictionLogRow, FeedbackRow
+        window = (p.model == model, p.version == version, p.at >= start, p.at < end)
+        with self._db.session() as s:
+            logged = s.scalar(select(func.count()).select_from(p).where(*window)) or 0
+            rows = s.execute(select(p.outputs, f.label).join(
+                f, f.request_id == p.request_id).where(*window).order_by(p.at))
+            pairs = [(orjson.loads(outputs), orjson.loads(label)) for outputs, label in rows]
+        return int(logged), pairs
 
     def prune(self, *, before: dt.datetime) -> tuple[int, int]:
         """Delete predictions made, and feedback received, before ``before``; returns
