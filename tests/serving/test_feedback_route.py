@@ -230,3 +230,23 @@ async def test_live_performance_from_feedback(iris_client: Client) -> None:
         unknown = await http.get("/v1/models/nope/monitoring/performance", headers=read)
         assert unknown.status_code == 404
         assert (await http.get("/v1/models/iris/monitoring/performance")).status_code == 401
+
+
+async def test_each_worker_prunes_what_is_past_the_retention(iris_client: Client) -> None:
+    import asyncio
+    import datetime as dt
+
+    from modelhost._utils import utcnow
+    from modelhost.store.monitoring import LogEntry
+
+    store = iris_client.predictions
+    store.append([LogEntry(name, "iris", "1.0.0", None, utcnow() - dt.timedelta(days=age),
+                           1, "[]", '{"predictions": [0]}')
+                  for name, age in (("ancient", 40), ("recent", 2))])
+    pruning = MonitorOptions(flush_s=0.05, prune_every_s=0.1)
+    async with logged(iris_client, monitor=pruning):
+        for _ in range(100):
+            if "ancient" not in store.find(["ancient"]):
+                break
+            await asyncio.sleep(0.05)
+    assert set(store.find(["ancient", "recent"])) == {"recent"}
