@@ -29,8 +29,8 @@ def monitor_performance(
     result = performance(client.predictions, model=name, version=mv.version,
                          start=end - span, end=end, registered=mv.metrics)
     if result.task is None:
-        text = (f"{name} {mv.version}: {result.requests} requests logged in the last "
-                f"{window}, none with feedback yet.")
+        text = (f"{name} {mv.version}: {_count(result.requests, 'request')} logged in the "
+                f"last {window}, none with feedback yet.")
         emit(result.to_dict(), as_json=as_json, table=text)
         return
 
@@ -40,9 +40,13 @@ def monitor_performance(
     if as_json:
         emit(result.to_dict(), as_json=True)
         return
-    out.print(f"{name} {mv.version}, last {window}: {result.labelled} labelled rows from "
-              f"{result.requests} logged requests ({result.task})")
+    out.print(f"{name} {mv.version}, last {window}: {_count(result.labelled, 'labelled row')} "
+              f"from {_count(result.requests, 'logged request')} ({result.task})")
     out.print(make_table("METRIC", "LIVE", "AT REGISTRATION", "CHANGE", rows=[
         (metric, shown(value), shown(result.at_registration.get(metric)),
          f"{result.change[metric]:+.4f}" if metric in result.change else "-")
         for metric, value in result.metrics.items()]))
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
