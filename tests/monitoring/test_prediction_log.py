@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from sqlalchemy import text
 
 from modelhost import Client
@@ -131,21 +132,28 @@ def test_a_full_buffer_drops_and_counts_instead_of_growing() -> None:
 
 
 def test_a_failing_database_drops_the_batch_and_the_next_flush_works(
-        client: Client) -> None:
-    log = PredictionLog(client.predictions)
+        client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    log = PredictionLog(client.predictions, clock=clock)
     engine = client.db.engine
-    log.observe(answered("lost"))
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE prediction_log RENAME TO prediction_log_gone"))
     try:
-        assert log.flush() == 0  # no exception: the flusher runs in the background
+        for i in range(3):  # a database that stays down, flush after flush
+            clock.now += 2
+            log.observe(answered(f"lost-{i}"))
+            assert log.flush() == 0  # no exception: the flusher runs in the background
     finally:
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE prediction_log_gone RENAME TO prediction_log"))
-    assert log.dropped == 1 and log.pending == 0
+    assert log.dropped == 3 and log.pending == 0
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "modelhost.monitoring.log"]
+    assert warnings == ["prediction log: 1 entries could not be stored and were dropped "
+                        "(1 dropped so far; said at most once a minute)"]
     log.observe(answered("kept"))
     assert log.flush() == 1
-    assert set(client.predictions.find(["lost", "kept"])) == {"kept"}
+    assert set(client.predictions.find(["lost-0", "kept"])) == {"kept"}
 
 
 def test_flush_writes_at_most_limit_per_transaction(client: Client) -> None:

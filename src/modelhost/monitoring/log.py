@@ -31,6 +31,7 @@ from modelhost.store.monitoring import LogEntry, PredictionLogStore
 log = logging.getLogger(__name__)
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_WARN_EVERY_S = 60.0
 
 
 class ObservedPrediction(Protocol):
@@ -104,6 +105,7 @@ class PredictionLog:
         self._rows = 0  # rows in the buffer (observe adds, flush subtracts: under _lock)
         self._lock = threading.Lock()
         self.dropped = 0  # entries refused (buffer full) or not stored (database, encoding)
+        self._warned: dict[str, float] = {}
         self.written = 0
 
     # --- on the event loop ------------------------------------------------------------
@@ -164,20 +166,29 @@ class PredictionLog:
                 if key not in columns:
                     columns[key] = self._columns(*key)
                 entries.append(_entry(p, columns[key]))
-            except Exception:  # one odd entry must not cost the batch
+            except Exception:  # noqa: BLE001  # one odd entry must not cost the batch
                 self.dropped += 1
-                log.warning("prediction log: request %s of %s %s could not be encoded",
-                            p.request_id, p.model, p.version,
-                            exc_info=log.isEnabledFor(logging.DEBUG))
+                self._warn("encode", "prediction log: request %s of %s %s could not be "
+                           "encoded", p.request_id, p.model, p.version)
         try:
             self._store.append(entries)
-        except Exception:  # the flusher runs on, whatever the database says
+        except Exception:  # noqa: BLE001  # the flusher runs on, whatever the database says
             self.dropped += len(entries)
-            log.warning("prediction log: %d entries could not be stored and were dropped",
-                        len(entries), exc_info=log.isEnabledFor(logging.DEBUG))
+            self._warn("store", "prediction log: %d entries could not be stored and were "
+                       "dropped", len(entries))
             return 0
         self.written += len(entries)
         return len(entries)
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        """A warning at most once a minute per kind (a database that stays down must not
+        flood the log every flush); ``dropped`` counts every entry lost."""
+        now = self._clock()
+        if now - self._warned.get(kind, float("-inf")) < _WARN_EVERY_S:
+            return
+        self._warned[kind] = now
+        log.warning(message + " (%d dropped so far; said at most once a minute)",
+                    *args, self.dropped, exc_info=log.isEnabledFor(logging.DEBUG))
 
     def prune(self, now: dt.datetime) -> tuple[int, int]:
         """Delete predictions and feedback older than the retention."""
