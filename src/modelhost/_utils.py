@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import time
 import unicodedata
+from collections.abc import Callable
 
 from modelhost.errors import InvalidInputError, InvalidNameError
 
@@ -29,6 +31,23 @@ def parse_duration(text: str) -> dt.timedelta:
         raise InvalidInputError(f"{text!r} is not a duration; use e.g. 30s, 90m, 12h, 30d "
                                 "or 4w")
     return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+class OncePer:
+    """Says yes to each key at most once per ``seconds``: so that a failure repeating
+    on every request or flush is logged once a minute, not every time."""
+
+    def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    def __call__(self, key: str) -> bool:
+        now = self._clock()
+        if now - self._last.get(key, float("-inf")) < self._seconds:
+            return False
+        self._last[key] = now
+        return True
 
 
 def utcnow() -> dt.datetime:

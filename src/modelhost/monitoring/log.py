@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from modelhost._utils import OncePer
 from modelhost.store.monitoring import LogEntry, PredictionLogStore
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class PredictionLog:
         self._rows = 0  # rows in the buffer (observe adds, flush subtracts: under _lock)
         self._lock = threading.Lock()
         self.dropped = 0  # entries refused (buffer full) or not stored (database, encoding)
-        self._warned: dict[str, float] = {}
+        self._warn_now = OncePer(_WARN_EVERY_S, clock=clock)
         self.written = 0
 
     # --- on the event loop ------------------------------------------------------------
@@ -183,10 +184,8 @@ class PredictionLog:
     def _warn(self, kind: str, message: str, *args: object) -> None:
         """A warning at most once a minute per kind (a database that stays down must not
         flood the log every flush); ``dropped`` counts every entry lost."""
-        now = self._clock()
-        if now - self._warned.get(kind, float("-inf")) < _WARN_EVERY_S:
+        if not self._warn_now(kind):
             return
-        self._warned[kind] = now
         log.warning(message + " (%d dropped so far; said at most once a minute)",
                     *args, self.dropped, exc_info=log.isEnabledFor(logging.DEBUG))
 

@@ -15,7 +15,7 @@ import datetime as dt
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from modelhost._actor import set_actor
 from modelhost.errors import (
@@ -60,7 +60,6 @@ _MAX_HEADER_BYTES = 64 * 1024
 _SETTLE_TIMEOUT_S = 600.0  # the initial loads after which the heap is frozen
 _MAX_HEADERS = 200
 
-Handler = Callable[[bytes, dict[str, str], str, Trace], Awaitable[Reply]]
 
 
 def v1_error(error: ModelhostError, rid: str) -> Reply:
@@ -85,7 +84,6 @@ class ModelhostApp:
         self.server = server
         self.api = api
         self.guard = guard
-        self._wants_data = server.observers.wants_data
         self.routes = Routes(pinned_model=server.options.model,
                              public_metrics=server.options.public_metrics)
         self._http: ASGIApp = self._handle
@@ -183,48 +181,25 @@ class ModelhostApp:
             scope[MODELS_SCOPE_KEY] = principal.models  # what the routes may act on
         return True
 
-    def _handler(self, route: Route) -> Handler:
-        """The handler of a prediction route (:attr:`Route.is_prediction`)."""
+    async def _predict(self, route: Route, body: bytes, headers: dict[str, str], rid: str,
+                       trace: Trace) -> Reply:
+        """Answer a prediction route (:attr:`Route.is_prediction`) in its protocol."""
+        predictor = self.server.predictor
         protocol = route.protocol
         if protocol is _V1:
-            return self._v1(route.model or "", route.version_ref)
+            return await v1.predict(predictor, route.model or "", route.version_ref, body,
+                                    headers, rid, trace)
         if protocol is _V2:
-            return self._v2(route.model or "", route.version_ref)
-        return self._invocations(route.model)
-
-    def _v1(self, name: str, ref: str | None) -> Handler:
-        predictor = self.server.predictor
-
-        async def handle(body: bytes, headers: dict[str, str], rid: str,
-                         trace: Trace) -> Reply:
-            return await v1.predict(predictor, name, ref, body, headers, rid, trace)
-
-        return handle
-
-    def _v2(self, name: str, ref: str | None) -> Handler:
-        predictor = self.server.predictor
-
-        async def handle(body: bytes, headers: dict[str, str], rid: str,
-                         trace: Trace) -> Reply:
-            return await infer_v2.infer(predictor, name, ref, body, headers, rid, trace)
-
-        return handle
-
-    def _invocations(self, name: str | None) -> Handler:
-        predictor = self.server.predictor
-
-        async def handle(body: bytes, headers: dict[str, str], rid: str,
-                         trace: Trace) -> Reply:
-            if name is None:
-                raise NotFoundError("/invocations needs a server started with "
-                                    "'modelhost serve --model NAME'")
-            return await invocations.invocations(predictor, name, body, headers, rid, trace)
-
-        return handle
+            return await infer_v2.infer(predictor, route.model or "", route.version_ref,
+                                        body, headers, rid, trace)
+        if route.model is None:
+            raise NotFoundError("/invocations needs a server started with "
+                                "'modelhost serve --model NAME'")
+        return await invocations.invocations(predictor, route.model, body, headers, rid,
+                                             trace)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         started = time.perf_counter()
-        handler = self._handler(route)
         headers = header_map(scope)
         rid = request_id(headers)
         trace = Trace()
@@ -232,7 +207,7 @@ class ModelhostApp:
         try:
             body = await read_body(receive, headers,
                                    limit=self.server.options.limits.max_body_bytes)
-            reply = await handler(body, headers, rid, trace)
+            reply = await self._predict(route, body, headers, rid, trace)
         except ModelhostError as exc:
             reply = _error_shape(route.error_shape)(exc, rid)
             code = exc.code
@@ -261,7 +236,7 @@ class ModelhostApp:
         if prediction is None:
             observation = Observation(route, model, version, arm, status, latency_s, 0, rid,
                                       code)
-        elif self._wants_data:
+        elif self.server.observers.wants_data:
             observation = Observation(route, model, version, arm, status, latency_s,
                                       prediction.rows, rid, code, prediction.cached,
                                       prediction.inputs, prediction.predictions,
@@ -375,8 +350,7 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     logged: list[Observer] = [monitoring.log] if monitoring is not None else []
     watching = Observers([metrics, *logged, *observers], on_error=metrics.observer_failed)
     predictor = Predictor(pool, watcher, registry, metrics=metrics, limits=options.limits,
-                          cache=cache, today=today)
-    predictor.keep_inputs = watching.wants_data
+                          cache=cache, keep_inputs=watching.wants_data, today=today)
     server = Server(registry=registry, watcher=watcher, pool=pool, predictor=predictor,
                     metrics=metrics, observers=watching, options=options)
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from modelhost._utils import OncePer
 from modelhost.rollout import ArmRole
 from modelhost.serving.routes import Route
 
@@ -68,12 +69,9 @@ class Observers:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._observers = tuple(observers)
         self._on_error = on_error
-        self._clock = clock
-        self._logged: dict[str, float] = {}
-
-    @property
-    def wants_data(self) -> bool:
-        return any(o.wants_data for o in self._observers)
+        self._log_now = OncePer(_LOG_EVERY_S, clock=clock)
+        # Whether the validated inputs and outputs are kept for the observers.
+        self.wants_data = any(o.wants_data for o in self._observers)
 
     def notify(self, observation: Observation) -> None:
         for observer in self._observers:
@@ -85,8 +83,6 @@ class Observers:
     def _failed(self, name: str) -> None:
         if self._on_error is not None:
             self._on_error(name)
-        now = self._clock()
-        if now - self._logged.get(name, float("-inf")) >= _LOG_EVERY_S:
-            self._logged[name] = now
+        if self._log_now(name):
             log.exception("observer %r failed (logged at most once a minute; "
                           "modelhost_observer_errors_total counts them all)", name)

@@ -390,9 +390,3 @@ class ModelPool:
                 break
             await asyncio.wait(loading, timeout=max(0.0, deadline - time.monotonic()))
         return self.ready()[0]
-
-    def served(self) -> list[ServedVersion]:
-        return list(self._served.values())
-
-    def queued_rows(self) -> int:
-        return sum(s.batcher.queued_rows for s in self._served.values())

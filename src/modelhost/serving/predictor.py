@@ -78,7 +78,9 @@ class Predictor:
 
     def __init__(self, pool: ModelPool, watcher: RoutingWatcher, registry: Registry, *,
                  metrics: Metrics, limits: Limits, cache: PredictionCache | None = None,
+                 keep_inputs: bool = False,
                  today: Callable[[], dt.date] = dt.date.today) -> None:
+        """``keep_inputs``: an observer wants the validated inputs of each prediction."""
         self.pool = pool
         self.watcher = watcher
         self._registry = registry
@@ -86,7 +88,7 @@ class Predictor:
         self.limits = limits
         self.cache = cache
         self._today = today
-        self.keep_inputs = False  # set when an observer wants the validated inputs
+        self.keep_inputs = keep_inputs
         self._only = watcher.only
         self._active = pool.active_routings  # read on every request: no method call
         self._depth: dict[tuple[str, str], _Depth] = {}
