@@ -24,13 +24,20 @@ _UNITS = {"s": dt.timedelta(seconds=1), "m": dt.timedelta(minutes=1),
           "h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
 
 
+_LONGEST = dt.timedelta(weeks=5218)  # 100 years: beyond it, dates stop fitting a datetime
+
+
 def parse_duration(text: str) -> dt.timedelta:
-    """``30s``, ``90m``, ``12h``, ``30d`` or ``4w`` as a timedelta (at least one unit)."""
+    """``30s``, ``90m``, ``12h``, ``30d`` or ``4w`` as a timedelta: at least one unit, at
+    most 100 years."""
     match = _DURATION.match(text.strip().lower()) if isinstance(text, str) else None
     if match is None or int(match.group(1)) == 0:
         raise InvalidInputError(f"{text!r} is not a duration; use e.g. 30s, 90m, 12h, 30d "
                                 "or 4w")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    duration = int(match.group(1)) * _UNITS[match.group(2)]
+    if duration > _LONGEST:
+        raise InvalidInputError(f"{text!r} is longer than 100 years (5218w)")
+    return duration
 
 
 class OncePer:

@@ -506,5 +506,21 @@ def test_monitor_performance(home: Path, capsys: pytest.CaptureFixture[str]) -> 
     code, out, _ = cli(capsys, "monitor", "performance", "iris", "--version", "1.0.0")
     assert code == 0 and "4 labelled rows from 4 logged requests (classification)" in out
     assert "accuracy" in out and "-0.2500" in out
+    code, out, _ = cli(capsys, "monitor", "performance", "iris", "--version", "1.0.0",
+                       "--window", "5218w", "--json")
+    assert code == 0 and json.loads(out)["labelled"] == 4
     code, _, err = cli(capsys, "monitor", "performance", "iris", "--window", "soon")
     assert code == 1 and "'soon' is not a duration" in err
+
+
+def test_durations_are_checked_before_anything_is_stored(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "keys", "create", "--name", "forever", "--role", "viewer",
+                       "--expires-in", "999999w")
+    assert code == 1 and "'999999w' is longer than 100 years (5218w)" in err
+    assert "Traceback" not in err and "OverflowError" not in err
+    code, out, _ = cli(capsys, "keys", "list", "--json")
+    assert code == 0 and json.loads(out) == []  # nothing was created
+    code, out, _ = cli(capsys, "keys", "create", "--name", "month", "--role", "viewer",
+                       "--expires-in", "30d")
+    assert code == 0, out

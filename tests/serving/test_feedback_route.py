@@ -219,10 +219,15 @@ async def test_live_performance_from_feedback(iris_client: Client) -> None:
         assert body["metrics"]["accuracy"] == pytest.approx(expected)
         assert body["metrics"]["roc_auc"] is not None  # the model's class order is known
         assert body["at_registration"] == {} and body["change"] == {}
+        everything = await http.get(  # 100 years: from 1970 on
+            "/v1/models/iris/monitoring/performance?window=5218w", headers=read)
+        assert everything.status_code == 200, everything.text
+        assert everything.json()["window"]["start"] == "1970-01-01T00:00:00+00:00"
+        assert everything.json()["labelled"] == 4
         pinned = await http.get("/v1/models/iris/monitoring/performance?version=1.0.1",
                                 headers=read)
         assert pinned.json()["requests"] == 0 and pinned.json()["task"] is None
-        for query, status in (("window=soon", 422), ("window=0h", 422),
+        for query, status in (("window=soon", 422), ("window=0h", 422), ("window=999999w", 422),
                               ("version=9.9.9", 404)):
             refused = await http.get(f"/v1/models/iris/monitoring/performance?{query}",
                                      headers=read)

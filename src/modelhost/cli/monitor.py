@@ -20,14 +20,13 @@ def monitor_performance(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Metrics of the predictions that got feedback, against those at registration."""
-    from modelhost.monitoring.performance import performance
+    from modelhost.monitoring.performance import performance, window_ending
 
-    span = parse_duration(window)
+    start, end = window_ending(utcnow(), parse_duration(window))
     client = STATE.client()
     mv = client.registry.get_version(name, version)
-    end = utcnow()
     result = performance(client.predictions, model=name, version=mv.version,
-                         start=end - span, end=end, registered=mv.metrics)
+                         start=start, end=end, registered=mv.metrics)
     if result.task is None:
         text = (f"{name} {mv.version}: {_count(result.requests, 'request')} logged in the "
                 f"last {window}, none with feedback yet.")

@@ -41,6 +41,15 @@ class Performance:
                 "at_registration": dict(self.at_registration), "change": dict(self.change)}
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def window_ending(end: dt.datetime, span: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
+    """[end - span, end), starting no earlier than 1970 (nothing is older, and a span of
+    thousands of years would not fit a datetime)."""
+    return max(_EPOCH, end - min(span, end - _EPOCH)), end
+
+
 def performance(store: PredictionLogStore, *, model: str, version: str, start: dt.datetime,
                 end: dt.datetime, registered: Mapping[str, float] | None = None,
                 classes: Sequence[Any] | None = None) -> Performance:

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Query
 
 from modelhost._utils import parse_duration, utcnow
 from modelhost.errors import NotFoundError
-from modelhost.monitoring.performance import performance
+from modelhost.monitoring.performance import performance, window_ending
 from modelhost.registry import Registry
 from modelhost.serving.pool import ModelPool
 from modelhost.store.monitoring import PredictionLogStore
@@ -35,8 +35,8 @@ def install(api: FastAPI, registry: Registry, pool: ModelPool,
         mv = await asyncio.to_thread(registry.get_version, name, version or "@production")
         served = pool.if_loaded(name, mv.version)
         classes = getattr(served.model, "classes", None) if served is not None else None
-        end = utcnow()
+        start, end = window_ending(utcnow(), span)
         result = await asyncio.to_thread(
-            performance, store, model=name, version=mv.version, start=end - span, end=end,
+            performance, store, model=name, version=mv.version, start=start, end=end,
             registered=mv.metrics, classes=list(classes) if classes is not None else None)
         return result.to_dict()
