@@ -36,6 +36,8 @@ def server_options(settings: Settings) -> ServerOptions:
                            if o.strip()),
         monitor=MonitorOptions(
             prediction_log=settings.prediction_log, flush_s=settings.monitor_flush_s,
+            profiles=settings.monitor_profiles,
+            profile_retention_days=settings.monitor_retention_days,
             log=LogOptions(sample=settings.prediction_log_sample,
                            max_per_s=settings.prediction_log_max_per_s,
                            retention=dt.timedelta(days=settings.prediction_log_retention_days))))
@@ -48,4 +50,5 @@ def app_factory() -> ModelhostApp:
     settings = Settings()
     client = Client(settings, migrate=False)
     return create_app(client.registry, options=server_options(settings), keys=client.keys,
-                      audit=client.audit, predictions=client.predictions)
+                      audit=client.audit, predictions=client.predictions,
+                      profiles=client.profiles)

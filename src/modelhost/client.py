@@ -21,6 +21,7 @@ from modelhost.store import Database, DatasetStore, ModelStore, TrackingStore
 from modelhost.store.audit import AuditStore
 from modelhost.store.keys import KeyStore
 from modelhost.store.monitoring import PredictionLogStore
+from modelhost.store.profiles import ProfileStore
 from modelhost.tracking import Datasets, Tracker
 
 
@@ -52,8 +53,10 @@ class Client:
         def references() -> set[str]:
             return models.artifact_digests() | datasets.digests() | runs.artifact_digests()
 
+        self.profiles = ProfileStore(self.db)
         self.registry = Registry(models, self.artifacts, today=today,
-                                 trust_pickle=settings.trust_pickle, references=references)
+                                 trust_pickle=settings.trust_pickle, references=references,
+                                 profiles=self.profiles)
         self.datasets = Datasets(datasets, self.artifacts, references=references)
         self.tracking = Tracker(runs, datasets=self.datasets, registry=self.registry,
                                 artifacts=self.artifacts, references=references)

@@ -71,7 +71,13 @@ class Settings(BaseSettings):
                                                description="days predictions and feedback "
                                                            "are kept")
     monitor_flush_s: float = Field(default=2.0, gt=0, le=60,
-                                   description="how often workers write their log")
+                                   description="how often workers write their log and "
+                                               "live profiles")
+    monitor_profiles: bool = Field(default=True,
+                                   description="profile live traffic for drift")
+    monitor_retention_days: int = Field(default=30, ge=1, le=3650,
+                                        description="days hourly live profiles are kept "
+                                                    "(minute ones: two days)")
 
     @property
     def resolved_db_url(self) -> str:

@@ -49,3 +49,82 @@ def monitor_performance(
 
 def _count(n: int, thing: str) -> str:
     return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
+@monitor_app.command("drift")
+def monitor_drift(
+    name: str,
+    version: str = typer.Option("@production", "--version",
+                                help="Version, alias, latest or @stage."),
+    window: str = typer.Option("1h", "--window", help="How far back: 30m, 12h, 7d, ..."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Drift of the live inputs and predictions against the version's reference."""
+    from modelhost.monitoring.drift import DriftService
+    from modelhost.monitoring.performance import window_ending
+
+    start, end = window_ending(utcnow(), parse_duration(window))
+    client = STATE.client()
+    mv = client.registry.get_version(name, version)
+    service = DriftService(client.profiles, references=client.registry.reference,
+                           now=utcnow)
+    report = service.drift(name, mv.version, start=start, end=end).to_dict()
+    if as_json:
+        emit(report, as_json=True)
+        return
+    head = (f"{name} {mv.version}, last {window}: {_count(report['requests'], 'request')}, "
+            f"{_count(report['rows'], 'row')} profiled")
+    if report["reference"] is None:
+        out.print(f"{head}.\n{report['message']}")
+        return
+    drifted = sum(f["drifted"] for f in report["features"])
+    verdict = ("DATA DRIFT" if report["dataset_drift"] else "no data drift")
+    out.print(f"{head} against {report['reference_rows']} reference rows "
+              f"({report['reference']['source']}): {verdict}, {drifted} of "
+              f"{len(report['features'])} features drifted")
+    rows = [*report["features"]]
+    if report["prediction"] is not None:
+        rows.append(report["prediction"])
+    # Thresholds and types are in --json; a test's name says which rule applies.
+    # OUTSIDE: live values out of the reference's range, or categories it never had.
+    out.print(make_table("COLUMN", "TEST", "STATISTIC", "P-VALUE", "DRIFT", "PSI",
+                         "OUTSIDE", rows=[
+        (f["name"], f["test"], _num(f["statistic"]), _num(f["p_value"]),
+         "yes" if f["drifted"] else "no", _num(f["psi"]), str(f["out_of_range"]))
+        for f in rows]))
+
+
+@monitor_app.command("reference")
+def monitor_reference(
+    name: str,
+    version: str,
+    data: str = typer.Option(..., "--data", help="A CSV/Parquet file or folder, or a "
+                             "logged dataset as NAME@VERSION."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Attach a reference profile (the baseline of drift) to a version, from its
+    training data; replaces an earlier one."""
+    from pathlib import Path
+
+    from modelhost.tracking.datasets import read_frame, read_version
+
+    client = STATE.client()
+    if Path(data).exists() or "@" not in data:
+        frame, source = read_frame(data), f"file {Path(data).name}"
+    else:
+        dataset, _, number = data.rpartition("@")
+        dv = client.datasets.get(dataset, int(number) if number.isdigit() else None)
+        frame, source = read_version(client.datasets, dv), f"dataset {dv.name}@{dv.version}"
+    stored = client.registry.attach_reference(name, version, frame, source=source)
+    features = len(stored.profile["features"])
+    emit({"model": name, "version": stored.version, "rows": stored.rows,
+          "features": features, "source": stored.source, "digest": stored.digest},
+         as_json=as_json,
+         table=f"{name} {stored.version}: reference profile from {stored.source} "
+               f"({_count(stored.rows, 'row')}, {_count(features, 'feature')})")
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1e}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"

@@ -38,6 +38,7 @@ from modelhost.registry import card, environment
 from modelhost.registry.scoring import Scorer, _first_line
 from modelhost.registry.versioning import choose_version
 from modelhost.store import ConcurrentVersionError, ModelStore, NewVersion
+from modelhost.store.profiles import ProfileStore, StoredReference
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,10 @@ class Registry:
     def __init__(self, models: ModelStore, artifacts: ArtifactStore, *,
                  today: Callable[[], dt.date] = dt.date.today,
                  trust_pickle: bool = False,
-                 references: Callable[[], set[str]] | None = None) -> None:
+                 references: Callable[[], set[str]] | None = None,
+                 profiles: ProfileStore | None = None) -> None:
         self._models = models
+        self._profiles = profiles or ProfileStore(models.database)
         # Every artifact digest the metadata refers to (versions, datasets, run
         # artifacts): what a failed registration must not delete.
         self._references = references or models.artifact_digests
@@ -144,6 +147,8 @@ class Registry:
         trust_pickle: bool = False,
         optimize: bool = False,
         reference_data: Any = None,
+        reference_source: str = "the data given at registration",
+        reference_optional: bool = False,
     ) -> ModelVersion:
         """Register a new version of ``name`` from a Python object or a file/folder.
 
@@ -160,6 +165,12 @@ class Registry:
         the input example and ``reference_data`` (a DataFrame of inputs) within
         ``optimize.DEFAULT_TOLERANCE``, and serves whichever is faster; the report is
         recorded in the version's ``flavor_meta["optimize"]``.
+
+        ``reference_data`` (the training inputs; the label and other columns the
+        signature does not name are left out) also becomes the version's reference
+        profile, the baseline of drift (``reference_source`` says where it came from;
+        with ``reference_optional``, data that does not fit the signature is left out
+        instead of failing the registration).
         """
         validate_name(name)
         explicit = SemVer.parse(version) if version is not None else None
@@ -193,6 +204,17 @@ class Registry:
             if optimize:
                 flavor_name, meta = self._optimize(chosen.name, meta, loaded, dest,
                                                    signature, example, reference_data)
+            reference = None
+            if reference_data is not None:
+                from modelhost.registry.reference import reference_from_data  # pandas
+
+                try:
+                    reference = reference_from_data(loaded, signature, reference_data,
+                                                    source=reference_source)
+                except InvalidInputError as exc:
+                    if not reference_optional:
+                        raise
+                    log.info("%s: registered without a reference profile (%s)", name, exc)
             choose = functools.partial(choose_version, name=name, signature=signature,
                                        explicit=explicit, force=force)
             choose(latest)  # the rule, checked now; again inside the writing transaction
@@ -209,7 +231,7 @@ class Registry:
                     python_version=environment.python_version(),
                     packages=environment.package_versions()),
                 metrics=clean_metrics, params=clean_params, tags=clean_tags,
-                description=description)
+                description=description, reference=reference)
             tree = self._artifacts.put_tree(dest)
             try:
                 created = self._create(
@@ -326,6 +348,24 @@ class Registry:
 
     def is_past_sunset(self, mv: ModelVersion) -> bool:
         return mv.sunset is not None and self._today() > mv.sunset
+
+    # --- reference profiles ---------------------------------------------------------
+
+    def reference(self, name: str, ref: str) -> StoredReference | None:
+        """The reference profile of a version, or None if it has none."""
+        mv = self.get_version(name, ref)
+        return self._profiles.reference(name, mv.version)
+
+    def attach_reference(self, name: str, ref: str, data: Any, *,
+                         source: str) -> StoredReference:
+        """Build a version's reference profile from ``data`` (its training inputs) and
+        save it, replacing any earlier one; audited. Checked before anything is saved."""
+        from modelhost.registry.reference import reference_from_data  # pandas
+
+        loaded = self.load(name, ref)
+        mv = loaded.version
+        new = reference_from_data(loaded.model, mv.signature, data, source=source)
+        return self._profiles.attach_reference(name, mv.version, new)
 
     # --- card and load --------------------------------------------------------------
 

@@ -53,6 +53,7 @@ from modelhost.serving.server import Server, ServerOptions
 from modelhost.serving.watcher import RoutingWatcher
 from modelhost.store.audit import AuditStore
 from modelhost.store.monitoring import PredictionLogStore
+from modelhost.store.profiles import ProfileStore
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +317,7 @@ def _with_security_headers(send: Send, path: str, rid: str) -> Send:
 def create_app(registry: Registry, *, options: ServerOptions | None = None,
                keys: ApiKeys | None = None, audit: AuditStore | None = None,
                predictions: PredictionLogStore | None = None,
+               profiles: ProfileStore | None = None,
                observers: Sequence[Observer] = (),
                today: Callable[[], dt.date] = dt.date.today,
                clock: Callable[[], float] = time.monotonic) -> ModelhostApp:
@@ -324,7 +326,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     With ``options.auth`` every route but the health probes needs a key from ``keys``;
     denied attempts at privileged routes go to ``audit``. With ``predictions`` (and
     ``options.monitor.prediction_log``) answered predictions are logged there and
-    ``/v1/feedback`` joins labels to them. ``observers`` watch every answered prediction
+    ``/v1/feedback`` joins labels to them. With ``profiles`` (and ``options.monitor.profiles``)
+    each worker profiles its live traffic for drift. ``observers`` watch every answered prediction
     request, after the metrics and the log (see ``observers.py``). ``today``
     dates sunsets; ``clock`` (monotonic seconds) times the retries of failed loads.
     """
@@ -345,10 +348,10 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
             raise ValueError("options.auth needs the key service (keys=...)")
         limiter = RateLimiter(options.redis_url)
         guard = Guard(keys, audit=audit, limiter=limiter, default_rate=options.rate_limit)
-    monitoring = (Monitoring(registry, predictions, options.monitor)
-                  if predictions is not None and options.monitor.prediction_log else None)
-    logged: list[Observer] = [monitoring.log] if monitoring is not None else []
-    watching = Observers([metrics, *logged, *observers], on_error=metrics.observer_failed)
+    monitoring = Monitoring(registry, options.monitor, predictions=predictions,
+                            profiles=profiles)
+    watching = Observers([metrics, *monitoring.observers, *observers],
+                         on_error=metrics.observer_failed)
     predictor = Predictor(pool, watcher, registry, metrics=metrics, limits=options.limits,
                           cache=cache, keep_inputs=watching.wants_data, today=today)
     server = Server(registry=registry, watcher=watcher, pool=pool, predictor=predictor,
@@ -368,8 +371,7 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
         # loads; /healthz answers at once, /readyz says what is still loading, and a
         # request for a loading version waits for it (up to load_wait_s).
         await watcher.start()
-        if monitoring is not None:
-            monitoring.start()
+        monitoring.start()
         settling = asyncio.create_task(settle(), name="modelhost-settle")
         try:
             yield
@@ -379,13 +381,13 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                 await settling
             await watcher.stop()
             await pool.stop()
-            if monitoring is not None:
-                await monitoring.stop()
+            await monitoring.stop()
             await cache.close()
             if limiter is not None:
                 await limiter.close()
 
     api = build_api(server, lifespan=lifespan, keys=keys, audit=audit,
-                    feedback=monitoring.feedback if monitoring is not None else None,
-                    predictions=predictions if monitoring is not None else None)
+                    feedback=monitoring.feedback,
+                    predictions=predictions if monitoring.log is not None else None,
+                    drift=monitoring.drift)
     return ModelhostApp(server, api, guard=guard)

@@ -1,25 +1,32 @@
-"""The server's side of monitoring: the prediction log as an observer, its flusher, and
-the feedback service behind ``/v1/feedback``.
+"""The server's side of monitoring: the prediction log and the live profiles as
+observers, their flusher, the feedback service behind ``/v1/feedback`` and the drift
+service behind ``/v1/models/{name}/monitoring/drift``.
 
 The flusher is a background task of each worker: every ``flush_s`` it writes the log's
-buffer from a worker thread (never on the event loop), and every ``prune_every_s`` it
-deletes what is past the retention. Its failures are logged, never raised: the
-prediction path does not depend on it.
+buffer and counts and writes the live profiles, from a worker thread (never on the
+event loop), and every ``prune_every_s`` it deletes what is past the retention. Its
+failures are logged, never raised: the prediction path does not depend on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import logging
 import time
 
 from modelhost._utils import utcnow
 from modelhost.monitoring import FeedbackService, PredictionLog
+from modelhost.monitoring.drift import MINUTE_RETENTION, DriftService
+from modelhost.monitoring.profiles import LiveProfiles
 from modelhost.registry import Registry
+from modelhost.serving.observers import Observer
 from modelhost.serving.server import MonitorOptions
+from modelhost.stats.profile import Reference
 from modelhost.store.monitoring import PredictionLogStore
+from modelhost.store.profiles import ProfileStore
 
 log = logging.getLogger(__name__)
 
@@ -27,27 +34,50 @@ _FLUSH_LIMIT = 20_000  # requests per transaction
 
 
 class Monitoring:
-    def __init__(self, registry: Registry, store: PredictionLogStore,
-                 options: MonitorOptions) -> None:
+    """What a worker monitors: the prediction log (with ``predictions`` and
+    ``options.prediction_log``) and live profiles (with ``profiles`` and
+    ``options.profiles``); either may be off."""
+
+    def __init__(self, registry: Registry, options: MonitorOptions, *,
+                 predictions: PredictionLogStore | None = None,
+                 profiles: ProfileStore | None = None) -> None:
         self.options = options
+        self.log: PredictionLog | None = None
+        self.feedback: FeedbackService | None = None
+        self.profiles: LiveProfiles | None = None
+        self.drift: DriftService | None = None
+        if predictions is not None and options.prediction_log:
+            @functools.lru_cache(maxsize=1024)
+            def columns(model: str, version: str) -> list[str] | None:
+                """The signature's columns of a version (versions never change)."""
+                signature = registry.get_version(model, version).signature
+                return [c.name for c in signature.columns] if signature and \
+                    signature.columns else None
 
-        @functools.lru_cache(maxsize=1024)
-        def columns(model: str, version: str) -> list[str] | None:
-            """The signature's columns of a version (versions never change)."""
-            signature = registry.get_version(model, version).signature
-            return [c.name for c in signature.columns] if signature and \
-                signature.columns else None
+            self.log = PredictionLog(predictions, options=options.log, columns=columns)
+            self.feedback = FeedbackService(
+                predictions, flush=self._flush_log,
+                wait_s=(options.feedback_wait_s if options.feedback_wait_s is not None
+                        else options.flush_s + 1.0),
+                retention_days=options.log.retention.days)
+        if profiles is not None:
+            self.drift = DriftService(profiles, references=registry.reference, now=utcnow)
+            if options.profiles:
+                def reference(model: str, version: str) -> Reference | None:
+                    stored = registry.reference(model, version)
+                    return Reference.from_dict(stored.profile) if stored else None
 
-        self.log = PredictionLog(store, options=options.log, columns=columns)
-        self.feedback = FeedbackService(
-            store, flush=self._flush_all,
-            wait_s=(options.feedback_wait_s if options.feedback_wait_s is not None
-                    else options.flush_s + 1.0),
-            retention_days=options.log.retention.days)
+                self.profiles = LiveProfiles(profiles, references=reference)
+        self._profile_store = profiles
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def observers(self) -> list[Observer]:
+        return [o for o in (self.log, self.profiles) if o is not None]
+
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="modelhost-prediction-log")
+        if self.observers:
+            self._task = asyncio.create_task(self._run(), name="modelhost-monitoring")
 
     async def stop(self) -> None:
         """Stop the flusher, then write what is left (the requests are drained by now)."""
@@ -57,9 +87,29 @@ class Monitoring:
                 await self._task
         await asyncio.to_thread(self._flush_all)
 
+    def _flush_log(self) -> None:
+        if self.log is not None:
+            while self.log.flush(limit=_FLUSH_LIMIT) == _FLUSH_LIMIT:
+                pass
+
     def _flush_all(self) -> None:
-        while self.log.flush(limit=_FLUSH_LIMIT) == _FLUSH_LIMIT:
-            pass
+        self._flush_log()
+        if self.profiles is not None:
+            self.profiles.flush()
+
+    def _prune(self) -> None:
+        now = utcnow()
+        if self.log is not None:
+            predictions, labels = self.log.prune(now)
+            if predictions or labels:
+                log.info("prediction log: pruned %d predictions and %d labels past the "
+                         "retention", predictions, labels)
+        if self._profile_store is not None and self.profiles is not None:
+            windows = self._profile_store.prune(
+                minutes_before=now - MINUTE_RETENTION,
+                hours_before=now - dt.timedelta(days=self.options.profile_retention_days))
+            if windows:
+                log.info("live profiles: pruned %d windows past the retention", windows)
 
     async def _run(self) -> None:
         # The first prune soon after start (a restarted server catches up), then regularly.
@@ -70,9 +120,6 @@ class Monitoring:
                 await asyncio.to_thread(self._flush_all)
                 if time.monotonic() >= prune_at:
                     prune_at = time.monotonic() + self.options.prune_every_s
-                    predictions, labels = await asyncio.to_thread(self.log.prune, utcnow())
-                    if predictions or labels:
-                        log.info("prediction log: pruned %d predictions and %d labels "
-                                 "past the retention", predictions, labels)
+                    await asyncio.to_thread(self._prune)
             except Exception:  # the flusher must outlive any single failure
-                log.exception("prediction log flush failed")
+                log.exception("monitoring flush failed")

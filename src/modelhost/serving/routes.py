@@ -257,7 +257,7 @@ def _management(method: str, parts: list[str], n: int, name: str) -> Route | Non
         return None
     if n == 5 and parts[3] == "aliases" and method in ("PUT", "DELETE"):
         return Route(Protocol.MANAGEMENT, Action.ALIAS, _DEPLOY, name)
-    if n == 5 and parts[3] == "monitoring" and parts[4] == "performance" and read:
+    if n == 5 and parts[3] == "monitoring" and parts[4] in ("performance", "drift") and read:
         return Route(Protocol.MANAGEMENT, Action.MONITORING, _READ, name)
     return None
 

@@ -24,6 +24,8 @@ class MonitorOptions:
     # (None: one flush interval and a second).
     feedback_wait_s: float | None = None
     prune_every_s: float = 3600.0  # how often each worker deletes what is past retention
+    profiles: bool = True  # live profiles (drift), when the server is given a profile store
+    profile_retention_days: int = 30  # hour windows; minute windows are kept two days
 
 
 @dataclass(frozen=True)

@@ -276,3 +276,16 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("modelhost_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def insert_for(session: Session, table: type[Any]) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL alike), on the
+    Core table: an ORM-enabled bulk insert costs about 10 µs more per row."""
+    core = table.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(core)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(core)

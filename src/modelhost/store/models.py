@@ -40,6 +40,7 @@ from modelhost.errors import (
 )
 from modelhost.store import audit
 from modelhost.store.database import Database, WriteConflictError
+from modelhost.store.profiles import NewReference, new_reference_row
 from modelhost.store.schema import (
     AliasRow,
     DatasetRow,
@@ -77,6 +78,7 @@ class NewVersion:
     params: Mapping[str, str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    reference: NewReference | None = None  # its training data's profile, when known
 
 
 # Decides the version number from the current latest version, inside the transaction
@@ -87,6 +89,10 @@ ChooseVersion = Callable[[ModelVersion | None], SemVer]
 class ModelStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    @property
+    def database(self) -> Database:
+        return self._db
 
     # --- reads ----------------------------------------------------------------------
 
@@ -218,6 +224,8 @@ class ModelStore:
                           for d in dict.fromkeys(dataset_ids))
                 s.add_all(VersionTagRow(version_id=row.id, key=k, value=str(v))
                           for k, v in new.tags.items())
+                if new.reference is not None:
+                    s.add(new_reference_row(row.id, new.reference))
                 model.updated_at = now
                 s.flush()
                 version = self._version(s, model, row)

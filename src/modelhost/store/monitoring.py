@@ -14,11 +14,10 @@ from typing import Any
 
 import orjson
 from sqlalchemy import CursorResult, delete, func, select
-from sqlalchemy.orm import Session
 
 from modelhost._utils import as_utc
 from modelhost.entities import Feedback, LoggedPrediction
-from modelhost.store.database import Database
+from modelhost.store.database import Database, insert_for
 from modelhost.store.schema import FeedbackRow, PredictionLogRow
 
 _CHUNK = 500  # ids per IN (...) list: well under every database's parameter limit
@@ -102,7 +101,7 @@ class PredictionLogStore:
         rows = [{"request_id": x.request_id, "model": x.model, "version": x.version,
                  "label": x.label, "received_at": now, "updated_at": now} for x in labels]
         with self._db.session(write=True) as s:
-            statement = _insert(s, FeedbackRow)
+            statement = insert_for(s, FeedbackRow)
             s.execute(statement.on_conflict_do_update(
                 index_elements=["request_id"],
                 set_={"label": statement.excluded.label,
@@ -144,16 +143,3 @@ class PredictionLogStore:
             labels: CursorResult[Any] = s.execute(  # type: ignore[assignment]
                 delete(FeedbackRow).where(FeedbackRow.received_at < before))
             return predictions.rowcount, labels.rowcount
-
-
-def _insert(session: Session, table: type[Any]) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL alike), on the
-    Core table: an ORM-enabled bulk insert costs about 10 µs more per row."""
-    core = table.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(core)
-    from sqlalchemy.dialects import sqlite
-
-    return sqlite.insert(core)

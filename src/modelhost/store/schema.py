@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -326,4 +327,40 @@ class FeedbackRow(Base):
     version: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(Text)  # JSON: one label, or a list of one per row
     received_at: Mapped[dt.datetime] = mapped_column(_tz())
+    updated_at: Mapped[dt.datetime] = mapped_column(_tz())
+
+
+class ReferenceProfileRow(Base):
+    """A version's reference profile (``stats.profile.Reference`` as JSON): what its
+    training data looked like, the baseline of drift. Saved at registration when the
+    data is known, or attached later; at most one per version."""
+
+    __tablename__ = "reference_profiles"
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(Text)
+    rows: Mapped[int] = mapped_column(Integer)
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(_tz())
+
+
+class ProfileWindowRow(Base):
+    """The live profile one worker accumulated for one version in one window (a minute or
+    an hour): a float64 vector laid out by the reference whose ``digest`` it names. A
+    worker rewrites its row as the window fills; rows of all workers add up."""
+
+    __tablename__ = "profile_windows"
+    __table_args__ = (Index("ix_profile_windows_lookup", "model", "version", "width_s",
+                            "start"),
+                      Index("ix_profile_windows_start", "start"))
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    width_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[dt.datetime] = mapped_column(_tz(), primary_key=True)
+    worker: Mapped[str] = mapped_column(String(32), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(16), primary_key=True)
+    counts: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[dt.datetime] = mapped_column(_tz())

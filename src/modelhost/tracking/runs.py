@@ -122,9 +122,25 @@ class ActiveRun:
         kwargs.setdefault("params", dict(run.params))
         kwargs.setdefault("metrics", dict(run.metrics))
         datasets = list(kwargs.pop("datasets", ())) + list(run.datasets)
+        if kwargs.get("reference_data") is None and datasets:
+            kwargs.update(self._reference_from(datasets[0]))
         return self._tracker._registry.register(
             model, name=name, run_id=self.run_id, git_commit=self._git_commit,
             datasets=list(dict.fromkeys(datasets)), **kwargs)
+
+    def _reference_from(self, dataset: DatasetVersion | str) -> dict[str, Any]:
+        """The first dataset of a run as the reference data of the model it logs: its
+        columns the signature names become the reference profile; if it has not all of
+        them (features built in code), the version is registered without one."""
+        from modelhost.tracking.datasets import read_version
+
+        datasets = self._tracker._datasets
+        if isinstance(dataset, str):
+            name, _, number = dataset.partition("@")
+            dataset = datasets.get(name, int(number) if number.isdigit() else None)
+        return {"reference_data": read_version(datasets, dataset),
+                "reference_source": f"dataset {dataset.name}@{dataset.version}",
+                "reference_optional": True}
 
     def end(self, status: RunStatus = RunStatus.FINISHED) -> Run:
         return self._tracker.store.end_run(self.run_id, status)

@@ -1,0 +1,235 @@
+"""Live profiles: every worker counts what its versions see, per minute and per hour.
+
+``observe`` runs on the event loop after each answer and only appends the request's
+references (time, status, latency, validated inputs, predictions) to a bounded buffer.
+``flush``, every few seconds in a worker thread, takes the buffer, groups it by version
+and minute, and counts each group at once with numpy on the version's reference
+(``stats.profile.Layout``): requests, errors, rows and latencies for every request,
+inputs and predictions for answered ones. The counts go into this worker's open minute
+and hour windows, whose whole vectors are then written (an idempotent upsert per
+window), so a failed write is simply retried at the next flush and never counts twice.
+
+Windows of all workers and replicas add up; queries sum them (``monitoring.drift``).
+A version's reference is looked up in the flush (never on the event loop) and again every
+``reference_ttl_s`` (at every flush while it has none), so a reference attached later is
+picked up; a version without one still gets its request, error and latency counts.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from modelhost._utils import OncePer
+from modelhost.stats.profile import Layout, Reference
+from modelhost.store.profiles import HOUR_S, MINUTE_S, ProfileStore, WindowCounts
+
+log = logging.getLogger(__name__)
+
+_WARN_EVERY_S = 60.0
+_KEEP_CLOSED_S = 180.0  # a closed window stays in memory this long past its end
+_MAX_OPEN = 10_000  # windows held in memory at most (a database down for days)
+_RETRY_REFERENCE_S = 5.0  # after a failed lookup of a reference
+
+
+@dataclass(slots=True)
+class _Seen:
+    model: str
+    version: str
+    at: float  # time.time()
+    status: int
+    latency_s: float
+    rows: int
+    inputs: Any
+    predictions: Any
+
+
+@dataclass(slots=True)
+class _Window:
+    counts: np.ndarray
+    dirty: bool = True
+
+
+class LiveProfiles:
+    """Observer (``name``, ``wants_data``, ``observe``) that profiles live traffic."""
+
+    name = "live_profiles"
+    wants_data = True
+
+    def __init__(self, store: ProfileStore, *,
+                 references: Callable[[str, str], Reference | None],
+                 buffer_requests: int = 200_000, buffer_rows: int = 2_000_000,
+                 reference_ttl_s: float = 60.0, worker: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._references = references
+        self._buffer: collections.deque[_Seen] = collections.deque()
+        self._buffer_requests = buffer_requests
+        self._buffer_rows = buffer_rows
+        self._rows = 0
+        self._ttl = reference_ttl_s
+        self._clock = clock
+        self.worker = worker or uuid.uuid4().hex
+        self._layouts: dict[tuple[str, str], tuple[Layout, float]] = {}
+        self._windows: dict[tuple[str, str, str, int, int], _Window] = {}
+        self._warn_now = OncePer(_WARN_EVERY_S)
+        self.dropped = 0  # requests not counted: the buffer was full
+
+    # --- on the event loop ------------------------------------------------------------
+
+    def observe(self, o: Any) -> None:
+        if o.model is None or o.version is None:
+            return
+        if (len(self._buffer) >= self._buffer_requests
+                or self._rows + o.rows > self._buffer_rows):
+            self.dropped += 1
+            return
+        self._rows += o.rows  # an estimate: flush subtracts without a lock
+        self._buffer.append(_Seen(o.model, o.version, self._clock(), o.status, o.latency_s,
+                                  o.rows, o.inputs if o.status == 200 else None,
+                                  o.predictions if o.status == 200 else None))
+
+    # --- in a worker thread -----------------------------------------------------------
+
+    def flush(self) -> int:
+        """Count what is buffered and write the windows that changed; returns how many
+        requests were counted. Never raises (the windows stay dirty until a write
+        succeeds)."""
+        batch: list[_Seen] = []
+        buffer = self._buffer
+        while buffer:
+            batch.append(buffer.popleft())
+        self._rows = max(0, self._rows - sum(s.rows for s in batch))
+        groups: dict[tuple[str, str], list[_Seen]] = collections.defaultdict(list)
+        for one in batch:
+            groups[(one.model, one.version)].append(one)
+        for (model, version), seen in groups.items():
+            try:
+                self._count(model, version, seen)
+            except Exception:  # noqa: BLE001  # one odd version must not stop the others
+                self._warn("count", "live profiles: requests of %s %s could not be counted",
+                           model, version)
+        self._write()
+        self._forget_closed()
+        return len(batch)
+
+    def _count(self, model: str, version: str, seen: list[_Seen]) -> None:
+        layout = self._layout(model, version)
+        at = np.fromiter((s.at for s in seen), dtype=np.float64, count=len(seen))
+        minutes = (at // MINUTE_S).astype(np.int64) * MINUTE_S
+        for minute in np.unique(minutes):
+            part = [s for s, m in zip(seen, minutes == minute, strict=True) if m]
+            counts = layout.empty()
+            latencies = np.fromiter((s.latency_s for s in part), dtype=np.float64,
+                                    count=len(part))
+            layout.add_requests(counts, latencies_s=latencies,
+                                errors=sum(s.status != 200 for s in part),
+                                rows=sum(s.rows for s in part))
+            answered = [s for s in part if s.inputs is not None]
+            if answered and layout.reference is not None:
+                columns, predictions = _columns(layout.reference, answered)
+                if columns:
+                    layout.add_rows(counts, columns, predictions)
+            start = int(minute)
+            self._add(model, version, layout.digest, MINUTE_S, start, counts)
+            self._add(model, version, layout.digest, HOUR_S, start - start % HOUR_S, counts)
+
+    def _add(self, model: str, version: str, digest: str, width: int, start: int,
+             counts: np.ndarray) -> None:
+        key = (model, version, digest, width, start)
+        window = self._windows.get(key)
+        if window is None:
+            if len(self._windows) >= _MAX_OPEN:
+                self._warn("full", "live profiles: too many unwritten windows; the "
+                           "counts of %s %s were dropped", model, version)
+                return
+            self._windows[key] = _Window(counts.copy())
+        else:
+            window.counts += counts
+            window.dirty = True
+
+    def _layout(self, model: str, version: str) -> Layout:
+        """The layout of a version's vectors: its reference, looked up again after
+        ``reference_ttl_s``, or at every flush while it has none (so a reference
+        attached to a served version counts from the next flush on)."""
+        now = time.monotonic()
+        cached = self._layouts.get((model, version))
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        try:
+            reference = self._references(model, version)
+        except Exception:  # noqa: BLE001  # the database may be down: count what we can
+            self._warn("reference", "live profiles: the reference of %s %s could not be "
+                       "read", model, version)
+            layout = cached[0] if cached is not None else Layout(None)
+            self._layouts[(model, version)] = (layout, now + _RETRY_REFERENCE_S)
+            return layout
+        if cached is not None and cached[0].reference == reference:
+            layout = cached[0]
+        else:
+            layout = Layout(reference)
+        self._layouts[(model, version)] = (layout, now + self._ttl if reference else now)
+        return layout
+
+    def _write(self) -> None:
+        dirty = [(key, w) for key, w in self._windows.items() if w.dirty]
+        if not dirty:
+            return
+        try:
+            self._store.write_windows([
+                WindowCounts(model=m, version=v, width_s=width,
+                             start=dt.datetime.fromtimestamp(start, dt.timezone.utc),
+                             worker=self.worker, digest=digest,
+                             counts=w.counts.astype("<f8").tobytes())
+                for (m, v, digest, width, start), w in dirty])
+        except Exception:  # noqa: BLE001  # kept dirty: written at the next flush
+            self._warn("store", "live profiles: %d windows could not be written; retrying "
+                       "at the next flush", len(dirty))
+            return
+        for _, w in dirty:
+            w.dirty = False
+
+    def _forget_closed(self) -> None:
+        now = self._clock()
+        for key in [k for k, w in self._windows.items()
+                    if not w.dirty and k[4] + k[3] + _KEEP_CLOSED_S < now]:
+            del self._windows[key]
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        if self._warn_now(kind):
+            log.warning(message + " (said at most once a minute)", *args,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
+
+
+def _columns(reference: Reference, answered: list[_Seen]) -> tuple[dict[str, Any], Any]:
+    """The answered requests' inputs as one array per reference column, and their
+    predictions as one array (validated inputs are DataFrames with the signature's
+    columns in order, or 2-D arrays of them; tensors are not profiled)."""
+    names = [f.name for f in reference.features]
+    blocks, predictions = [], []
+    for s in answered:
+        inputs = s.inputs
+        if hasattr(inputs, "to_numpy") and hasattr(inputs, "columns"):
+            if inputs.shape[1] != len(names):
+                continue
+            block = inputs.to_numpy()
+        elif isinstance(inputs, np.ndarray) and inputs.ndim == 2 \
+                and inputs.shape[1] == len(names):
+            block = inputs
+        else:
+            continue
+        blocks.append(block)
+        predictions.append(np.asarray(s.predictions))
+    if not blocks:
+        return {}, None
+    table = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+    joined = np.concatenate(predictions) if len(predictions) > 1 else predictions[0]
+    return {name: table[:, i] for i, name in enumerate(names)}, joined
