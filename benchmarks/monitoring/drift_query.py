@@ -29,12 +29,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from modelhost._utils import utcnow  # noqa: E402
-from modelhost.client import Client  # noqa: E402
-from modelhost.config import Settings  # noqa: E402
-from modelhost.monitoring.drift import DriftService  # noqa: E402
-from modelhost.stats.profile import Layout, Reference  # noqa: E402
-from modelhost.store.profiles import HOUR_S, MINUTE_S, WindowCounts  # noqa: E402
+from modelhost._utils import utcnow
+from modelhost.client import Client
+from modelhost.config import Settings
+from modelhost.monitoring.drift import DriftService
+from modelhost.stats.profile import Layout, Reference
+from modelhost.store.profiles import HOUR_S, MINUTE_S, WindowCounts
 
 
 def main() -> None:
