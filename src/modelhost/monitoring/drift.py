@@ -99,7 +99,11 @@ class DriftService:
                 prediction = column_drift(reference.prediction, layout.column_counts(
                     live.counts, reference.prediction, prediction=True))
             shared = dataset_drift(list(features))
-            rows = int(live.counts[prof.ROWS])
+            # Rows counted on the reference's columns (values and nulls): not those of
+            # requests whose inputs could not be profiled (tensors, errors).
+            rows = max((int(layout.column_counts(live.counts, f).sum()
+                            - _sums(f, layout.column_counts(live.counts, f)))
+                        for f in reference.features), default=0)
         return DriftReport(
             model=model, version=version, start=live.start, end=live.end, reference=stored,
             requests=int(header[prof.REQUESTS]), errors=int(header[prof.ERRORS]),
@@ -111,8 +115,11 @@ class DriftService:
         """The workers' windows summed over [start, end) (widened to whole minutes, and
         to whole hours before the minute windows' retention)."""
         start, end = _floor(start, MINUTE_S), _ceil(end, MINUTE_S)
-        if start < self._now() - MINUTE_RETENTION:
+        kept_since = self._now() - MINUTE_RETENTION  # minute windows before are pruned
+        if start < kept_since:
             start = _floor(start, HOUR_S)
+        if end < kept_since:
+            end = _ceil(end, HOUR_S)
         digest = reference.digest if reference is not None else None
         header = np.zeros(prof.HEADER)
         counts = Layout(reference).empty() if reference is not None else None
@@ -136,6 +143,12 @@ class DriftService:
                                        end=last_hour)
         yield from self._store.windows(model, version, width_s=MINUTE_S, start=last_hour,
                                        end=end)
+
+
+def _sums(column: prof.ColumnProfile, counts: np.ndarray) -> float:
+    """The part of a numeric column's counts that are sums of values, not counts."""
+    return float(counts[-2] + counts[-1]) if isinstance(column, prof.NumericProfile) \
+        else 0.0
 
 
 def _floor(t: dt.datetime, seconds: int) -> dt.datetime:

@@ -160,7 +160,7 @@ class LiveProfiles:
         """The layout of a version's vectors: its reference, looked up again after
         ``reference_ttl_s``, or at every flush while it has none (so a reference
         attached to a served version counts from the next flush on)."""
-        now = time.monotonic()
+        now = self._clock()
         cached = self._layouts.get((model, version))
         if cached is not None and now < cached[1]:
             return cached[0]

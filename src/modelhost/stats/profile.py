@@ -84,6 +84,10 @@ class CategoricalProfile:
     rows: int
     distinct: int
     numeric: bool  # the values are numbers (compared as floats, so 1 and 1.0 agree)
+    # Reference rows of categories beyond the remembered ones (a column with more than
+    # TOP_CATEGORIES + KNOWN_CATEGORIES values): live rows of those count as unseen, so
+    # they are compared with these.
+    forgotten: int = 0
     kind: Literal["categorical"] = field(default="categorical", init=False)
 
     @property
@@ -137,7 +141,8 @@ def _column_dict(c: ColumnProfile) -> dict[str, Any]:
                 "distinct": c.distinct}
     return {"kind": c.kind, "name": c.name, "categories": list(c.categories),
             "counts": list(c.counts), "other": c.other, "known": list(c.known),
-            "nulls": c.nulls, "rows": c.rows, "distinct": c.distinct, "numeric": c.numeric}
+            "nulls": c.nulls, "rows": c.rows, "distinct": c.distinct, "numeric": c.numeric,
+            "forgotten": c.forgotten}
 
 
 def _column_from(d: Mapping[str, Any]) -> ColumnProfile:
@@ -152,7 +157,8 @@ def _column_from(d: Mapping[str, Any]) -> ColumnProfile:
         name=str(d["name"]), categories=tuple(cast(x) for x in d["categories"]),
         counts=tuple(int(x) for x in d["counts"]), other=int(d["other"]),
         known=tuple(cast(x) for x in d["known"]), nulls=int(d["nulls"]),
-        rows=int(d["rows"]), distinct=int(d["distinct"]), numeric=numeric)
+        rows=int(d["rows"]), distinct=int(d["distinct"]), numeric=numeric,
+        forgotten=int(d.get("forgotten", 0)))
 
 
 # --- building a reference ---------------------------------------------------------------
@@ -215,12 +221,14 @@ def _categorical_profile(name: str, values: npt.NDArray[Any], *, rows: int,
     uniques, counts = uniques[order], counts[order]
     cast = float if numeric else str
     top = min(TOP_CATEGORIES, uniques.size)
+    remembered = top + KNOWN_CATEGORIES
     return CategoricalProfile(
         name=name, categories=tuple(cast(u) for u in uniques[:top]),
-        counts=tuple(int(c) for c in counts[:top]), other=int(counts[top:].sum()),
-        known=tuple(cast(u) for u in uniques[top:top + KNOWN_CATEGORIES]),
+        counts=tuple(int(c) for c in counts[:top]),
+        other=int(counts[top:remembered].sum()),
+        known=tuple(cast(u) for u in uniques[top:remembered]),
         nulls=rows - int(values.size), rows=rows, distinct=int(uniques.size),
-        numeric=numeric)
+        numeric=numeric, forgotten=int(counts[remembered:].sum()))
 
 
 # --- live vectors -----------------------------------------------------------------------
@@ -369,6 +377,17 @@ def _null_mask(raw: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
 
     mask: npt.NDArray[np.bool_] = np.asarray(pd.isna(raw), dtype=bool)
     return mask
+
+
+def latency_quantile(header: _Floats, q: float) -> float:
+    """The ``q`` quantile of the latencies in a vector's header, in seconds: the upper
+    edge of the histogram bin it falls in (the last edge for the open last bin)."""
+    counts = header[LATENCY_BINS:HEADER]
+    total = float(counts.sum())
+    if total == 0:
+        return 0.0
+    index = int(np.searchsorted(np.cumsum(counts), q * total))
+    return LATENCY_EDGES_S[min(index, len(LATENCY_EDGES_S) - 1)]
 
 
 def share(counts: _Floats) -> _Floats:

@@ -107,7 +107,8 @@ class ProfileStore:
             return
         now = utcnow()
         rows = [{"model": w.model, "version": w.version, "width_s": w.width_s,
-                 "start": w.start, "worker": w.worker, "digest": w.digest,
+                 "start": w.start.astimezone(dt.timezone.utc), "worker": w.worker,
+                 "digest": w.digest,
                  "counts": w.counts, "updated_at": now} for w in windows]
         with self._db.session(write=True) as s:
             statement = insert_for(s, ProfileWindowRow)
@@ -121,6 +122,8 @@ class ProfileStore:
         """(start, digest, counts) of every worker's window of ``width_s`` starting in
         [start, end), oldest first."""
         t = ProfileWindowRow
+        # In UTC: SQLite compares the stored wall time, whatever zone it was written in.
+        start, end = start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
         with self._db.session() as s:
             for row in s.execute(select(t.start, t.digest, t.counts).where(
                     t.model == model, t.version == version, t.width_s == width_s,
@@ -135,7 +138,8 @@ class ProfileStore:
             deleted = 0
             for width, before in ((MINUTE_S, minutes_before), (HOUR_S, hours_before)):
                 result: CursorResult[Any] = s.execute(  # type: ignore[assignment]
-                    delete(t).where(t.width_s == width, t.start < before))
+                    delete(t).where(t.width_s == width,
+                                    t.start < before.astimezone(dt.timezone.utc)))
                 deleted += result.rowcount
             return deleted
 
