@@ -38,6 +38,8 @@ def server_options(settings: Settings) -> ServerOptions:
             prediction_log=settings.prediction_log, flush_s=settings.monitor_flush_s,
             profiles=settings.monitor_profiles,
             profile_retention_days=settings.monitor_retention_days,
+            alerts=settings.alerts, alerts_interval_s=settings.alerts_interval_s,
+            pipelines_dir=settings.pipelines_dir,
             log=LogOptions(sample=settings.prediction_log_sample,
                            max_per_s=settings.prediction_log_max_per_s,
                            retention=dt.timedelta(days=settings.prediction_log_retention_days))))
@@ -51,4 +53,5 @@ def app_factory() -> ModelhostApp:
     client = Client(settings, migrate=False)
     return create_app(client.registry, options=server_options(settings), keys=client.keys,
                       audit=client.audit, predictions=client.predictions,
-                      profiles=client.profiles)
+                      profiles=client.profiles, alerts=client.alert_store,
+                      leases=client.leases)

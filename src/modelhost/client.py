@@ -18,6 +18,7 @@ from modelhost.errors import InvalidInputError
 from modelhost.registry import LoadedVersion, PredictionResult, Registry
 from modelhost.security import ApiKeys
 from modelhost.store import Database, DatasetStore, ModelStore, TrackingStore
+from modelhost.store.alerts import AlertStore, LeaseStore
 from modelhost.store.audit import AuditStore
 from modelhost.store.keys import KeyStore
 from modelhost.store.monitoring import PredictionLogStore
@@ -63,6 +64,8 @@ class Client:
         self.keys = ApiKeys(KeyStore(self.db))
         self.audit = AuditStore(self.db)
         self.predictions = PredictionLogStore(self.db)
+        self.alert_store = AlertStore(self.db)
+        self.leases = LeaseStore(self.db)
         if migrate:
             self.db.ensure_current()
 

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     monitor_retention_days: int = Field(default=30, ge=1, le=3650,
                                         description="days hourly live profiles are kept "
                                                     "(minute ones: two days)")
+    alerts: bool = Field(default=True, description="evaluate alert rules in the server")
+    alerts_interval_s: float = Field(default=30.0, ge=1, le=3600,
+                                     description="how often alert rules are evaluated")
+    pipelines_dir: Path | None = Field(default=None,
+                                       description="the folder whose pipeline files alert "
+                                                   "rules may run")
 
     @property
     def resolved_db_url(self) -> str:

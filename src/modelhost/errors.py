@@ -207,6 +207,11 @@ class ConflictError(ModelhostError):
     code = "conflict"
 
 
+class NothingToRollBackError(ConflictError):
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"nothing to roll back for {name!r}: {why}")
+
+
 class VersionExistsError(ConflictError):
     def __init__(self, name: str, version: str) -> None:
         super().__init__(f"model {name!r} already has version {version}")

@@ -2,6 +2,7 @@
 place that prints."""
 
 from modelhost.cli import (  # noqa: F401  # registers commands
+    alerts,
     bench,
     db,
     models,

@@ -1,9 +1,9 @@
 """A version's reference profile, built from its training data (the baseline of drift).
 
 The data is checked against the version's signature first (a column the signature names
-must be there; columns it does not name, such as the label, are left out), then the
-model predicts on it once, so the profile also holds the distribution of its own
-predictions. At most ``MAX_ROWS`` rows are used (an even sample of larger data, which
+must be there; columns it does not name, such as the label, are left out, and date-time
+columns are not profiled), then the model predicts on it once, so the profile also holds
+the distribution of its own predictions. At most ``MAX_ROWS`` rows are used (an even sample of larger data, which
 changes the quantiles by far less than the drift tests can see).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from modelhost import signature as signatures
-from modelhost.entities import Signature
+from modelhost.entities import ColumnType, Signature
 from modelhost.errors import InvalidInputError
 from modelhost.flavors.base import LoadedModel
 from modelhost.registry.scoring import _first_line
@@ -57,8 +57,11 @@ def reference_from_data(loaded: LoadedModel, signature: Signature | None, data: 
     except Exception as exc:  # a user model may raise anything: report it, store nothing
         raise InvalidInputError(f"the model could not predict on the reference data "
                                 f"({_first_line(exc)})") from exc
+    # Date-times are not profiled (as Evidently does not test them by default): a time
+    # stamp keeps moving, so it would always "drift".
+    profiled = [c.name for c in signature.columns if c.type is not ColumnType.DATETIME]
     profile = build_reference(
-        {n: validated[n].to_numpy() for n in names}, predictions,
+        {n: validated[n].to_numpy() for n in profiled}, predictions,
         categorical_predictions=True if loaded.has_proba else None)
     return NewReference(profile=profile.to_dict(), digest=profile.digest, source=source,
                         rows=profile.rows)

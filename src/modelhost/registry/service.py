@@ -320,6 +320,13 @@ class Registry:
         mv = self.get_version(name, ref)
         return self._models.transition(name, mv.version, target, reason=reason)
 
+    def rollback(self, name: str, *, reason: str,
+                 from_version: str | None = None) -> list[StageChange]:
+        """Restore the previous production version and archive the current one (see
+        :meth:`ModelStore.rollback`); audited as ``model.rollback``."""
+        return self._models.rollback(validate_name(name), reason=reason,
+                                     from_version=from_version)
+
     def set_alias(self, name: str, alias: str, ref: str) -> ModelVersion:
         validate_name(alias, "alias")
         if alias in _RESERVED_ALIASES or SemVer.looks_like(alias):

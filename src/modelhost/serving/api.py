@@ -17,10 +17,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelhost.errors import ModelhostError
 from modelhost.monitoring import FeedbackService
+from modelhost.monitoring.alerts import AlertService
 from modelhost.monitoring.drift import DriftService
 from modelhost.registry.uploads import UploadLimits
 from modelhost.security import ApiKeys
 from modelhost.serving import admin, docs, infer_v2, openapi, performance, upload
+from modelhost.serving import alerts as alert_routes
 from modelhost.serving import drift as drift_routes
 from modelhost.serving import errors as http_errors
 from modelhost.serving import feedback as feedback_routes
@@ -65,7 +67,8 @@ class AliasRequest(BaseModel):
 def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None,
               audit: AuditStore | None = None, feedback: FeedbackService | None = None,
               predictions: PredictionLogStore | None = None,
-              drift: DriftService | None = None) -> FastAPI:
+              drift: DriftService | None = None,
+              alerts: AlertService | None = None) -> FastAPI:
     routes = Routes(pinned_model=server.options.model,
                     public_metrics=server.options.public_metrics)
     # No trailing-slash redirects: they build an absolute Location from the Host header.
@@ -300,6 +303,7 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
     feedback_routes.install(api, feedback)
     performance.install(api, registry, pool, predictions)
     drift_routes.install(api, registry, drift)
+    alert_routes.install(api, alerts)
     upload.install(api, registry, UploadLimits(max_bytes=server.options.limits.max_upload_bytes,
                                                max_files=server.options.limits.max_upload_files))
     openapi.install(api, registry,

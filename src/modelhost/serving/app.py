@@ -51,6 +51,7 @@ from modelhost.serving.predictor import Predictor, Trace
 from modelhost.serving.routes import Action, ErrorShape, Protocol, Route, Routes
 from modelhost.serving.server import Server, ServerOptions
 from modelhost.serving.watcher import RoutingWatcher
+from modelhost.store.alerts import AlertStore, LeaseStore
 from modelhost.store.audit import AuditStore
 from modelhost.store.monitoring import PredictionLogStore
 from modelhost.store.profiles import ProfileStore
@@ -318,6 +319,7 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                keys: ApiKeys | None = None, audit: AuditStore | None = None,
                predictions: PredictionLogStore | None = None,
                profiles: ProfileStore | None = None,
+               alerts: AlertStore | None = None, leases: LeaseStore | None = None,
                observers: Sequence[Observer] = (),
                today: Callable[[], dt.date] = dt.date.today,
                clock: Callable[[], float] = time.monotonic) -> ModelhostApp:
@@ -327,7 +329,9 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     denied attempts at privileged routes go to ``audit``. With ``predictions`` (and
     ``options.monitor.prediction_log``) answered predictions are logged there and
     ``/v1/feedback`` joins labels to them. With ``profiles`` (and ``options.monitor.profiles``)
-    each worker profiles its live traffic for drift. ``observers`` watch every answered prediction
+    each worker profiles its live traffic for drift. With ``alerts`` the ``/v1/alerts``
+    routes manage rules, and with ``leases`` (and ``options.monitor.alerts``) one process of
+    all workers evaluates them. ``observers`` watch every answered prediction
     request, after the metrics and the log (see ``observers.py``). ``today``
     dates sunsets; ``clock`` (monotonic seconds) times the retries of failed loads.
     """
@@ -349,7 +353,7 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
         limiter = RateLimiter(options.redis_url)
         guard = Guard(keys, audit=audit, limiter=limiter, default_rate=options.rate_limit)
     monitoring = Monitoring(registry, options.monitor, predictions=predictions,
-                            profiles=profiles)
+                            profiles=profiles, alerts=alerts, leases=leases)
     watching = Observers([metrics, *monitoring.observers, *observers],
                          on_error=metrics.observer_failed)
     predictor = Predictor(pool, watcher, registry, metrics=metrics, limits=options.limits,
@@ -389,5 +393,5 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     api = build_api(server, lifespan=lifespan, keys=keys, audit=audit,
                     feedback=monitoring.feedback,
                     predictions=predictions if monitoring.log is not None else None,
-                    drift=monitoring.drift)
+                    drift=monitoring.drift, alerts=monitoring.alerts)
     return ModelhostApp(server, api, guard=guard)

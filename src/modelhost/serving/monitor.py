@@ -1,6 +1,7 @@
 """The server's side of monitoring: the prediction log and the live profiles as
-observers, their flusher, the feedback service behind ``/v1/feedback`` and the drift
-service behind ``/v1/models/{name}/monitoring/drift``.
+observers, their flusher, the feedback service behind ``/v1/feedback``, the drift
+service behind ``/v1/models/{name}/monitoring/drift``, and the alert rules with their
+evaluator (``alerting.py``).
 
 The flusher is a background task of each worker: every ``flush_s`` it writes the log's
 buffer and counts and writes the live profiles, from a worker thread (never on the
@@ -16,15 +17,20 @@ import datetime as dt
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 from modelhost._utils import utcnow
+from modelhost.errors import NotFoundError
 from modelhost.monitoring import FeedbackService, PredictionLog
+from modelhost.monitoring.alerts import AlertService, Evaluator, MonitorMetrics
 from modelhost.monitoring.drift import MINUTE_RETENTION, DriftService
 from modelhost.monitoring.profiles import LiveProfiles
 from modelhost.registry import Registry
+from modelhost.serving.alerting import ActionRunner, AlertLoop
 from modelhost.serving.observers import Observer
 from modelhost.serving.server import MonitorOptions
 from modelhost.stats.profile import Reference
+from modelhost.store.alerts import AlertStore, LeaseStore
 from modelhost.store.monitoring import PredictionLogStore
 from modelhost.store.profiles import ProfileStore
 
@@ -40,7 +46,9 @@ class Monitoring:
 
     def __init__(self, registry: Registry, options: MonitorOptions, *,
                  predictions: PredictionLogStore | None = None,
-                 profiles: ProfileStore | None = None) -> None:
+                 profiles: ProfileStore | None = None,
+                 alerts: AlertStore | None = None,
+                 leases: LeaseStore | None = None) -> None:
         self.options = options
         self.log: PredictionLog | None = None
         self.feedback: FeedbackService | None = None
@@ -69,6 +77,19 @@ class Monitoring:
 
                 self.profiles = LiveProfiles(profiles, references=reference)
         self._profile_store = profiles
+        self.alerts: AlertService | None = None
+        self._alert_loop: AlertLoop | None = None
+        if alerts is not None:
+            self.alerts = AlertService(alerts, check_model=registry.get_model,
+                                       pipelines_dir=options.pipelines_dir)
+            if options.alerts and leases is not None:
+                metrics = MonitorMetrics(
+                    predictions=predictions, drift=self.drift,
+                    registered=lambda m, v: registry.get_version(m, v).metrics)
+                evaluator = Evaluator(alerts, metrics, production=_production(registry))
+                self._alert_loop = AlertLoop(
+                    evaluator, ActionRunner(alerts, registry, self.alerts), leases,
+                    interval_s=options.alerts_interval_s)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -78,9 +99,14 @@ class Monitoring:
     def start(self) -> None:
         if self.observers:
             self._task = asyncio.create_task(self._run(), name="modelhost-monitoring")
+        if self._alert_loop is not None:
+            self._alert_loop.start()
 
     async def stop(self) -> None:
-        """Stop the flusher, then write what is left (the requests are drained by now)."""
+        """Stop the alerts and the flusher, then write what is left (the requests are
+        drained by now)."""
+        if self._alert_loop is not None:
+            await self._alert_loop.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -123,3 +149,13 @@ class Monitoring:
                     await asyncio.to_thread(self._prune)
             except Exception:  # the flusher must outlive any single failure
                 log.exception("monitoring flush failed")
+
+
+def _production(registry: Registry) -> Callable[[str], str | None]:
+    def production(model: str) -> str | None:
+        try:
+            return registry.get_version(model, "@production").version
+        except NotFoundError:
+            return None
+
+    return production

@@ -57,6 +57,7 @@ class Action(str, Enum):
     ALIAS = "alias"
     CARD = "card"
     MONITORING = "monitoring"
+    ALERTS = "alerts"
     KEYS = "keys"
     AUDIT = "audit"
     NOT_FOUND = "not_found"
@@ -275,6 +276,12 @@ def _v1_route(method: str, parts: list[str], n: int) -> Route | None:
     if n == 2 and second == "feedback" and method == "POST":
         # Labels for logged predictions (§3.1): what a predicting client sends.
         return Route(Protocol.V1, Action.FEEDBACK, _PREDICT)
+    if second == "alerts" and n <= 3:
+        # Rules are managed by deployers and read by viewers (events included).
+        if method in _READ_METHODS:
+            return Route(Protocol.MANAGEMENT, Action.ALERTS, _READ)
+        if method in _WRITE_METHODS:
+            return Route(Protocol.MANAGEMENT, Action.ALERTS, _DEPLOY)
     return None
 
 

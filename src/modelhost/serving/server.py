@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from modelhost.monitoring import LogOptions
@@ -26,6 +27,9 @@ class MonitorOptions:
     prune_every_s: float = 3600.0  # how often each worker deletes what is past retention
     profiles: bool = True  # live profiles (drift), when the server is given a profile store
     profile_retention_days: int = 30  # hour windows; minute windows are kept two days
+    alerts: bool = True  # evaluate alert rules (when the server is given an alert store)
+    alerts_interval_s: float = 30.0
+    pipelines_dir: Path | None = None  # where pipeline actions may run specs from
 
 
 @dataclass(frozen=True)

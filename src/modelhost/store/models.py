@@ -34,6 +34,7 @@ from modelhost.errors import (
     DatasetNotFoundError,
     IllegalTransitionError,
     ModelNotFoundError,
+    NothingToRollBackError,
     RunNotFoundError,
     VersionExistsError,
     VersionNotFoundError,
@@ -274,6 +275,55 @@ class ModelStore:
         except WriteConflictError as exc:
             raise ConflictError(
                 f"another change to {name!r} happened at the same time; try again") from exc
+
+    def rollback(self, name: str, *, reason: str,
+                 from_version: str | None = None) -> list[StageChange]:
+        """Put the version production had before the current one back into production
+        and archive the current one, in one transaction (the model row locked).
+
+        Raises NothingToRollBackError when there is no production version, or no
+        earlier one still archived, and ConflictError when ``from_version`` is given and
+        is no longer in production (another change won: one rollback, not two)."""
+        try:
+            with self._db.session(write=True) as s:
+                model = self._lock_model(s, name)
+                current = s.scalar(select(ModelVersionRow).where(
+                    ModelVersionRow.model_id == model.id,
+                    ModelVersionRow.stage == Stage.PRODUCTION.value))
+                if current is None:
+                    raise NothingToRollBackError(name, "it has no production version")
+                if from_version is not None and _number(current) != from_version:
+                    raise ConflictError(
+                        f"{name} {from_version} is no longer in production "
+                        f"({_number(current)} is): not rolled back")
+                previous = s.scalar(
+                    select(ModelVersionRow).join(
+                        StageHistoryRow, StageHistoryRow.version_id == ModelVersionRow.id)
+                    .where(ModelVersionRow.model_id == model.id,
+                           ModelVersionRow.id != current.id,
+                           ModelVersionRow.stage == Stage.ARCHIVED.value,
+                           StageHistoryRow.from_stage == Stage.PRODUCTION.value,
+                           StageHistoryRow.to_stage == Stage.ARCHIVED.value)
+                    .order_by(StageHistoryRow.at.desc(), StageHistoryRow.id.desc())
+                    .limit(1))
+                if previous is None:
+                    raise NothingToRollBackError(
+                        name, f"no earlier production version of it is archived "
+                        f"({_number(current)} is the first)")
+                now = utcnow()
+                changes = [self._move(s, name, current, Stage.ARCHIVED,
+                                      f"rolled back to {_number(previous)}: {reason}", now)]
+                s.flush()  # free the one-production slot before taking it
+                changes.append(self._move(s, name, previous, Stage.PRODUCTION,
+                                          f"rollback: {reason}", now))
+                model.updated_at = now
+                audit.append(s, "model.rollback", name,
+                             before={"production": _number(current)},
+                             after={"production": _number(previous), "reason": reason})
+                bump_routing_revision(s)
+                return changes
+        except WriteConflictError as exc:
+            raise ConflictError(f"a concurrent change of {name!r} won; try again") from exc
 
     def set_alias(self, name: str, alias: str, version: str) -> ModelVersion:
         with self._db.session(write=True) as s:

@@ -364,3 +364,62 @@ class ProfileWindowRow(Base):
     digest: Mapped[str] = mapped_column(String(16), primary_key=True)
     counts: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[dt.datetime] = mapped_column(_tz())
+
+
+# --- alerts -----------------------------------------------------------------------------
+
+
+class AlertRuleRow(Base):
+    """An alert rule: when ``metric`` of a model's version over ``window_s`` compares to
+    ``threshold`` by ``op`` (with at least ``min_samples``), ``action`` runs, at most
+    once per ``cooldown_s``."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None: production
+    metric: Mapped[str] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(2))
+    threshold: Mapped[float] = mapped_column(Float)
+    window_s: Mapped[int] = mapped_column(Integer)
+    min_samples: Mapped[int] = mapped_column(Integer)
+    cooldown_s: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(_tz())
+    created_by: Mapped[str] = mapped_column(String(128))
+    last_fired_at: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)
+
+
+class AlertEventRow(Base):
+    """One firing of a rule: the numbers that fired it and what its action did."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (Index("ix_alert_events_model_at", "model", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(32), index=True)
+    model: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    op: Mapped[str] = mapped_column(String(2))
+    threshold: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # pending | done | failed
+    outcome: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(_tz())
+    updated_at: Mapped[dt.datetime] = mapped_column(_tz())
+
+
+class LeaseRow(Base):
+    """A named lease: the one process (of all workers and replicas) that holds it until
+    ``expires_at`` runs the singleton job it names (the alert evaluator)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime] = mapped_column(_tz())

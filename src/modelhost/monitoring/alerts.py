@@ -1,0 +1,287 @@
+"""Alert rules and their evaluation: when a version's live numbers cross a threshold,
+an event is stored and an action is due.
+
+A rule names a model (and a version, or whichever is in production), a ``metric``, a
+comparison ``op`` and a ``threshold``, the ``window`` the metric is computed over, the
+``min_samples`` it needs (labelled rows for quality metrics, profiled rows for drift,
+requests for traffic), a ``cooldown`` between two firings, and an ``action``: ``log``,
+``webhook`` (``url``), ``rollback`` (to the previous production version) or ``pipeline``
+(``spec``, a pipeline file in the server's pipelines folder, run with ``--reason``).
+
+This module decides; it performs no action itself (serving runs them: HTTP, the
+registry, processes), and it never imports ``rollout``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import operator
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from modelhost._utils import finite_number, parse_duration, utcnow
+from modelhost.errors import InvalidInputError
+from modelhost.monitoring.drift import DriftService
+from modelhost.monitoring.performance import performance
+from modelhost.stats import profile as prof
+from modelhost.store.alerts import AlertEvent, AlertRule, AlertStore, Firing, public_options
+from modelhost.store.monitoring import PredictionLogStore
+
+QUALITY = ("accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse")
+DRIFT = ("drift_share", "dataset_drift")
+TRAFFIC = ("error_rate", "requests", "latency_mean_ms", "latency_p99_ms")
+METRICS = (*QUALITY, *(f"{m}_change" for m in QUALITY), *DRIFT, *TRAFFIC)
+OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+ACTIONS = ("log", "webhook", "rollback", "pipeline")
+_FIELDS = {"model", "version", "metric", "op", "threshold", "window", "min_samples",
+           "cooldown", "action", "url", "spec"}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    value: float | None  # None: nothing to measure in the window
+    samples: int
+
+
+class MetricSource(Protocol):
+    def measure(self, model: str, version: str, metric: str, *, start: dt.datetime,
+                end: dt.datetime) -> Measurement: ...
+
+
+class AlertService:
+    """Rules checked and stored; the ``deployer`` role manages them."""
+
+    def __init__(self, store: AlertStore, *, check_model: Callable[[str], object],
+                 pipelines_dir: Path | None = None) -> None:
+        """``check_model(name)`` raises the registry's not-found error for an unknown
+        model; ``pipelines_dir`` is the folder ``pipeline`` actions may run specs from
+        (none: the action is refused)."""
+        self._store = store
+        self._check_model = check_model
+        self._pipelines_dir = pipelines_dir
+
+    def add(self, spec: Mapping[str, Any], *, actor: str) -> AlertRule:
+        """Check a rule (every problem named) and store it; audited as ``alert.add``."""
+        if not isinstance(spec, Mapping):
+            raise InvalidInputError("an alert rule is a JSON object")
+        unknown = sorted(set(spec) - _FIELDS)
+        if unknown:
+            raise InvalidInputError(f"unknown alert field(s): {', '.join(unknown)}; "
+                                    f"known: {', '.join(sorted(_FIELDS))}")
+        model = _required(spec, "model")
+        metric = _required(spec, "metric")
+        if metric not in METRICS:
+            raise InvalidInputError(f"unknown metric {metric!r}; one of: "
+                                    f"{', '.join(METRICS)}")
+        op = _required(spec, "op")
+        if op not in OPS:
+            raise InvalidInputError(f"unknown op {op!r}; one of: {', '.join(OPS)}")
+        if "threshold" not in spec:
+            raise InvalidInputError("'threshold' is required")
+        threshold = finite_number("threshold", spec["threshold"])
+        window = parse_duration(_text(spec, "window") or "1h")
+        cooldown = parse_duration(_text(spec, "cooldown") or "1h")
+        min_samples = spec.get("min_samples", 100)
+        if isinstance(min_samples, bool) or not isinstance(min_samples, int) \
+                or not 1 <= min_samples <= 1_000_000_000:
+            raise InvalidInputError("'min_samples' must be a whole number from 1 to "
+                                    f"1,000,000,000, got {min_samples!r}")
+        action = _text(spec, "action") or "log"
+        if action not in ACTIONS:
+            raise InvalidInputError(f"unknown action {action!r}; one of: "
+                                    f"{', '.join(ACTIONS)}")
+        options = self._options(action, spec)
+        version = _text(spec, "version")
+        self._check_model(model)
+        return self._store.add(AlertRule(
+            id=uuid.uuid4().hex[:16], model=model, version=version, metric=metric, op=op,
+            threshold=threshold, window_s=int(window.total_seconds()),
+            min_samples=min_samples, cooldown_s=int(cooldown.total_seconds()),
+            action=action, options=options, created_at=utcnow(), created_by=actor))
+
+    def _options(self, action: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        url, pipeline = _text(spec, "url"), _text(spec, "spec")
+        if action != "webhook" and url is not None:
+            raise InvalidInputError("'url' is for the webhook action only")
+        if action != "pipeline" and pipeline is not None:
+            raise InvalidInputError("'spec' is for the pipeline action only")
+        if action == "webhook":
+            if url is None or not url.lower().startswith(("http://", "https://")):
+                raise InvalidInputError("the webhook action needs 'url', an http:// or "
+                                        "https:// address")
+            return {"url": url}
+        if action == "pipeline":
+            if pipeline is None:
+                raise InvalidInputError("the pipeline action needs 'spec', a pipeline file "
+                                        "in the server's pipelines folder")
+            self.pipeline_path(pipeline)
+            return {"spec": pipeline}
+        return {}
+
+    def pipeline_path(self, spec: str) -> Path:
+        """The pipeline file ``spec`` names, inside the pipelines folder (checked again
+        when the action runs: the folder is the server's)."""
+        if self._pipelines_dir is None:
+            raise InvalidInputError("pipeline actions need MODELHOST_PIPELINES_DIR: the "
+                                    "folder whose pipeline files alerts may run")
+        root = self._pipelines_dir.resolve()
+        path = (root / spec).resolve()
+        if not path.is_relative_to(root):
+            raise InvalidInputError(f"pipeline {spec!r} is outside the pipelines folder")
+        if not (path.is_file() or (path / "modelhost.yaml").is_file()):
+            raise InvalidInputError(f"pipeline {spec!r} is not a pipeline file (or a "
+                                    "folder with modelhost.yaml) in the pipelines folder")
+        return path
+
+    def rules(self, model: str | None = None) -> list[AlertRule]:
+        return self._store.rules(model)
+
+    def remove(self, rule_id: str) -> None:
+        self._store.remove(rule_id)
+
+    def events(self, *, model: str | None = None, rule_id: str | None = None,
+               limit: int = 100) -> list[AlertEvent]:
+        if not 1 <= limit <= 10_000:
+            raise InvalidInputError(f"limit must be from 1 to 10,000, got {limit}")
+        return self._store.events(model=model, rule_id=rule_id, limit=limit)
+
+
+class Evaluator:
+    """One pass over the rules: measure each, and store a pending event for each that
+    fires (the cooldown checked again in the storing transaction)."""
+
+    def __init__(self, store: AlertStore, source: MetricSource, *,
+                 production: Callable[[str], str | None],
+                 now: Callable[[], dt.datetime] = utcnow) -> None:
+        """``production(model)``: the version in production, or None."""
+        self._store = store
+        self._source = source
+        self._production = production
+        self._now = now
+
+    def evaluate(self) -> list[tuple[AlertRule, AlertEvent]]:
+        now = self._now()
+        fired = []
+        for rule in self._store.rules():
+            last = rule.last_fired_at
+            if last is not None and now - last < dt.timedelta(seconds=rule.cooldown_s):
+                continue
+            version = rule.version or self._production(rule.model)
+            if version is None:
+                continue
+            start = now - dt.timedelta(seconds=rule.window_s)
+            m = self._source.measure(rule.model, version, rule.metric, start=start, end=now)
+            if m.value is None or m.samples < rule.min_samples \
+                    or not OPS[rule.op](m.value, rule.threshold):
+                continue
+            event = self._store.fire(
+                Firing(rule.id, rule.model, version, m.value, m.samples), now=now,
+                outcome=f"{rule.action} pending")
+            if event is not None:
+                fired.append((rule, event))
+        return fired
+
+
+class MonitorMetrics:
+    """The metrics alerts measure: quality from the prediction log and feedback, drift
+    and traffic from the live profiles."""
+
+    def __init__(self, *, predictions: PredictionLogStore | None,
+                 drift: DriftService | None,
+                 registered: Callable[[str, str], Mapping[str, float]]) -> None:
+        self._predictions = predictions
+        self._drift = drift
+        self._registered = registered
+
+    def measure(self, model: str, version: str, metric: str, *, start: dt.datetime,
+                end: dt.datetime) -> Measurement:
+        if metric in DRIFT:
+            if self._drift is None:
+                return Measurement(None, 0)
+            report = self._drift.drift(model, version, start=start, end=end)
+            if report.drift_share is None:
+                return Measurement(None, 0)
+            value = report.drift_share if metric == "drift_share" \
+                else float(bool(report.dataset_drift))
+            return Measurement(value, report.rows)
+        if metric in TRAFFIC:
+            if self._drift is None:
+                return Measurement(None, 0)
+            header = self._drift.live(model, version, start=start, end=end,
+                                      reference=None).header
+            return _traffic(metric, header)
+        if self._predictions is None:
+            return Measurement(None, 0)
+        base = metric.removesuffix("_change")
+        result = performance(self._predictions, model=model, version=version, start=start,
+                             end=end, registered=self._registered(model, version))
+        found: float | None = result.change.get(base) if metric.endswith("_change") \
+            else result.metrics.get(base)
+        return Measurement(float(found) if found is not None else None, result.labelled)
+
+
+def _traffic(metric: str, header: Any) -> Measurement:
+    requests = int(header[prof.REQUESTS])
+    if requests == 0:
+        return Measurement(None, 0)
+    if metric == "requests":
+        return Measurement(float(requests), requests)
+    if metric == "error_rate":
+        return Measurement(float(header[prof.ERRORS]) / requests, requests)
+    if metric == "latency_mean_ms":
+        return Measurement(float(header[prof.LATENCY_SUM]) / requests * 1000.0, requests)
+    return Measurement(prof.latency_quantile(header, 0.99) * 1000.0, requests)
+
+
+def _required(spec: Mapping[str, Any], key: str) -> str:
+    value = _text(spec, key)
+    if value is None:
+        raise InvalidInputError(f"{key!r} is required")
+    return value
+
+
+def rule_dict(rule: AlertRule) -> dict[str, Any]:
+    return {"id": rule.id, "model": rule.model, "version": rule.version,
+            "metric": rule.metric, "op": rule.op, "threshold": rule.threshold,
+            "window_s": rule.window_s, "min_samples": rule.min_samples,
+            "cooldown_s": rule.cooldown_s, "action": rule.action,
+            **public_options(rule.options), "created_at": rule.created_at.isoformat(),
+            "created_by": rule.created_by,
+            "last_fired_at": rule.last_fired_at.isoformat() if rule.last_fired_at else None}
+
+
+def event_dict(event: AlertEvent) -> dict[str, Any]:
+    return {"id": event.id, "rule_id": event.rule_id, "model": event.model,
+            "version": event.version, "metric": event.metric, "value": event.value,
+            "op": event.op, "threshold": event.threshold, "samples": event.samples,
+            "action": event.action, "status": event.status, "outcome": event.outcome,
+            "at": event.at.isoformat(), "updated_at": event.updated_at.isoformat()}
+
+
+def _text(spec: Mapping[str, Any], key: str) -> str | None:
+    value = spec.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 2000:
+        raise InvalidInputError(f"{key!r} must be a non-empty string, got {value!r:.80}")
+    return value.strip()
+
+
+def describe(rule: AlertRule, event: AlertEvent) -> str:
+    """One line that says why a rule fired, for logs, webhooks and rollback reasons."""
+    value = event.value if math.isfinite(event.value) else float("nan")
+    return (f"alert {rule.id}: {event.metric} of {event.model} {event.version} was "
+            f"{value:.4g} {event.op} {event.threshold:g} over the last "
+            f"{duration_text(rule.window_s)} ({event.samples} samples)")
+
+
+def duration_text(seconds: int) -> str:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
