@@ -13,10 +13,10 @@ app.add_typer(alerts_app, name="alerts")
 
 
 def _service() -> Any:
-    from modelhost.monitoring.alerts import AlertService
+    from modelhost.monitoring.alerts import AlertService, resolver
 
     client = STATE.client()
-    return AlertService(client.alert_store, check_model=client.registry.get_model,
+    return AlertService(client.alert_store, resolve=resolver(client.registry),
                         pipelines_dir=client.settings.pipelines_dir)
 
 

@@ -106,6 +106,7 @@ def monitor_reference(
     training data; replaces an earlier one."""
     from pathlib import Path
 
+    from modelhost.errors import InvalidInputError
     from modelhost.tracking.datasets import read_frame, read_version
 
     client = STATE.client()
@@ -113,7 +114,10 @@ def monitor_reference(
         frame, source = read_frame(data), f"file {Path(data).name}"
     else:
         dataset, _, number = data.rpartition("@")
-        dv = client.datasets.get(dataset, int(number) if number.isdigit() else None)
+        if not number.isdigit():
+            raise InvalidInputError(f"--data {data!r}: a dataset version is NAME@N (N a "
+                                    "number), and no file has that name")
+        dv = client.datasets.get(dataset, int(number))
         frame, source = read_version(client.datasets, dv), f"dataset {dv.name}@{dv.version}"
     stored = client.registry.attach_reference(name, version, frame, source=source)
     features = len(stored.profile["features"])
@@ -128,3 +132,58 @@ def _num(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.1e}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
+
+
+@monitor_app.command("report")
+def monitor_report(
+    name: str,
+    version: str = typer.Option("@production", "--version",
+                                help="Version, alias, latest or @stage."),
+    window: str = typer.Option("7d", "--window", help="How far back: 1h, 12h, 7d, ..."),
+    output: str = typer.Option("report.html", "--output", "-o",
+                               help="The HTML file to write (replaced in one step)."),
+) -> None:
+    """A self-contained HTML report (it opens offline) of a version's traffic, drift and
+    live quality over the window, with charts."""
+    from modelhost.monitoring.drift import DriftService
+    from modelhost.monitoring.performance import window_ending
+    from modelhost.monitoring.report import build_report, render_html
+
+    start, end = window_ending(utcnow(), parse_duration(window))
+    client = STATE.client()
+    mv = client.registry.get_version(name, version)
+    service = DriftService(client.profiles, references=client.registry.reference,
+                           now=utcnow)
+    report = build_report(service, client.predictions, model=name, version=mv.version,
+                          start=start, end=end, window=window, registered=mv.metrics)
+    data = render_html(report).encode("utf-8")
+    _write_replacing(output, data)
+    out.print(f"wrote {output} ({max(1, round(len(data) / 1024))} KB): {name} {mv.version}, "
+              f"last {window}", markup=False, highlight=False)
+
+
+def _write_replacing(output: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``output``, then rename it over it:
+    a reader sees the old file or the whole new one. The file gets the permissions a
+    new file would (the umask's), not the temporary file's 0600."""
+    import contextlib
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(output)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                               dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        Path(tmp).chmod(0o666 & ~umask)
+        Path(tmp).replace(target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink()
+        raise

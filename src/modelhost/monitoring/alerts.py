@@ -56,50 +56,51 @@ class MetricSource(Protocol):
 class AlertService:
     """Rules checked and stored; the ``deployer`` role manages them."""
 
-    def __init__(self, store: AlertStore, *, check_model: Callable[[str], object],
+    def __init__(self, store: AlertStore, *,
+                 resolve: Callable[[str, str | None], str | None],
                  pipelines_dir: Path | None = None) -> None:
-        """``check_model(name)`` raises the registry's not-found error for an unknown
-        model; ``pipelines_dir`` is the folder ``pipeline`` actions may run specs from
-        (none: the action is refused)."""
+        """``resolve(model, ref)`` raises the registry's not-found error for an unknown
+        model (ref None) or version, and names the version a ref stands for;
+        ``pipelines_dir`` is the folder ``pipeline`` actions may run specs from (none:
+        the action is refused)."""
         self._store = store
-        self._check_model = check_model
+        self._resolve = resolve
         self._pipelines_dir = pipelines_dir
 
     def add(self, spec: Mapping[str, Any], *, actor: str) -> AlertRule:
-        """Check a rule (every problem named) and store it; audited as ``alert.add``."""
+        """Check a rule and store it, audited as ``alert.add``. Every field that is wrong
+        is named in one InvalidInputError; an unknown model or version is the registry's
+        not-found error (checked once the fields are right)."""
         if not isinstance(spec, Mapping):
             raise InvalidInputError("an alert rule is a JSON object")
+        problems: list[str] = []
+
+        def checked(check: Callable[[], Any], default: Any = None) -> Any:
+            try:
+                return check()
+            except InvalidInputError as exc:
+                problems.append(str(exc))
+                return default
+
         unknown = sorted(set(spec) - _FIELDS)
         if unknown:
-            raise InvalidInputError(f"unknown alert field(s): {', '.join(unknown)}; "
-                                    f"known: {', '.join(sorted(_FIELDS))}")
-        model = _required(spec, "model")
-        metric = _required(spec, "metric")
-        if metric not in METRICS:
-            raise InvalidInputError(f"unknown metric {metric!r}; one of: "
-                                    f"{', '.join(METRICS)}")
-        op = _required(spec, "op")
-        if op not in OPS:
-            raise InvalidInputError(f"unknown op {op!r}; one of: {', '.join(OPS)}")
-        if "threshold" not in spec:
-            raise InvalidInputError("'threshold' is required")
-        threshold = finite_number("threshold", spec["threshold"])
-        window = parse_duration(_text(spec, "window") or "1h")
-        cooldown = parse_duration(_text(spec, "cooldown") or "1h")
-        min_samples = spec.get("min_samples", 100)
-        if isinstance(min_samples, bool) or not isinstance(min_samples, int) \
-                or not 1 <= min_samples <= 1_000_000_000:
-            raise InvalidInputError("'min_samples' must be a whole number from 1 to "
-                                    f"1,000,000,000, got {min_samples!r}")
-        action = _text(spec, "action") or "log"
-        if action not in ACTIONS:
-            raise InvalidInputError(f"unknown action {action!r}; one of: "
-                                    f"{', '.join(ACTIONS)}")
-        options = self._options(action, spec)
-        version = _text(spec, "version")
-        self._check_model(model)
+            problems.append(f"unknown field(s): {', '.join(unknown)} (known: "
+                            f"{', '.join(sorted(_FIELDS))})")
+        model = checked(lambda: _required(spec, "model"))
+        metric = checked(lambda: _one_of(spec, "metric", METRICS))
+        op = checked(lambda: _one_of(spec, "op", tuple(OPS)))
+        threshold = checked(lambda: finite_number("threshold", _present(spec, "threshold")))
+        window = checked(lambda: parse_duration(_text(spec, "window") or "1h"))
+        cooldown = checked(lambda: parse_duration(_text(spec, "cooldown") or "1h"))
+        min_samples = checked(lambda: _min_samples(spec.get("min_samples", 100)))
+        action = checked(lambda: _one_of(spec, "action", ACTIONS, default="log"))
+        version = checked(lambda: _text(spec, "version"))
+        options = checked(lambda: self._options(action, spec), {}) if action else {}
+        if problems:
+            raise InvalidInputError("the alert rule is not valid: " + "; ".join(problems))
+        resolved = self._resolve(model, version)
         return self._store.add(AlertRule(
-            id=uuid.uuid4().hex[:16], model=model, version=version, metric=metric, op=op,
+            id=uuid.uuid4().hex[:16], model=model, version=resolved, metric=metric, op=op,
             threshold=threshold, window_s=int(window.total_seconds()),
             min_samples=min_samples, cooldown_s=int(cooldown.total_seconds()),
             action=action, options=options, created_at=utcnow(), created_by=actor))
@@ -111,10 +112,7 @@ class AlertService:
         if action != "pipeline" and pipeline is not None:
             raise InvalidInputError("'spec' is for the pipeline action only")
         if action == "webhook":
-            if url is None or not url.lower().startswith(("http://", "https://")):
-                raise InvalidInputError("the webhook action needs 'url', an http:// or "
-                                        "https:// address")
-            return {"url": url}
+            return {"url": _webhook_url(url)}
         if action == "pipeline":
             if pipeline is None:
                 raise InvalidInputError("the pipeline action needs 'spec', a pipeline file "
@@ -149,6 +147,19 @@ class AlertService:
         if not 1 <= limit <= 10_000:
             raise InvalidInputError(f"limit must be from 1 to 10,000, got {limit}")
         return self._store.events(model=model, rule_id=rule_id, limit=limit)
+
+
+def resolver(registry: Any) -> Callable[[str, str | None], str | None]:
+    """``AlertService``'s check of a rule's model and version, by a registry (anything
+    with ``get_model`` and ``get_version``): the model must exist, and a version (or
+    alias) is stored as the version it names now."""
+    def resolve(model: str, ref: str | None) -> str | None:
+        if ref is None:
+            registry.get_model(model)
+            return None
+        return str(registry.get_version(model, ref).version)
+
+    return resolve
 
 
 class Evaluator:
@@ -236,6 +247,46 @@ def _traffic(metric: str, header: Any) -> Measurement:
     if metric == "latency_mean_ms":
         return Measurement(float(header[prof.LATENCY_SUM]) / requests * 1000.0, requests)
     return Measurement(prof.latency_quantile(header, 0.99) * 1000.0, requests)
+
+
+def _present(spec: Mapping[str, Any], key: str) -> Any:
+    if spec.get(key) is None:
+        raise InvalidInputError(f"{key!r} is required")
+    return spec[key]
+
+
+def _one_of(spec: Mapping[str, Any], key: str, choices: tuple[str, ...], *,
+            default: str | None = None) -> str:
+    value = _text(spec, key) or default
+    if value is None:
+        raise InvalidInputError(f"{key!r} is required")
+    if value not in choices:
+        raise InvalidInputError(f"unknown {key} {value!r} (one of: {', '.join(choices)})")
+    return value
+
+
+def _min_samples(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not 1 <= value <= 1_000_000_000:
+        raise InvalidInputError("'min_samples' must be a whole number from 1 to "
+                                f"1,000,000,000, got {value!r:.40}")
+    return value
+
+
+def _webhook_url(url: str | None) -> str:
+    from urllib.parse import urlsplit
+
+    problem = "the webhook action needs 'url', an http:// or https:// address"
+    if url is None:
+        raise InvalidInputError(problem)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port out of range
+    except ValueError:
+        raise InvalidInputError(f"{problem}; {url[:80]!r} does not parse") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise InvalidInputError(problem)
+    return url
 
 
 def _required(spec: Mapping[str, Any], key: str) -> str:

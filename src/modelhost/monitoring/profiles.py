@@ -212,15 +212,29 @@ class LiveProfiles:
 def _columns(reference: Reference, answered: list[_Seen]) -> tuple[dict[str, Any], Any]:
     """The answered requests' inputs as one array per reference column, and their
     predictions as one array (validated inputs are DataFrames with the signature's
-    columns in order, or 2-D arrays of them; tensors are not profiled)."""
+    columns, of which the reference may profile fewer, or 2-D arrays of exactly the
+    profiled ones; tensors are not profiled)."""
     names = [f.name for f in reference.features]
     blocks, predictions = [], []
+    # A frame's columns -> where the profiled ones are (None: all, in order; empty: a
+    # frame that lacks some, not profiled). Frames of one version share their columns.
+    positions: dict[tuple[Any, ...], Any] = {}
     for s in answered:
         inputs = s.inputs
         if hasattr(inputs, "to_numpy") and hasattr(inputs, "columns"):
-            if inputs.shape[1] != len(names):
+            key = tuple(inputs.columns)
+            if key not in positions:
+                found = inputs.columns.get_indexer(names)
+                positions[key] = (() if (found < 0).any()
+                                  else None if list(found) == list(range(len(key)))
+                                  else found)
+            where = positions[key]
+            if where is None:
+                block = inputs.to_numpy()
+            elif len(where) == 0:
                 continue
-            block = inputs.to_numpy()
+            else:
+                block = inputs.to_numpy()[:, where]
         elif isinstance(inputs, np.ndarray) and inputs.ndim == 2 \
                 and inputs.shape[1] == len(names):
             block = inputs

@@ -3,8 +3,9 @@
 The data is checked against the version's signature first (a column the signature names
 must be there; columns it does not name, such as the label, are left out, and date-time
 columns are not profiled), then the model predicts on it once, so the profile also holds
-the distribution of its own predictions. At most ``MAX_ROWS`` rows are used (an even sample of larger data, which
-changes the quantiles by far less than the drift tests can see).
+the distribution of its own predictions. At most ``MAX_ROWS`` rows are used (an even
+sample of larger data, which changes the quantiles by far less than the drift tests can
+see).
 """
 
 from __future__ import annotations

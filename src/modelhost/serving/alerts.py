@@ -42,7 +42,7 @@ class AlertRequest(BaseModel):
 def install(api: FastAPI, service: AlertService | None) -> None:
     def alerts() -> AlertService:
         if service is None:
-            raise NotFoundError("alerts are off on this server (MODELHOST_ALERTS=false)")
+            raise NotFoundError("alert rules are not available on this server")
         return service
 
     @api.get("/v1/alerts", tags=["alerts"])

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from modelhost._utils import utcnow
 from modelhost.errors import NotFoundError
 from modelhost.monitoring import FeedbackService, PredictionLog
-from modelhost.monitoring.alerts import AlertService, Evaluator, MonitorMetrics
+from modelhost.monitoring.alerts import AlertService, Evaluator, MonitorMetrics, resolver
 from modelhost.monitoring.drift import MINUTE_RETENTION, DriftService
 from modelhost.monitoring.profiles import LiveProfiles
 from modelhost.registry import Registry
@@ -80,7 +80,7 @@ class Monitoring:
         self.alerts: AlertService | None = None
         self._alert_loop: AlertLoop | None = None
         if alerts is not None:
-            self.alerts = AlertService(alerts, check_model=registry.get_model,
+            self.alerts = AlertService(alerts, resolve=resolver(registry),
                                        pipelines_dir=options.pipelines_dir)
             if options.alerts and leases is not None:
                 metrics = MonitorMetrics(

@@ -202,7 +202,10 @@ def public_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
         parts = urlsplit(url)
         host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:  # refused when added; never shown raw
+            port = ""
         hidden = "?..." if parts.query else ""
         shown["url"] = f"{parts.scheme}://{host}{port}{parts.path}{hidden}"
     return shown

@@ -122,23 +122,36 @@ class ActiveRun:
         kwargs.setdefault("params", dict(run.params))
         kwargs.setdefault("metrics", dict(run.metrics))
         datasets = list(kwargs.pop("datasets", ())) + list(run.datasets)
-        if kwargs.get("reference_data") is None and datasets:
-            kwargs.update(self._reference_from(datasets[0]))
+        if kwargs.get("reference_data") is None and len(datasets) == 1:
+            for key, value in self._reference_from(datasets[0]).items():
+                kwargs.setdefault(key, value)
+            if kwargs.get("reference_data") is None:
+                kwargs.pop("reference_data", None)
         return self._tracker._registry.register(
             model, name=name, run_id=self.run_id, git_commit=self._git_commit,
             datasets=list(dict.fromkeys(datasets)), **kwargs)
 
     def _reference_from(self, dataset: DatasetVersion | str) -> dict[str, Any]:
-        """The first dataset of a run as the reference data of the model it logs: its
-        columns the signature names become the reference profile; if it has not all of
-        them (features built in code), the version is registered without one."""
+        """The run's one dataset as the reference data of the model it logs (with
+        several, which one is the training data is the caller's to say, with
+        ``reference_data``): its columns the signature names become the reference
+        profile; if it has not all of them (features built in code), the version is
+        registered without one. A dataset that cannot be read is left to the registry's
+        own checks of the lineage."""
+        from modelhost.errors import InvalidInputError, NotFoundError
         from modelhost.tracking.datasets import read_version
 
         datasets = self._tracker._datasets
-        if isinstance(dataset, str):
-            name, _, number = dataset.partition("@")
-            dataset = datasets.get(name, int(number) if number.isdigit() else None)
-        return {"reference_data": read_version(datasets, dataset),
+        try:
+            if isinstance(dataset, str):
+                name, _, number = dataset.partition("@")
+                if not number.isdigit():
+                    return {}
+                dataset = datasets.get(name, int(number))
+            frame = read_version(datasets, dataset)
+        except (NotFoundError, InvalidInputError):
+            return {}
+        return {"reference_data": frame,
                 "reference_source": f"dataset {dataset.name}@{dataset.version}",
                 "reference_optional": True}
 

@@ -1,0 +1,163 @@
+"""End to end: drift from a real ``modelhost serve --workers 2``.
+
+An iris LogisticRegression is registered with the profile of its training inputs and
+promoted; each worker's flusher writes its live profile every half second. Traffic drawn
+from the training rows does not drift; traffic with two features shifted drifts on
+exactly those two, and the report counts the requests of both workers.
+
+Sizes: 400 requests of one row per phase. Over 300 seeds of this sampling the smallest
+Kolmogorov-Smirnov p-value of an unshifted feature was 0.23 and the largest of a shifted
+one 2e-10 (the threshold is 0.05), so the seeded draw below is far from either edge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from tests.serving.server import ServerProcess, server_env
+
+from modelhost import Client, Settings
+
+pytestmark = pytest.mark.slow
+
+COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+SHIFT = {"sepal_width": 1.5, "petal_length": 3.5}  # 3.5 and 2 standard deviations
+REQUESTS = 400  # per phase, one row each
+SEED = 20261204
+DEADLINE_S = 20.0
+
+
+def iris_frame() -> tuple[pd.DataFrame, pd.Series]:
+    bunch = load_iris(as_frame=True)
+    X = bunch.data.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    assert list(X.columns) == COLUMNS
+    return X, bunch.target
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("drift-e2e") / "home"
+    X, y = iris_frame()
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    settings = Settings(home=home, db_url=f"sqlite:///{home / 'modelhost.db'}",
+                        artifacts=str(home / "artifacts"))
+    with Client(settings) as client:
+        registry = client.registry
+        mv = registry.register(model, name="iris", input_example=X.head(5),
+                               reference_data=X.assign(target=y),
+                               reference_source="sklearn's iris")
+        registry.transition("iris", mv.version, "staging")
+        registry.transition("iris", mv.version, "production")
+    return home
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[ServerProcess]:
+    logs = home.parent / "logs"
+    logs.mkdir()
+    process = ServerProcess(args=["--workers", "2"],
+                            env=server_env(home, MODELHOST_MONITOR_FLUSH_S="0.5"),
+                            log_dir=logs)
+    process.start()
+    try:
+        yield process
+    finally:
+        if process.running:
+            code = process.terminate()
+            assert code == 0, f"exit status {code}\n{process.output()}"
+
+
+def post_rows(base_url: str, frame: pd.DataFrame) -> list[str]:
+    """One request per row, each on a new connection (so that both workers accept some),
+    four at a time; returns the versions that answered."""
+    bodies = [{"inputs": [row]} for row in frame.to_dict(orient="records")]
+
+    def post(chunk: list[dict[str, Any]]) -> list[str]:
+        versions = []
+        with httpx.Client(base_url=base_url, timeout=10,
+                          headers={"Connection": "close"}) as http:
+            for body in chunk:
+                response = http.post("/v1/models/iris/predict", json=body)
+                assert response.status_code == 200, response.text
+                versions.append(response.headers["x-model-version"])
+        return versions
+
+    with ThreadPoolExecutor(4) as pool:
+        return [v for part in pool.map(post, [bodies[i::4] for i in range(4)]) for v in part]
+
+
+def drift_when(server: ServerProcess, requests: int) -> dict[str, Any]:
+    """GET .../monitoring/drift?window=10m until the workers' flushers have written
+    ``requests`` requests, or the deadline (then the caller's assertions tell)."""
+    deadline = time.monotonic() + DEADLINE_S
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        while True:
+            response = http.get("/v1/models/iris/monitoring/drift?window=10m")
+            assert response.status_code == 200, f"{response.text}\n{server.output()}"
+            body: dict[str, Any] = response.json()
+            if body["requests"] >= requests or time.monotonic() > deadline:
+                return body
+            time.sleep(0.2)
+
+
+def requests_per_worker(home: Path) -> dict[str, int]:
+    """Requests in each worker's minute windows, read straight from the database."""
+    with contextlib.closing(sqlite3.connect(f"file:{home / 'modelhost.db'}?mode=ro",
+                                            uri=True)) as db:
+        rows = db.execute("SELECT worker, counts FROM profile_windows WHERE model = 'iris' "
+                          "AND width_s = 60").fetchall()
+    totals: dict[str, int] = {}
+    for worker, counts in rows:
+        totals[worker] = totals.get(worker, 0) + int(np.frombuffer(counts, "<f8")[0])
+    return totals
+
+
+def drifted(body: dict[str, Any]) -> set[str]:
+    return {f["name"] for f in body["features"] if f["drifted"]}
+
+
+def test_drift_across_two_workers(server: ServerProcess, home: Path) -> None:
+    X, _ = iris_frame()
+    rng = np.random.default_rng(SEED)
+
+    calm = X.iloc[rng.integers(0, len(X), size=REQUESTS)]
+    assert set(post_rows(server.base_url, calm)) == {"1.0.0"}
+    body = drift_when(server, REQUESTS)
+    assert (body["model"], body["version"]) == ("iris", "1.0.0")
+    assert (body["requests"], body["errors"], body["rows"]) == (REQUESTS, 0, REQUESTS)
+    assert body["reference_rows"] == 150
+    assert body["reference"]["source"] == "sklearn's iris"
+    assert [f["name"] for f in body["features"]] == COLUMNS
+    assert all(f["test"] == "ks" and f["rows"] == REQUESTS for f in body["features"])
+    assert drifted(body) == set(), body["features"]
+    assert body["dataset_drift"] is False and body["drift_share"] == 0.0
+    # The predictions are profiled too, on the reference's classes (none unseen).
+    assert (body["prediction"]["rows"], body["prediction"]["out_of_range"]) == (REQUESTS, 0)
+
+    moved = X.iloc[rng.integers(0, len(X), size=REQUESTS)]
+    moved = moved.assign(**{name: moved[name] + by for name, by in SHIFT.items()})
+    assert set(post_rows(server.base_url, moved)) == {"1.0.0"}
+    body = drift_when(server, 2 * REQUESTS)
+    assert (body["requests"], body["errors"], body["rows"]) == (2 * REQUESTS, 0,
+                                                               2 * REQUESTS)
+    assert drifted(body) == set(SHIFT), body["features"]
+    assert body["dataset_drift"] is True and body["drift_share"] == 0.5
+    for feature in body["features"]:
+        assert feature["drifted"] == (feature["p_value"] < feature["threshold"] == 0.05)
+
+    # Both workers answered and wrote their own windows; the report is their sum.
+    per_worker = requests_per_worker(home)
+    assert len(per_worker) == 2 and min(per_worker.values()) > 0, per_worker
+    assert sum(per_worker.values()) == 2 * REQUESTS
