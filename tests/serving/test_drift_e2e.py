@@ -1,9 +1,13 @@
-"""End to end: drift from a real ``modelhost serve --workers 2``.
+"""End to end: drift, feedback, an alert and its rollback, from a real
+``modelhost serve --workers 2``.
 
-An iris LogisticRegression is registered with the profile of its training inputs and
-promoted; each worker's flusher writes its live profile every half second. Traffic drawn
-from the training rows does not drift; traffic with two features shifted drifts on
-exactly those two, and the report counts the requests of both workers.
+Two versions of an iris LogisticRegression are registered with the profile of their
+training inputs, the second promoted over the first; each worker's flusher writes its
+live profile every half second. Traffic drawn from the training rows does not drift;
+traffic with two features shifted drifts on exactly those two, and the report counts the
+requests of both workers. Then feedback with half of the labels wrong makes the live
+accuracy fall below an alert rule's threshold: the server's own evaluation (every
+second here) rolls production back to the first version, and the event says why.
 
 Sizes: 400 requests of one row per phase. Over 300 seeds of this sampling the smallest
 Kolmogorov-Smirnov p-value of an unshifted feature was 0.23 and the largest of a shifted
@@ -55,11 +59,12 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         artifacts=str(home / "artifacts"))
     with Client(settings) as client:
         registry = client.registry
-        mv = registry.register(model, name="iris", input_example=X.head(5),
-                               reference_data=X.assign(target=y),
-                               reference_source="sklearn's iris")
-        registry.transition("iris", mv.version, "staging")
-        registry.transition("iris", mv.version, "production")
+        for version in (LogisticRegression(C=0.1, max_iter=1000).fit(X, y), model):
+            mv = registry.register(version, name="iris", input_example=X.head(5),
+                                   reference_data=X.assign(target=y),
+                                   reference_source="sklearn's iris")
+            registry.transition("iris", mv.version, "staging")
+            registry.transition("iris", mv.version, "production")
     return home
 
 
@@ -68,7 +73,8 @@ def server(home: Path) -> Iterator[ServerProcess]:
     logs = home.parent / "logs"
     logs.mkdir()
     process = ServerProcess(args=["--workers", "2"],
-                            env=server_env(home, MODELHOST_MONITOR_FLUSH_S="0.5"),
+                            env=server_env(home, MODELHOST_MONITOR_FLUSH_S="0.5",
+                                           MODELHOST_ALERTS_INTERVAL_S="1"),
                             log_dir=logs)
     process.start()
     try:
@@ -133,9 +139,9 @@ def test_drift_across_two_workers(server: ServerProcess, home: Path) -> None:
     rng = np.random.default_rng(SEED)
 
     calm = X.iloc[rng.integers(0, len(X), size=REQUESTS)]
-    assert set(post_rows(server.base_url, calm)) == {"1.0.0"}
+    assert set(post_rows(server.base_url, calm)) == {"1.0.1"}
     body = drift_when(server, REQUESTS)
-    assert (body["model"], body["version"]) == ("iris", "1.0.0")
+    assert (body["model"], body["version"]) == ("iris", "1.0.1")
     assert (body["requests"], body["errors"], body["rows"]) == (REQUESTS, 0, REQUESTS)
     assert body["reference_rows"] == 150
     assert body["reference"]["source"] == "sklearn's iris"
@@ -148,7 +154,7 @@ def test_drift_across_two_workers(server: ServerProcess, home: Path) -> None:
 
     moved = X.iloc[rng.integers(0, len(X), size=REQUESTS)]
     moved = moved.assign(**{name: moved[name] + by for name, by in SHIFT.items()})
-    assert set(post_rows(server.base_url, moved)) == {"1.0.0"}
+    assert set(post_rows(server.base_url, moved)) == {"1.0.1"}
     body = drift_when(server, 2 * REQUESTS)
     assert (body["requests"], body["errors"], body["rows"]) == (2 * REQUESTS, 0,
                                                                2 * REQUESTS)
@@ -161,3 +167,58 @@ def test_drift_across_two_workers(server: ServerProcess, home: Path) -> None:
     per_worker = requests_per_worker(home)
     assert len(per_worker) == 2 and min(per_worker.values()) > 0, per_worker
     assert sum(per_worker.values()) == 2 * REQUESTS
+
+
+def test_degraded_feedback_fires_an_alert_that_rolls_back(server: ServerProcess,
+                                                         home: Path) -> None:
+    X, y = iris_frame()
+    rng = np.random.default_rng(SEED + 1)
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        rule = http.post("/v1/alerts", json={
+            "model": "iris", "metric": "accuracy", "op": "<", "threshold": 0.8,
+            "window": "10m", "min_samples": 100, "action": "rollback"})
+        assert rule.status_code == 201, rule.text
+        # Predictions with our request ids, then their ground truth, half of it wrong.
+        rows = rng.integers(0, len(X), size=150)
+        items = []
+        for i, row in enumerate(rows):
+            answer = http.post("/v1/models/iris/predict", headers={"X-Request-Id": f"e2e-{i}"},
+                               json={"inputs": [X.iloc[int(row)].to_dict()]})
+            assert answer.status_code == 200, answer.text
+            truth = int(y.iloc[int(row)])
+            items.append({"request_id": f"e2e-{i}", "label": truth if i % 2 else (truth + 1) % 3})
+        sent = http.post("/v1/feedback", json={"items": items})
+        assert sent.status_code == 202 and sent.json() == {"accepted": 150}, sent.text
+
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            events = http.get("/v1/alerts/events").json()["events"]
+            if (events and events[0]["status"] != "pending") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(events) == 1, f"{events}\n{server.output()}"
+        event = events[0]
+        assert (event["rule_id"], event["version"], event["metric"]) == (
+            rule.json()["id"], "1.0.1", "accuracy")
+        assert event["value"] < 0.8 and event["samples"] >= 100
+        assert (event["status"], event["outcome"]) == (
+            "done", "rolled back iris from 1.0.1 to 1.0.0")
+
+        # The workers switch to the restored version within the reload interval.
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            answer = http.post("/v1/models/iris/predict",
+                               json={"inputs": [X.iloc[0].to_dict()]})
+            if answer.headers["x-model-version"] == "1.0.0" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert answer.headers["x-model-version"] == "1.0.0"
+
+    settings = Settings(home=home, db_url=f"sqlite:///{home / 'modelhost.db'}",
+                        artifacts=str(home / "artifacts"))
+    with Client(settings, migrate=False) as client:
+        stages = {v.version: v.stage.value for v in client.registry.list_versions("iris")}
+        assert stages == {"1.0.0": "production", "1.0.1": "archived"}
+        rollback = client.audit.list(action="model.rollback")
+        assert len(rollback) == 1 and rollback[0].actor == "alerts"
+        assert "accuracy of iris 1.0.1 was" in rollback[0].after["reason"]
