@@ -15,6 +15,7 @@ registry, processes), and it never imports ``rollout``.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import operator
 import uuid
@@ -30,6 +31,8 @@ from modelhost.monitoring.performance import performance
 from modelhost.stats import profile as prof
 from modelhost.store.alerts import AlertEvent, AlertRule, AlertStore, Firing, public_options
 from modelhost.store.monitoring import PredictionLogStore
+
+log = logging.getLogger(__name__)
 
 QUALITY = ("accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse")
 DRIFT = ("drift_share", "dataset_drift")
@@ -186,7 +189,13 @@ class Evaluator:
             if version is None:
                 continue
             start = now - dt.timedelta(seconds=rule.window_s)
-            m = self._source.measure(rule.model, version, rule.metric, start=start, end=now)
+            try:
+                m = self._source.measure(rule.model, version, rule.metric, start=start,
+                                         end=now)
+            except Exception:  # one rule's failure must not stop the pass
+                log.exception("alert %s: measuring %s of %s %s failed", rule.id,
+                              rule.metric, rule.model, version)
+                continue
             if m.value is None or m.samples < rule.min_samples \
                     or not OPS[rule.op](m.value, rule.threshold):
                 continue

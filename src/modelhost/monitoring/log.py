@@ -199,7 +199,7 @@ def _entry(p: _Pending, columns: list[str] | None) -> LogEntry:
     if p.probabilities is not None:
         outputs["probabilities"] = p.probabilities
     return LogEntry(request_id=p.request_id, model=p.model, version=p.version, arm=p.arm,
-                    at=dt.datetime.fromtimestamp(p.at, dt.timezone.utc), rows=p.rows,
+                    at=p.at, rows=p.rows,
                     inputs=_dumps(inputs_json(p.inputs, columns)), outputs=_dumps(outputs))
 
 

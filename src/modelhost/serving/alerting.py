@@ -69,8 +69,12 @@ class ActionRunner:
                 status, outcome = "done", "logged"
         except Exception as exc:  # noqa: BLE001  # an action's failure is an outcome
             status, outcome = "failed", f"{type(exc).__name__}: {exc}"[:500]
-        await asyncio.to_thread(self._store.finish, event.id, status=status,
-                                outcome=outcome)
+        try:
+            await asyncio.to_thread(self._store.finish, event.id, status=status,
+                                    outcome=outcome)
+        except Exception:  # the database may be down: say so, go on
+            log.warning("alert event %d: %s, %s (not recorded: the database failed)",
+                        event.id, status, outcome, exc_info=True)
         return status, outcome
 
     async def _webhook(self, rule: AlertRule, event: AlertEvent,

@@ -202,6 +202,8 @@ def public_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
         parts = urlsplit(url)
         host = parts.hostname or ""
+        if ":" in host:  # an IPv6 address keeps its brackets
+            host = f"[{host}]"
         try:
             port = f":{parts.port}" if parts.port else ""
         except ValueError:  # refused when added; never shown raw

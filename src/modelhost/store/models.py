@@ -82,6 +82,8 @@ class NewVersion:
     reference: NewReference | None = None  # its training data's profile, when known
 
 
+_ROLLBACK = "rollback: "  # the reason of a promotion made by a rollback starts so
+
 # Decides the version number from the current latest version, inside the transaction
 # that inserts it, so that concurrent registrations see each other.
 ChooseVersion = Callable[[ModelVersion | None], SemVer]
@@ -296,26 +298,17 @@ class ModelStore:
                     raise ConflictError(
                         f"{name} {from_version} is no longer in production "
                         f"({_number(current)} is): not rolled back")
-                previous = s.scalar(
-                    select(ModelVersionRow).join(
-                        StageHistoryRow, StageHistoryRow.version_id == ModelVersionRow.id)
-                    .where(ModelVersionRow.model_id == model.id,
-                           ModelVersionRow.id != current.id,
-                           ModelVersionRow.stage == Stage.ARCHIVED.value,
-                           StageHistoryRow.from_stage == Stage.PRODUCTION.value,
-                           StageHistoryRow.to_stage == Stage.ARCHIVED.value)
-                    .order_by(StageHistoryRow.at.desc(), StageHistoryRow.id.desc())
-                    .limit(1))
+                previous = self._rollback_target(s, model.id, current.id)
                 if previous is None:
                     raise NothingToRollBackError(
-                        name, f"no earlier production version of it is archived "
-                        f"({_number(current)} is the first)")
+                        name, f"no version that was in production before {_number(current)} "
+                        "is archived")
                 now = utcnow()
                 changes = [self._move(s, name, current, Stage.ARCHIVED,
                                       f"rolled back to {_number(previous)}: {reason}", now)]
                 s.flush()  # free the one-production slot before taking it
                 changes.append(self._move(s, name, previous, Stage.PRODUCTION,
-                                          f"rollback: {reason}", now))
+                                          f"{_ROLLBACK}{reason}", now))
                 model.updated_at = now
                 audit.append(s, "model.rollback", name,
                              before={"production": _number(current)},
@@ -396,6 +389,33 @@ class ModelStore:
                               reason=reason, at=now))
         row.stage = target.value
         return change
+
+    @staticmethod
+    def _rollback_target(s: Session, model_id: int,
+                         current_id: int) -> ModelVersionRow | None:
+        """The version production had before the current one, from the stage history
+        replayed as a stack: a promotion pushes, a rollback pops. So rolling back twice
+        goes v3 -> v2 -> v1 (never back to the v3 just rolled back from); versions no
+        longer archived are skipped."""
+        promotions = s.execute(
+            select(StageHistoryRow.version_id, StageHistoryRow.reason)
+            .join(ModelVersionRow, StageHistoryRow.version_id == ModelVersionRow.id)
+            .where(ModelVersionRow.model_id == model_id,
+                   StageHistoryRow.to_stage == Stage.PRODUCTION.value)
+            .order_by(StageHistoryRow.id)).all()
+        stack: list[int] = []
+        for version_id, reason in promotions:
+            if reason.startswith(_ROLLBACK) and stack:
+                stack.pop()  # the version rolled back from
+            if not stack or stack[-1] != version_id:
+                stack.append(version_id)
+        for version_id in reversed(stack):
+            if version_id == current_id:
+                continue
+            row = s.get(ModelVersionRow, version_id)
+            if row is not None and row.stage == Stage.ARCHIVED.value:
+                return row
+        return None
 
     @staticmethod
     def _model_row(s: Session, name: str) -> ModelRow:
