@@ -35,8 +35,8 @@ from modelhost.monitoring.report import (
     build_report,
     drift_score,
     latency_quantile,
-    render_html,
 )
+from modelhost.monitoring.report_html import render_html
 from modelhost.stats import profile as prof
 from modelhost.stats.drift import ColumnDrift
 from modelhost.stats.profile import LATENCY_EDGES_S, Layout, Reference
@@ -464,7 +464,8 @@ def test_user_strings_are_escaped(sqlite_client: Client) -> None:
 
 
 def test_categories_are_escaped_and_few_are_drawn(sqlite_client: Client) -> None:
-    from modelhost.monitoring.report import Distribution, _category_chart
+    from modelhost.monitoring.report import Distribution
+    from modelhost.monitoring.report_html import _category_chart
 
     labels = (*(f"<i>cat {i}</i>" for i in range(30)), "(other)", "(unseen)")
     shares = (*(1 / 30 for _ in range(30)), 0.0, 0.0)
@@ -478,7 +479,8 @@ def test_categories_are_escaped_and_few_are_drawn(sqlite_client: Client) -> None
 
 
 def test_with_many_features_the_20_that_drift_most_are_drawn() -> None:
-    from modelhost.monitoring.report import MAX_FEATURE_CHARTS, _most_drifted
+    from modelhost.monitoring.report import MAX_FEATURE_CHARTS
+    from modelhost.monitoring.report_html import _most_drifted
 
     columns = [ColumnDrift(f"f{i}", "numeric", "wasserstein", i / 100, None, 0.1, i >= 10,
                            None, 50, 0, 0) for i in range(30)]

@@ -2,29 +2,52 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import typer
 
 from modelhost._utils import parse_duration, utcnow
 from modelhost.cli._app import JSON_OPTION, STATE, app, emit, make_table, out, sub_app
 
-monitor_app = sub_app("Live model quality from the prediction log and feedback.")
+monitor_app = sub_app("Live quality, drift and reports of the versions being served.")
 app.add_typer(monitor_app, name="monitor")
+
+VERSION_OPTION = typer.Option("@production", "--version",
+                              help="Version, alias, latest or @stage.")
+
+
+def _window_option(default: str) -> Any:
+    return typer.Option(default, "--window", help="How far back: 30m, 12h, 7d, ...")
+
+
+def _target(name: str, version: str, window: str) -> tuple[Any, Any, dt.datetime,
+                                                           dt.datetime]:
+    """The client, the version, and the window [start, end) ending now."""
+    from modelhost.monitoring.performance import window_ending
+
+    start, end = window_ending(utcnow(), parse_duration(window))
+    client = STATE.client()
+    return client, client.registry.get_version(name, version), start, end
+
+
+def _drift_service(client: Any) -> Any:
+    from modelhost.monitoring.drift import DriftService
+
+    return DriftService(client.profiles, references=client.registry.reference, now=utcnow)
 
 
 @monitor_app.command("performance")
 def monitor_performance(
     name: str,
-    version: str = typer.Option("@production", "--version",
-                                help="Version, alias, latest or @stage."),
-    window: str = typer.Option("1h", "--window", help="How far back: 30m, 12h, 7d, ..."),
+    version: str = VERSION_OPTION,
+    window: str = _window_option("1h"),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Metrics of the predictions that got feedback, against those at registration."""
-    from modelhost.monitoring.performance import performance, window_ending
+    from modelhost.monitoring.performance import performance
 
-    start, end = window_ending(utcnow(), parse_duration(window))
-    client = STATE.client()
-    mv = client.registry.get_version(name, version)
+    client, mv, start, end = _target(name, version, window)
     result = performance(client.predictions, model=name, version=mv.version,
                          start=start, end=end, registered=mv.metrics)
     if result.task is None:
@@ -54,21 +77,13 @@ def _count(n: int, thing: str) -> str:
 @monitor_app.command("drift")
 def monitor_drift(
     name: str,
-    version: str = typer.Option("@production", "--version",
-                                help="Version, alias, latest or @stage."),
-    window: str = typer.Option("1h", "--window", help="How far back: 30m, 12h, 7d, ..."),
+    version: str = VERSION_OPTION,
+    window: str = _window_option("1h"),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Drift of the live inputs and predictions against the version's reference."""
-    from modelhost.monitoring.drift import DriftService
-    from modelhost.monitoring.performance import window_ending
-
-    start, end = window_ending(utcnow(), parse_duration(window))
-    client = STATE.client()
-    mv = client.registry.get_version(name, version)
-    service = DriftService(client.profiles, references=client.registry.reference,
-                           now=utcnow)
-    report = service.drift(name, mv.version, start=start, end=end).to_dict()
+    client, mv, start, end = _target(name, version, window)
+    report = _drift_service(client).drift(name, mv.version, start=start, end=end).to_dict()
     if as_json:
         emit(report, as_json=True)
         return
@@ -137,25 +152,20 @@ def _num(value: float | None) -> str:
 @monitor_app.command("report")
 def monitor_report(
     name: str,
-    version: str = typer.Option("@production", "--version",
-                                help="Version, alias, latest or @stage."),
-    window: str = typer.Option("7d", "--window", help="How far back: 1h, 12h, 7d, ..."),
+    version: str = VERSION_OPTION,
+    window: str = _window_option("7d"),
     output: str = typer.Option("report.html", "--output", "-o",
                                help="The HTML file to write (replaced in one step)."),
 ) -> None:
     """A self-contained HTML report (it opens offline) of a version's traffic, drift and
     live quality over the window, with charts."""
-    from modelhost.monitoring.drift import DriftService
-    from modelhost.monitoring.performance import window_ending
-    from modelhost.monitoring.report import build_report, render_html
+    from modelhost.monitoring.report import build_report
+    from modelhost.monitoring.report_html import render_html
 
-    start, end = window_ending(utcnow(), parse_duration(window))
-    client = STATE.client()
-    mv = client.registry.get_version(name, version)
-    service = DriftService(client.profiles, references=client.registry.reference,
-                           now=utcnow)
-    report = build_report(service, client.predictions, model=name, version=mv.version,
-                          start=start, end=end, window=window, registered=mv.metrics)
+    client, mv, start, end = _target(name, version, window)
+    report = build_report(_drift_service(client), client.predictions, model=name,
+                          version=mv.version, start=start, end=end, window=window,
+                          registered=mv.metrics)
     data = render_html(report).encode("utf-8")
     _write_replacing(output, data)
     out.print(f"wrote {output} ({max(1, round(len(data) / 1024))} KB): {name} {mv.version}, "
