@@ -255,7 +255,8 @@ def _traffic(metric: str, header: Any) -> Measurement:
         return Measurement(float(header[prof.ERRORS]) / requests, requests)
     if metric == "latency_mean_ms":
         return Measurement(float(header[prof.LATENCY_SUM]) / requests * 1000.0, requests)
-    return Measurement(prof.latency_quantile(header, 0.99) * 1000.0, requests)
+    p99 = prof.latency_quantile(header[prof.LATENCY_BINS:prof.HEADER], 0.99)
+    return Measurement(None if p99 is None else p99 * 1000.0, requests)
 
 
 def _present(spec: Mapping[str, Any], key: str) -> Any:

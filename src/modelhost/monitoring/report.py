@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,12 +27,12 @@ from modelhost.monitoring.performance import Performance, performance
 from modelhost.stats import profile as prof
 from modelhost.stats.drift import ColumnDrift, column_drift, dataset_drift
 from modelhost.stats.profile import (
-    LATENCY_EDGES_S,
     CategoricalProfile,
     ColumnProfile,
     Layout,
     NumericProfile,
     Reference,
+    latency_quantile,
 )
 from modelhost.store.monitoring import PredictionLogStore
 
@@ -182,27 +182,6 @@ def bucket_edges(start: dt.datetime, end: dt.datetime,
     utc = dt.timezone.utc
     return [(dt.datetime.fromtimestamp(a, utc), dt.datetime.fromtimestamp(b, utc))
             for a, b in itertools.pairwise(cuts) if b > a]
-
-
-def latency_quantile(histogram: Sequence[float] | _Floats, q: float) -> float | None:
-    """The ``q`` quantile (0 to 1) of the latencies counted on ``LATENCY_EDGES_S``
-    (``Layout.add_requests``), in seconds: interpolated geometrically within its bin,
-    so it is off by less than a bin's width (26%); None when nothing was counted."""
-    counts = np.asarray(histogram, dtype=np.float64)
-    total = float(counts.sum())
-    if total <= 0:
-        return None
-    cumulative = np.cumsum(counts)
-    target = q * total
-    slot = int(np.searchsorted(cumulative, target, side="left"))
-    edges = LATENCY_EDGES_S
-    if slot == 0:  # below the first edge
-        return edges[0]
-    if slot >= len(edges):  # at or above the last
-        return edges[-1]
-    low, high = edges[slot - 1], edges[slot]
-    inside = (target - float(cumulative[slot - 1])) / float(counts[slot])
-    return float(low * (high / low) ** min(1.0, max(0.0, inside)))
 
 
 def drift_score(column: ColumnDrift) -> float | None:

@@ -139,11 +139,15 @@ class AlertLoop:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="modelhost-alerts")
 
-    async def stop(self) -> None:
+    async def stop(self, *, drain_s: float = 5.0) -> None:
+        """Stop evaluating; give running actions ``drain_s`` to finish (and record their
+        outcome), cancel what is left (its event stays pending), release the lease."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._actions:
+            await asyncio.wait(list(self._actions), timeout=drain_s)
         for task in list(self._actions):
             task.cancel()
         with contextlib.suppress(Exception):

@@ -379,15 +379,26 @@ def _null_mask(raw: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
     return mask
 
 
-def latency_quantile(header: _Floats, q: float) -> float:
-    """The ``q`` quantile of the latencies in a vector's header, in seconds: the upper
-    edge of the histogram bin it falls in (the last edge for the open last bin)."""
-    counts = header[LATENCY_BINS:HEADER]
+def latency_quantile(histogram: Any, q: float) -> float | None:
+    """The ``q`` quantile (0 to 1) of the latencies counted on ``LATENCY_EDGES_S``
+    (``histogram``: a vector's ``[LATENCY_BINS:HEADER]``), in seconds: interpolated
+    geometrically within its bin, so it is off by less than a bin's width (26%); None
+    when nothing was counted."""
+    counts = np.asarray(histogram, dtype=np.float64)
     total = float(counts.sum())
-    if total == 0:
-        return 0.0
-    index = int(np.searchsorted(np.cumsum(counts), q * total))
-    return LATENCY_EDGES_S[min(index, len(LATENCY_EDGES_S) - 1)]
+    if total <= 0:
+        return None
+    cumulative = np.cumsum(counts)
+    target = q * total
+    slot = int(np.searchsorted(cumulative, target, side="left"))
+    edges = LATENCY_EDGES_S
+    if slot == 0:  # below the first edge
+        return edges[0]
+    if slot >= len(edges):  # at or above the last
+        return edges[-1]
+    low, high = edges[slot - 1], edges[slot]
+    inside = (target - float(cumulative[slot - 1])) / float(counts[slot])
+    return float(low * (high / low) ** min(1.0, max(0.0, inside)))
 
 
 def share(counts: _Floats) -> _Floats:
