@@ -6,17 +6,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= dev
 
-.PHONY: install system-deps demo test lint typecheck unit bench clean
+.PHONY: install constraints system-deps demo test lint typecheck unit bench clean
 
-$(BIN)/.installed-$(EXTRAS): pyproject.toml
+# constraints.txt pins every package at the versions the last green CI run installed, so
+# that a release elsewhere cannot change what a fresh machine installs.
+$(BIN)/.installed-$(EXTRAS): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
 	# Bytecode is compiled at install (as pip does; uv does not by default): without it
 	# every process compiles scikit-learn, pandas and skops again on import, and a
 	# server starts about 3 s later (PYTHONDONTWRITEBYTECODE also stops the cache).
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[$(EXTRAS)]' \
-		|| $(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python \
+		-c constraints.txt -e '.[$(EXTRAS)]' \
+		|| $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
+
+# After changing dependencies: pin what resolves today, then run make test.
+constraints: install
+	{ sed -n '1,/^$$/p' constraints.txt; \
+	  $(BIN)/uv pip compile pyproject.toml --extra dev --quiet --no-header --no-annotate; \
+	} > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 install: $(BIN)/.installed-$(EXTRAS)
 
