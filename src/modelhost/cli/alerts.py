@@ -112,28 +112,17 @@ def alerts_check(as_json: bool = JSON_OPTION) -> None:
     import asyncio
 
     from modelhost._actor import acting_as
-    from modelhost._utils import utcnow
-    from modelhost.errors import NotFoundError
-    from modelhost.monitoring.alerts import Evaluator, MonitorMetrics, describe
-    from modelhost.monitoring.drift import DriftService
+    from modelhost.cli.monitor import drift_service
+    from modelhost.monitoring.alerts import describe, evaluator_for
     from modelhost.serving.alerting import ACTOR, ActionRunner
 
     client = STATE.client()
     registry = client.registry
     service = _service()
-
-    def production(model: str) -> str | None:
-        try:
-            return registry.get_version(model, "@production").version
-        except NotFoundError:
-            return None
-
-    metrics = MonitorMetrics(
-        predictions=client.predictions,
-        drift=DriftService(client.profiles, references=registry.reference, now=utcnow),
-        registered=lambda m, v: registry.get_version(m, v).metrics)
+    evaluator = evaluator_for(registry, client.alert_store, predictions=client.predictions,
+                              drift=drift_service(client))
     with acting_as(ACTOR):
-        fired = Evaluator(client.alert_store, metrics, production=production).evaluate()
+        fired = evaluator.evaluate()
     runner = ActionRunner(client.alert_store, registry, service)
 
     async def run_all() -> list[tuple[str, str]]:

@@ -31,7 +31,7 @@ def _target(name: str, version: str, window: str) -> tuple[Any, Any, dt.datetime
     return client, client.registry.get_version(name, version), start, end
 
 
-def _drift_service(client: Any) -> Any:
+def drift_service(client: Any) -> Any:
     from modelhost.monitoring.drift import DriftService
 
     return DriftService(client.profiles, references=client.registry.reference, now=utcnow)
@@ -83,7 +83,7 @@ def monitor_drift(
 ) -> None:
     """Drift of the live inputs and predictions against the version's reference."""
     client, mv, start, end = _target(name, version, window)
-    report = _drift_service(client).drift(name, mv.version, start=start, end=end).to_dict()
+    report = drift_service(client).drift(name, mv.version, start=start, end=end).to_dict()
     if as_json:
         emit(report, as_json=True)
         return
@@ -163,7 +163,7 @@ def monitor_report(
     from modelhost.monitoring.report_html import render_html
 
     client, mv, start, end = _target(name, version, window)
-    report = build_report(_drift_service(client), client.predictions, model=name,
+    report = build_report(drift_service(client), client.predictions, model=name,
                           version=mv.version, start=start, end=end, window=window,
                           registered=mv.metrics)
     data = render_html(report).encode("utf-8")

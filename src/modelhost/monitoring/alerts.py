@@ -165,6 +165,25 @@ def resolver(registry: Any) -> Callable[[str, str | None], str | None]:
     return resolve
 
 
+def evaluator_for(registry: Any, store: AlertStore, *,
+                  predictions: PredictionLogStore | None,
+                  drift: DriftService | None) -> Evaluator:
+    """The evaluator a server (or ``modelhost alerts check``) runs: metrics from the
+    prediction log and the live profiles, the metrics each version was registered with,
+    and the production version of each model looked up at every pass."""
+    from modelhost.errors import NotFoundError
+
+    def production(model: str) -> str | None:
+        try:
+            return str(registry.get_version(model, "@production").version)
+        except NotFoundError:
+            return None
+
+    metrics = MonitorMetrics(predictions=predictions, drift=drift,
+                             registered=lambda m, v: registry.get_version(m, v).metrics)
+    return Evaluator(store, metrics, production=production)
+
+
 class Evaluator:
     """One pass over the rules: measure each, and store a pending event for each that
     fires (the cooldown checked again in the storing transaction)."""

@@ -17,12 +17,10 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Callable
 
 from modelhost._utils import utcnow
-from modelhost.errors import NotFoundError
 from modelhost.monitoring import FeedbackService, PredictionLog
-from modelhost.monitoring.alerts import AlertService, Evaluator, MonitorMetrics, resolver
+from modelhost.monitoring.alerts import AlertService, evaluator_for, resolver
 from modelhost.monitoring.drift import MINUTE_RETENTION, DriftService
 from modelhost.monitoring.profiles import LiveProfiles
 from modelhost.registry import Registry
@@ -83,10 +81,8 @@ class Monitoring:
             self.alerts = AlertService(alerts, resolve=resolver(registry),
                                        pipelines_dir=options.pipelines_dir)
             if options.alerts and leases is not None:
-                metrics = MonitorMetrics(
-                    predictions=predictions, drift=self.drift,
-                    registered=lambda m, v: registry.get_version(m, v).metrics)
-                evaluator = Evaluator(alerts, metrics, production=_production(registry))
+                evaluator = evaluator_for(registry, alerts, predictions=predictions,
+                                          drift=self.drift)
                 self._alert_loop = AlertLoop(
                     evaluator, ActionRunner(alerts, registry, self.alerts), leases,
                     interval_s=options.alerts_interval_s)
@@ -149,13 +145,3 @@ class Monitoring:
                     await asyncio.to_thread(self._prune)
             except Exception:  # the flusher must outlive any single failure
                 log.exception("monitoring flush failed")
-
-
-def _production(registry: Registry) -> Callable[[str], str | None]:
-    def production(model: str) -> str | None:
-        try:
-            return registry.get_version(model, "@production").version
-        except NotFoundError:
-            return None
-
-    return production
