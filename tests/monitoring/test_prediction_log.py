@@ -137,7 +137,7 @@ def test_a_failing_database_drops_the_batch_and_the_next_flush_works(
     log = PredictionLog(client.predictions, clock=clock)
     engine = client.db.engine
     with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE prediction_log RENAME TO prediction_log_gone"))
+        conn.execute(text("ALTER TABLE prediction_chunks RENAME TO prediction_chunks_gone"))
     try:
         for i in range(3):  # a database that stays down, flush after flush
             clock.now += 2
@@ -145,7 +145,7 @@ def test_a_failing_database_drops_the_batch_and_the_next_flush_works(
             assert log.flush() == 0  # no exception: the flusher runs in the background
     finally:
         with engine.begin() as conn:
-            conn.execute(text("ALTER TABLE prediction_log_gone RENAME TO prediction_log"))
+            conn.execute(text("ALTER TABLE prediction_chunks_gone RENAME TO prediction_chunks"))
     assert log.dropped == 3 and log.pending == 0
     warnings = [r.getMessage() for r in caplog.records
                 if r.name == "modelhost.monitoring.log"]

@@ -230,7 +230,7 @@ def changes_between(before: Snapshot, after: Snapshot, *, allowed: frozenset[str
     test_refused_requests_are_never_logged). The live profiles' windows are left out:
     they count the traffic itself, refused requests included (as errors), and each
     worker rewrites its window as it fills."""
-    allowed = allowed | {"prediction_log"}
+    allowed = allowed | {"prediction_chunks", "prediction_ids"}
     problems = []
     for name in sorted((set(before.tables) | set(after.tables)) - {"profile_windows"}):
         old, new = before.tables.get(name), after.tables.get(name)
@@ -427,7 +427,7 @@ def test_refused_requests_are_never_logged(target: Target) -> None:
     time.sleep(2.5)  # one flush of the server's prediction log
     with target.engine.connect() as conn:
         logged = {row[0] for row in conn.execute(text(
-            "SELECT request_id FROM prediction_log WHERE request_id LIKE 'hostile-%'"))}
+            "SELECT request_id FROM prediction_ids WHERE request_id LIKE 'hostile-%'"))}
     refused = {rid for rid, status in target.statuses.items() if status != 200}
     assert not logged & refused, sorted(logged & refused)
     assert logged <= set(target.statuses)

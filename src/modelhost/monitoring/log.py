@@ -3,9 +3,10 @@
 ``observe`` runs on the event loop right after each answer: it only samples and appends
 the request's references (validated inputs, outputs) to a buffer, in about a microsecond.
 ``flush`` (called every few seconds from a worker thread by the server) turns the
-buffered requests into JSON and stores them in one transaction, so neither the encoding
-nor the database ever delays an answer. When the buffer is full (the database is slow or
-down), new entries are dropped and counted, never queued without bound.
+buffered requests into JSON, a chunk of requests per orjson call, and stores them in one
+transaction, so neither the encoding nor the database ever delays an answer. When the
+buffer is full (the database is slow or down), new entries are dropped and counted, never
+queued without bound.
 
 Sampling: each request is kept with probability ``sample``, and at most ``max_per_s``
 per second per worker (a token bucket), so a busy server logs a steady trickle instead of
@@ -24,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 
 from modelhost._utils import OncePer
-from modelhost.store.monitoring import LogEntry, PredictionLogStore
+from modelhost.store.monitoring import CHUNK, LogChunk, PredictionLogStore
 
 log = logging.getLogger(__name__)
 
@@ -159,27 +161,69 @@ class PredictionLog:
             return 0
         with self._lock:
             self._rows -= sum(p.rows for p in batch)
-        columns: dict[tuple[str, str], list[str] | None] = {}
-        entries = []
+        groups: dict[tuple[str, str], list[_Pending]] = {}
         for p in batch:
+            groups.setdefault((p.model, p.version), []).append(p)
+        chunks = []
+        for (model, version), group in groups.items():
             try:
-                key = (p.model, p.version)
-                if key not in columns:
-                    columns[key] = self._columns(*key)
-                entries.append(_entry(p, columns[key]))
-            except Exception:  # noqa: BLE001  # one odd entry must not cost the batch
-                self.dropped += 1
-                self._warn("encode", "prediction log: request %s of %s %s could not be "
-                           "encoded", p.request_id, p.model, p.version)
+                columns = self._columns(model, version)
+            except Exception:  # noqa: BLE001  # one odd version must not cost the batch
+                self.dropped += len(group)
+                self._warn("encode", "prediction log: %d requests of %s %s could not be "
+                           "encoded", len(group), model, version)
+                continue
+            for start in range(0, len(group), CHUNK):
+                chunk = self._chunk(model, version, group[start:start + CHUNK], columns)
+                if chunk is not None:
+                    chunks.append(chunk)
+        stored = sum(len(c.request_ids) for c in chunks)
         try:
-            self._store.append(entries)
+            self._store.append_chunks(chunks)
         except Exception:  # noqa: BLE001  # the flusher runs on, whatever the database says
-            self.dropped += len(entries)
+            self.dropped += stored
             self._warn("store", "prediction log: %d entries could not be stored and were "
-                       "dropped", len(entries))
+                       "dropped", stored)
             return 0
-        self.written += len(entries)
-        return len(entries)
+        self.written += stored
+        return stored
+
+    def _chunk(self, model: str, version: str, part: list[_Pending],
+               columns: list[str] | None) -> LogChunk | None:
+        """One chunk of ``part``: every request's inputs and outputs encoded by one
+        orjson call each (in C: numpy arrays are written as they are), with the
+        signature's column names once per chunk instead of once per request. Should an
+        item fail to encode, the items are encoded one by one and only that one is lost."""
+        width = -1 if columns is None else len(columns)
+        tabular = [type(p.inputs) is np.ndarray and p.inputs.ndim == 2
+                   and p.inputs.shape[1] == width for p in part]
+        inputs = [p.inputs if t else inputs_json(p.inputs, None)
+                  for p, t in zip(part, tabular, strict=True)]
+        outputs = [{"predictions": p.predictions} if p.probabilities is None else
+                   {"predictions": p.predictions, "probabilities": p.probabilities}
+                   for p in part]
+        try:
+            inputs_text, outputs_text = _dumps(inputs), _dumps(outputs)
+        except Exception:  # noqa: BLE001  # find the one that fails, keep the others
+            kept: list[int] = []
+            encoded: list[tuple[str, str]] = []
+            for i, p in enumerate(part):
+                try:
+                    encoded.append((_dumps(inputs[i]), _dumps(outputs[i])))
+                    kept.append(i)
+                except Exception:  # noqa: BLE001
+                    self.dropped += 1
+                    self._warn("encode", "prediction log: request %s of %s %s could not "
+                               "be encoded", p.request_id, model, version)
+            if not kept:
+                return None
+            part = [part[i] for i in kept]
+            tabular = [tabular[i] for i in kept]
+            inputs_text = "[" + ",".join(i for i, _ in encoded) + "]"
+            outputs_text = "[" + ",".join(o for _, o in encoded) + "]"
+        return LogChunk(model, version, [p.request_id for p in part], [p.at for p in part],
+                        [p.rows for p in part], [p.arm for p in part], columns, tabular,
+                        inputs_text, outputs_text)
 
     def _warn(self, kind: str, message: str, *args: object) -> None:
         """A warning at most once a minute per kind (a database that stays down must not
@@ -192,15 +236,6 @@ class PredictionLog:
     def prune(self, now: dt.datetime) -> tuple[int, int]:
         """Delete predictions and feedback older than the retention."""
         return self._store.prune(before=now - self.options.retention)
-
-
-def _entry(p: _Pending, columns: list[str] | None) -> LogEntry:
-    outputs: dict[str, Any] = {"predictions": p.predictions}
-    if p.probabilities is not None:
-        outputs["probabilities"] = p.probabilities
-    return LogEntry(request_id=p.request_id, model=p.model, version=p.version, arm=p.arm,
-                    at=p.at, rows=p.rows,
-                    inputs=_dumps(inputs_json(p.inputs, columns)), outputs=_dumps(outputs))
 
 
 def inputs_json(inputs: Any, columns: list[str] | None) -> Any:

@@ -1,42 +1,67 @@
-"""The prediction log and its feedback: appended in batches, joined by request id, pruned.
+"""The prediction log and its feedback: appended in chunks, joined by request id, pruned.
 
-Inputs, outputs and labels are stored as JSON text (written by orjson off the request
-path); a request id logged twice (a client reusing its X-Request-Id) keeps its first entry,
-and a label sent twice keeps the last.
+A flush writes each model version's requests as chunks (``LogChunk``) of at most
+``CHUNK`` requests: one row holding their ids, times, inputs and outputs as JSON arrays,
+and one narrow row per request id pointing at its chunk and position (what feedback and
+lookups by id read). That is a third of the cost of a wide row and two indexes per
+request (``benchmarks/monitoring/log_layout.py``). A request id logged twice (a client
+reusing its X-Request-Id) is found at its first entry, and a label sent twice keeps the
+last.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import CursorResult, delete, func, select
+from sqlalchemy import delete, insert, select
 
 from modelhost._utils import as_utc
 from modelhost.entities import Feedback, LoggedPrediction
 from modelhost.store.database import Database, insert_for
-from modelhost.store.schema import FeedbackRow, PredictionLogRow
+from modelhost.store.schema import FeedbackRow, PredictionChunkRow, PredictionIdRow
 
-_CHUNK = 500  # ids per IN (...) list: well under every database's parameter limit
-_APPEND = ('INSERT INTO prediction_log (request_id, model, version, arm, at, "rows", inputs, '
-           "outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING")
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+CHUNK = 500  # requests per chunk: a lookup by id reads (and parses) one chunk's outputs
+CHUNK_SPAN_S = 60.0  # at most between a chunk's first and last prediction (from append)
+_IN = 500  # values per IN (...) list: well under every database's parameter limit
+_PRUNE_CHUNKS = 200  # chunks deleted per transaction (a short lock each)
+_IDS = ("INSERT INTO prediction_ids (request_id, chunk, position) VALUES (?, ?, ?) "
+        "ON CONFLICT (request_id) DO NOTHING")
 
 
-@dataclass(slots=True)  # thousands per flush: a frozen dataclass costs 1 µs more each
+@dataclass(slots=True)
+class LogChunk:
+    """Requests of one model version, ready to store as one chunk: per request its id,
+    time (seconds since the epoch), rows, arm and whether its inputs are rows under the
+    chunk's ``columns`` (else a JSON value of their own); ``inputs`` and ``outputs`` are
+    JSON arrays with one item per request (outputs: ``{"predictions": [...]}``, with
+    ``"probabilities"`` when the model has them)."""
+
+    model: str
+    version: str
+    request_ids: list[str]
+    at: list[float]
+    rows: list[int]
+    arms: list[str | None]
+    columns: list[str] | None
+    tabular: list[bool]
+    inputs: str
+    outputs: str
+
+
+@dataclass(slots=True)
 class LogEntry:
-    """One prediction, ready to store (its inputs and outputs already JSON text)."""
+    """One prediction with its inputs and outputs already JSON text (what tests, imports
+    and tools that have single requests write; the server writes chunks)."""
 
     request_id: str
     model: str
     version: str
     arm: str | None
-    at: dt.datetime | float  # a float is seconds since the epoch (what a flush has)
+    at: dt.datetime | float  # a float is seconds since the epoch
     rows: int
     inputs: str
     outputs: str
@@ -57,43 +82,65 @@ class PredictionLogStore:
         self._db = db
 
     def append(self, entries: Sequence[LogEntry]) -> None:
-        """Store a batch of predictions in one transaction (one multi-row insert)."""
-        if not entries:
+        """Store single predictions in one transaction: in chunks per model version of
+        predictions made within ``CHUNK_SPAN`` of each other (a chunk is pruned whole)."""
+        groups: dict[tuple[str, str], list[tuple[float, LogEntry]]] = {}
+        for e in entries:
+            groups.setdefault((e.model, e.version), []).append((_seconds(e.at), e))
+        chunks = []
+        for (model, version), group in groups.items():
+            group.sort(key=lambda item: item[0])
+            part: list[tuple[float, LogEntry]] = []
+            for item in group:
+                if part and (len(part) == CHUNK or item[0] - part[0][0] > CHUNK_SPAN_S):
+                    chunks.append(_entries_chunk(model, version, part))
+                    part = []
+                part.append(item)
+            chunks.append(_entries_chunk(model, version, part))
+        self.append_chunks(chunks)
+
+    def append_chunks(self, chunks: Sequence[LogChunk]) -> None:
+        """Store chunks in one transaction: a row each, and a row per request id (an id
+        already logged keeps pointing at its first entry)."""
+        chunks = [c for c in chunks if c.request_ids]
+        if not chunks:
             return
         with self._db.session(write=True) as s:
             connection = s.connection()
-            # Through the driver's executemany with plain tuples: SQLAlchemy's per-row
-            # parameter processing would cost more than everything else of a row.
-            rows: list[tuple[Any, ...]]
-            if connection.dialect.name == "postgresql":
-                rows = [(e.request_id, e.model, e.version, e.arm, _utc(e.at), e.rows,
-                         e.inputs, e.outputs) for e in entries]
-                connection.exec_driver_sql(_APPEND.replace("?", "%s"), rows)
-            else:  # SQLite: times as SQLAlchemy stores them (UTC, without the zone)
-                rows = [(e.request_id, e.model, e.version, e.arm,
-                         _sqlite_time(e.at), e.rows,
-                         e.inputs, e.outputs) for e in entries]
-                connection.exec_driver_sql(_APPEND, rows)
+            statement = _IDS if connection.dialect.name == "sqlite" else _IDS.replace("?", "%s")
+            for c in chunks:
+                entries = orjson.dumps({"request_ids": c.request_ids, "at": c.at,
+                                        "rows": c.rows, "arms": c.arms,
+                                        "tabular": c.tabular}).decode()
+                chunk = s.execute(insert(PredictionChunkRow).values(
+                    model=c.model, version=c.version, first_at=_utc(min(c.at)),
+                    last_at=_utc(max(c.at)), requests=len(c.request_ids), entries=entries,
+                    columns=None if c.columns is None else orjson.dumps(c.columns).decode(),
+                    inputs=c.inputs, outputs=c.outputs).returning(PredictionChunkRow.id)
+                ).scalar_one()
+                # Through the driver's executemany with plain tuples: SQLAlchemy's
+                # per-row parameter processing would cost more than the insert itself.
+                connection.exec_driver_sql(statement, [
+                    (request_id, chunk, position)
+                    for position, request_id in enumerate(c.request_ids)])
 
     def find(self, request_ids: Iterable[str], *,
              inputs: bool = True) -> dict[str, LoggedPrediction]:
         """The logged predictions among ``request_ids``, by id; without their inputs
         (``None``) unless ``inputs``, which may be thousands of rows each."""
-        found: dict[str, LoggedPrediction] = {}
         ids = sorted(set(request_ids))
-        t = PredictionLogRow
-        columns = [t.request_id, t.model, t.version, t.arm, t.at, t.rows, t.outputs]
-        if inputs:
-            columns.append(t.inputs)
+        where: dict[int, list[tuple[str, int]]] = {}
+        found: dict[str, LoggedPrediction] = {}
         with self._db.session() as s:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start:start + _CHUNK]
-                for row in s.execute(select(*columns).where(t.request_id.in_(chunk))):
-                    found[row.request_id] = LoggedPrediction(
-                        request_id=row.request_id, model=row.model, version=row.version,
-                        arm=row.arm, at=as_utc(row.at), rows=row.rows,
-                        inputs=orjson.loads(row.inputs) if inputs else None,
-                        outputs=orjson.loads(row.outputs))
+            for start in range(0, len(ids), _IN):
+                for request_id, chunk_id, position in s.execute(
+                        select(PredictionIdRow.request_id, PredictionIdRow.chunk,
+                               PredictionIdRow.position).where(
+                            PredictionIdRow.request_id.in_(ids[start:start + _IN]))):
+                    where.setdefault(chunk_id, []).append((request_id, position))
+            for chunk in _read_chunks(s, list(where), inputs=inputs):
+                for request_id, position in where[chunk.id]:
+                    found[request_id] = chunk.prediction(position, inputs=inputs)
         return found
 
     def record_feedback(self, labels: Sequence[Label], *, now: dt.datetime) -> None:
@@ -114,9 +161,9 @@ class PredictionLogStore:
         found: dict[str, Feedback] = {}
         ids = sorted(set(request_ids))
         with self._db.session() as s:
-            for start in range(0, len(ids), _CHUNK):
+            for start in range(0, len(ids), _IN):
                 for row in s.scalars(select(FeedbackRow).where(
-                        FeedbackRow.request_id.in_(ids[start:start + _CHUNK]))):
+                        FeedbackRow.request_id.in_(ids[start:start + _IN]))):
                     found[row.request_id] = Feedback(
                         request_id=row.request_id, model=row.model, version=row.version,
                         label=orjson.loads(row.label), received_at=as_utc(row.received_at),
@@ -127,39 +174,109 @@ class PredictionLogStore:
                  end: dt.datetime) -> tuple[int, list[tuple[Any, Any]]]:
         """The predictions of ``model`` ``version`` made in [start, end): how many were
         logged, and the (outputs, labels) of those that have feedback, oldest first."""
-        p, f = PredictionLogRow, FeedbackRow
-        window = (p.model == model, p.version == version, p.at >= start, p.at < end)
+        c, i, f = PredictionChunkRow, PredictionIdRow, FeedbackRow
+        low, high = start.timestamp(), end.timestamp()
+        overlapping = select(c.id).where(c.model == model, c.version == version,
+                                         c.last_at >= start, c.first_at < end)
         with self._db.session() as s:
-            logged = s.scalar(select(func.count()).select_from(p).where(*window)) or 0
-            rows = s.execute(select(p.outputs, f.label).join(
-                f, f.request_id == p.request_id).where(*window).order_by(p.at))
-            pairs = [(orjson.loads(outputs), orjson.loads(label)) for outputs, label in rows]
-        return int(logged), pairs
+            logged = 0
+            for entries in s.scalars(select(c.entries).where(c.id.in_(overlapping))):
+                logged += sum(low <= at < high for at in orjson.loads(entries)["at"])
+            labels: dict[int, list[tuple[int, str]]] = {}
+            for chunk_id, position, label in s.execute(
+                    select(i.chunk, i.position, f.label)
+                    .join(f, f.request_id == i.request_id)
+                    .where(i.chunk.in_(overlapping), f.model == model,
+                           f.version == version)):
+                labels.setdefault(chunk_id, []).append((position, label))
+            pairs: list[tuple[float, Any, Any]] = []
+            for chunk in _read_chunks(s, list(labels), inputs=False):
+                for position, label in labels[chunk.id]:
+                    at = chunk.at[position]
+                    if low <= at < high:
+                        pairs.append((at, chunk.outputs[position], orjson.loads(label)))
+        pairs.sort(key=lambda pair: pair[0])
+        return logged, [(outputs, label) for _, outputs, label in pairs]
 
     def prune(self, *, before: dt.datetime) -> tuple[int, int]:
-        """Delete predictions made, and feedback received, before ``before``; returns
-        how many of each."""
+        """Delete the chunks whose last prediction was made, and feedback received, before
+        ``before`` (a few hundred chunks per transaction); returns how many predictions
+        and labels."""
+        c = PredictionChunkRow
+        predictions = 0
+        while True:
+            with self._db.session(write=True) as s:
+                old = s.execute(select(c.id, c.requests, c.entries).where(
+                    c.last_at < before).limit(_PRUNE_CHUNKS)).all()
+                if not old:
+                    break
+                for chunk_id, requests, entries in old:
+                    ids = orjson.loads(entries)["request_ids"]
+                    for start in range(0, len(ids), _IN):
+                        s.execute(delete(PredictionIdRow).where(
+                            PredictionIdRow.request_id.in_(ids[start:start + _IN]),
+                            PredictionIdRow.chunk == chunk_id))
+                    predictions += requests
+                s.execute(delete(c).where(c.id.in_([row.id for row in old])))
         with self._db.session(write=True) as s:
-            predictions: CursorResult[Any] = s.execute(  # type: ignore[assignment]
-                delete(PredictionLogRow).where(PredictionLogRow.at < before))
-            labels: CursorResult[Any] = s.execute(  # type: ignore[assignment]
-                delete(FeedbackRow).where(FeedbackRow.received_at < before))
-            return predictions.rowcount, labels.rowcount
+            labels = s.execute(delete(FeedbackRow).where(FeedbackRow.received_at < before))
+            return predictions, labels.rowcount  # type: ignore[attr-defined]
 
 
-def _utc(at: dt.datetime | float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(at, dt.timezone.utc) if isinstance(at, float) else at
+@dataclass(slots=True)
+class _Chunk:
+    """A stored chunk, parsed."""
+
+    id: int
+    model: str
+    version: str
+    request_ids: list[str]
+    at: list[float]
+    rows: list[int]
+    arms: list[str | None]
+    tabular: list[bool]
+    columns: list[str] | None
+    inputs: list[Any] | None
+    outputs: list[Any]
+
+    def prediction(self, position: int, *, inputs: bool) -> LoggedPrediction:
+        value = None
+        if inputs and self.inputs is not None:
+            value = self.inputs[position]
+            if self.tabular[position]:
+                value = {"columns": self.columns, "data": value}
+        return LoggedPrediction(
+            request_id=self.request_ids[position], model=self.model, version=self.version,
+            arm=self.arms[position], at=_utc(self.at[position]), rows=self.rows[position],
+            inputs=value, outputs=self.outputs[position])
 
 
-def _sqlite_time(at: dt.datetime | float) -> str:
-    """The text SQLAlchemy stores for a UTC time in SQLite; from seconds since the epoch
-    without a datetime (a flush writes thousands: formatting each cost 3 µs)."""
-    if not isinstance(at, float):
-        return at.astimezone(dt.timezone.utc).strftime(_SQLITE_TIME)
-    second = int(at // 1)
-    return f"{_second_text(second)}.{int((at - second) * 1e6):06d}"
+def _read_chunks(s: Any, ids: list[int], *, inputs: bool) -> Iterable[_Chunk]:
+    c = PredictionChunkRow
+    columns = [c.id, c.model, c.version, c.entries, c.columns, c.outputs]
+    if inputs:
+        columns.append(c.inputs)
+    for start in range(0, len(ids), _IN):
+        for row in s.execute(select(*columns).where(c.id.in_(ids[start:start + _IN]))):
+            entries = orjson.loads(row.entries)
+            yield _Chunk(row.id, row.model, row.version, entries["request_ids"], entries["at"],
+                         entries["rows"], entries["arms"], entries["tabular"],
+                         None if row.columns is None else orjson.loads(row.columns),
+                         orjson.loads(row.inputs) if inputs else None,
+                         orjson.loads(row.outputs))
 
 
-@functools.lru_cache(maxsize=256)
-def _second_text(second: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+def _entries_chunk(model: str, version: str,
+                   part: list[tuple[float, LogEntry]]) -> LogChunk:
+    return LogChunk(model, version, [e.request_id for _, e in part], [at for at, _ in part],
+                    [e.rows for _, e in part], [e.arm for _, e in part], None,
+                    [False] * len(part), "[" + ",".join(e.inputs for _, e in part) + "]",
+                    "[" + ",".join(e.outputs for _, e in part) + "]")
+
+
+def _seconds(at: dt.datetime | float) -> float:
+    return float(at) if isinstance(at, (int, float)) else as_utc(at).timestamp()
+
+
+def _utc(at: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(at, dt.timezone.utc)

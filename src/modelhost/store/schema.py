@@ -296,22 +296,40 @@ class AuditRow(Base):
 # --- monitoring -----------------------------------------------------------------------
 
 
-class PredictionLogRow(Base):
-    """One logged prediction request: what was sent (validated) and what was answered,
-    as JSON text; written in batches off the request path, pruned after the retention."""
+class PredictionChunkRow(Base):
+    """Up to a few hundred logged requests of one model version, written by one flush:
+    their ids, times, rows and arms (``entries``), their validated inputs and their
+    outputs, each a JSON array with one item per request. One row per flushed batch
+    instead of one per request keeps the log's cost on the serving machine small."""
 
-    __tablename__ = "prediction_log"
-    __table_args__ = (Index("ix_prediction_log_model_version_at", "model", "version", "at"),
-                      Index("ix_prediction_log_at", "at"))
+    __tablename__ = "prediction_chunks"
+    __table_args__ = (
+        Index("ix_prediction_chunks_model_version_last_at", "model", "version", "last_at"),
+        Index("ix_prediction_chunks_last_at", "last_at"))
 
-    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model: Mapped[str] = mapped_column(String(64))
     version: Mapped[str] = mapped_column(String(64))
-    arm: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    at: Mapped[dt.datetime] = mapped_column(_tz())
-    rows: Mapped[int] = mapped_column(Integer)
+    first_at: Mapped[dt.datetime] = mapped_column(_tz())
+    last_at: Mapped[dt.datetime] = mapped_column(_tz())
+    requests: Mapped[int] = mapped_column(Integer)
+    entries: Mapped[str] = mapped_column(Text)
+    columns: Mapped[str | None] = mapped_column(Text, nullable=True)
     inputs: Mapped[str] = mapped_column(Text)
     outputs: Mapped[str] = mapped_column(Text)
+
+
+class PredictionIdRow(Base):
+    """Where a logged request id is (its chunk and position): what the feedback join
+    and lookups by id read. The first entry of a request id wins."""
+
+    __tablename__ = "prediction_ids"
+    # The id is the key: one B-tree per row, not a rowid table and an index.
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012  # SQLAlchemy's own hook
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
 
 
 class FeedbackRow(Base):
