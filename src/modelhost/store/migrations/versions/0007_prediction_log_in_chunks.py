@@ -97,7 +97,8 @@ def _write_chunk(bind: Any, part: list[Any]) -> None:
         model=part[0].model, version=part[0].version, first_at=_utc(part[0].at),
         last_at=_utc(part[-1].at), requests=len(part), entries=orjson.dumps(entries).decode(),
         columns=None, inputs="[" + ",".join(r.inputs for r in part) + "]",
-        outputs="[" + ",".join(r.outputs for r in part) + "]")).inserted_primary_key[0]
+        outputs="[" + ",".join(r.outputs for r in part) + "]").returning(chunks.c.id)
+    ).scalar_one()
     bind.execute(sa.insert(ids), [{"request_id": r.request_id, "chunk": chunk, "position": i}
                                   for i, r in enumerate(part)])
 
