@@ -1,16 +1,17 @@
-"""What writing the prediction log costs per request in SQLite, today's layout against a
-candidate one (a design experiment: the candidate is not the product's schema).
+"""What writing the prediction log costs per request in SQLite, the old layout against a
+candidate one (the design experiment behind migration 0007, kept as it was run).
 
 Run from the repository root:
 
     .venv/bin/python benchmarks/monitoring/log_layout.py [--requests 20000] [--rounds 4]
 
-* ``row per request`` (today's ``prediction_log``): one ~600-byte row per request with
-  its JSON inputs and outputs, a text primary key (the request id) and two indexes
-  ((model, version, at) and (at)).
-* ``chunks + id index`` (the candidate): one row per 500 requests holding their entries
-  as one JSON array, indexed by (model, version, last time) and (last time), and a narrow
-  ``WITHOUT ROWID`` table from request id to (chunk, position) for the feedback join.
+* ``row per request`` (the ``prediction_log`` before migration 0007): one ~600-byte row
+  per request with its JSON inputs and outputs, a text primary key (the request id) and
+  two indexes ((model, version, at) and (at)).
+* ``chunks + id index`` (the candidate; the product's layout differs in details): one
+  row per 500 requests holding their entries as one JSON array, indexed by (model,
+  version, last time) and (last time), and a narrow ``WITHOUT ROWID`` table from
+  request id to (chunk, position) for the feedback join.
 
 Both encode the same one-row, 20-feature requests with orjson and insert them in one
 transaction (WAL, synchronous=NORMAL, as the product's SQLite). It prints the
