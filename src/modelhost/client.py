@@ -13,13 +13,15 @@ from typing import Any
 
 from modelhost.artifacts import ArtifactStore, open_artifact_store
 from modelhost.config import Settings
-from modelhost.entities import Model, ModelVersion, Stage, StageChange
+from modelhost.entities import Deployment, Model, ModelVersion, Stage, StageChange
 from modelhost.errors import InvalidInputError
 from modelhost.registry import LoadedVersion, PredictionResult, Registry
+from modelhost.rollout.service import for_registry
 from modelhost.security import ApiKeys
 from modelhost.store import Database, DatasetStore, ModelStore, TrackingStore
 from modelhost.store.alerts import AlertStore, LeaseStore
 from modelhost.store.audit import AuditStore
+from modelhost.store.deployments import DeploymentStore
 from modelhost.store.keys import KeyStore
 from modelhost.store.monitoring import PredictionLogStore
 from modelhost.store.profiles import ProfileStore
@@ -66,6 +68,8 @@ class Client:
         self.predictions = PredictionLogStore(self.db)
         self.alert_store = AlertStore(self.db)
         self.leases = LeaseStore(self.db)
+        self.deployments = DeploymentStore(self.db)
+        self.rollouts = for_registry(self.deployments, self.registry)
         if migrate:
             self.db.ensure_current()
 
@@ -99,6 +103,14 @@ class Client:
         model as given.
         """
         return self.registry.predict(name, version, inputs)
+
+    def deploy(self, name: str, version: str, *, strategy: str = "canary",
+               **options: Any) -> Deployment:
+        """Start a rollout of ``version`` (a version, ``latest`` or ``@alias``) with
+        ``strategy`` (``blue_green``, ``canary``, ``ab`` or ``shadow``) and its options
+        (``steps=[10, 50, 100]``, ``split=0.2``, ``fraction=0.1``, ...: PRODUCT.md §3.7).
+        """
+        return self.rollouts.deploy(name, version, strategy, options)
 
     def close(self) -> None:
         self.db.dispose()

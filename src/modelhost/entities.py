@@ -270,14 +270,143 @@ class Model:
                 "updated_at": self.updated_at.isoformat()}
 
 
+# --- deployments ----------------------------------------------------------------------
+
+
+class Strategy(str, enum.Enum):
+    """How a new version reaches production (PRODUCT.md §3.7)."""
+
+    BLUE_GREEN = "blue_green"
+    CANARY = "canary"
+    AB = "ab"
+    SHADOW = "shadow"
+
+
+class RolloutState(str, enum.Enum):
+    """Where a model's deployment is; a closed set with an explicit transition table."""
+
+    IDLE = "idle"
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+
+    @property
+    def running(self) -> bool:
+        """A rollout is under way: another may not start."""
+        return self in (RolloutState.PROGRESSING, RolloutState.PAUSED)
+
+    def can_move_to(self, target: RolloutState) -> bool:
+        return target in ROLLOUT_TRANSITIONS[self]
+
+
+_DONE = (RolloutState.PROGRESSING, RolloutState.ROLLED_BACK)  # a new rollout, or a rollback
+# A step of a canary moves PROGRESSING to itself. A finished rollout (promoted, rolled back,
+# aborted) is idle in all but name: a new one may start, or production be rolled back.
+ROLLOUT_TRANSITIONS: dict[RolloutState, tuple[RolloutState, ...]] = {
+    RolloutState.IDLE: _DONE,
+    RolloutState.PROGRESSING: (RolloutState.PROGRESSING, RolloutState.PAUSED,
+                               RolloutState.PROMOTED, RolloutState.ROLLED_BACK,
+                               RolloutState.ABORTED),
+    RolloutState.PAUSED: (RolloutState.PROGRESSING, RolloutState.PROMOTED,
+                          RolloutState.ROLLED_BACK, RolloutState.ABORTED),
+    RolloutState.PROMOTED: _DONE,
+    RolloutState.ROLLED_BACK: _DONE,
+    RolloutState.ABORTED: _DONE,
+}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One model's deployment: what serves it and how a rollout is going.
+
+    ``stable`` is the production version; ``candidate`` takes ``candidate_weight`` of the
+    traffic (canary, A/B) or a copy of ``shadow_fraction`` of it (shadow). ``previous`` is
+    the version production had before, kept loaded until ``keep_until`` so that a
+    rollback is instant. ``rollout_id`` salts the routing-key hash: a key keeps its arm
+    for the whole rollout, and the next rollout draws its arms afresh.
+    """
+
+    model: str
+    state: RolloutState = RolloutState.IDLE
+    strategy: Strategy | None = None
+    rollout_id: str | None = None
+    stable: str | None = None
+    candidate: str | None = None
+    candidate_weight: float = 0.0
+    shadow_fraction: float | None = None
+    steps: tuple[float, ...] = ()
+    step: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
+    previous: str | None = None
+    keep_until: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    step_started_at: dt.datetime | None = None
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Version -> share of live traffic; adds up to 1 (empty with nothing stable)."""
+        if self.stable is None:
+            return {}
+        if (self.candidate is None or self.candidate_weight <= 0.0
+                or self.strategy is Strategy.SHADOW):
+            return {self.stable: 1.0}
+        if self.candidate_weight >= 1.0:
+            return {self.candidate: 1.0}
+        return {self.stable: 1.0 - self.candidate_weight, self.candidate: self.candidate_weight}
+
+    @property
+    def shadow(self) -> dict[str, Any] | None:
+        if (self.candidate is None or self.shadow_fraction is None
+                or not self.state.running):
+            return None
+        return {"version": self.candidate, "fraction": self.shadow_fraction}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shape of PRODUCT.md §3.7."""
+        return {"model": self.model, "stable": self.stable, "candidate": self.candidate,
+                "strategy": None if self.strategy is None else self.strategy.value,
+                "state": self.state.value, "weights": self.weights, "shadow": self.shadow,
+                "step": self.step, "steps": list(self.steps), "options": dict(self.options),
+                "rollout_id": self.rollout_id,
+                "started_at": None if self.started_at is None else self.started_at.isoformat(),
+                "updated_at": None if self.updated_at is None else self.updated_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class DeploymentEvent:
+    """Something that happened to a deployment, and why: ``reason`` in words, the
+    figures behind an automatic decision in ``numbers``."""
+
+    model: str
+    kind: str  # deploy, step, pause, resume, promote, abort, rollback, hold, ...
+    at: dt.datetime
+    from_version: str | None
+    to_version: str | None
+    reason: str
+    numbers: Mapping[str, Any] = field(default_factory=dict)
+    actor: str | None = None
+    rollout_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "kind": self.kind,
+                "from_version": self.from_version, "to_version": self.to_version,
+                "reason": self.reason, "numbers": dict(self.numbers), "actor": self.actor,
+                "rollout_id": self.rollout_id}
+
+
 @dataclass(frozen=True)
 class RoutedModel:
-    """What serving needs to know of one model: its production version, aliases, tags."""
+    """What serving needs to know of one model: its production version, aliases, tags,
+    and its deployment when a rollout is under way or a previous version is kept loaded."""
 
     name: str
     production_version: str | None
     aliases: Mapping[str, str]  # alias -> version
     tags: Mapping[str, str]
+    deployment: Deployment | None = None
 
 
 @dataclass(frozen=True)

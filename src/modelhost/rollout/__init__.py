@@ -1,4 +1,5 @@
-"""Deployments: the pure router (strategies, analysis and the rollout service follow)."""
+"""Deployments: the pure router here; the rollout service in ``rollout.service``, its
+options in ``rollout.options``."""
 
 from modelhost.rollout.router import Arm, ArmRole, Routing, Shadow, bucket, choose, shadowed
 

@@ -76,6 +76,7 @@ class Routing:
     model: str
     arms: tuple[Arm, ...]
     shadow: Shadow | None = None
+    salt: str = ""  # the rollout's id: a key keeps its arm within one rollout only
 
     def __post_init__(self) -> None:
         if not self.arms:
@@ -149,17 +150,18 @@ def choose(
 ) -> Arm:
     """The arm for one request.
 
-    With a routing key, ``bucket(key, salt=routing.model)`` is walked along the cumulative
-    weights in canonical order (the last arm takes what rounding leaves): stable holds
-    [0, w_stable), candidate [w_stable, 1). So the same key always gets the same arm, and
-    raising the candidate's weight only grows its interval downwards: a key never moves
-    from candidate back to stable as a canary advances. Without a key, ``draw()`` (a point
-    in [0, 1)) is walked the same way. A single arm is returned at once, without hashing.
+    With a routing key, ``bucket(key, salt=routing.salt or routing.model)`` is walked
+    along the cumulative weights in canonical order (the last arm takes what rounding
+    leaves): stable holds [0, w_stable), candidate [w_stable, 1). So the same key always
+    gets the same arm within a rollout, and raising the candidate's weight only grows its
+    interval downwards: a key never moves from candidate back to stable as a canary
+    advances. Without a key, ``draw()`` (a point in [0, 1)) is walked the same way. A
+    single arm is returned at once, without hashing.
     """
     arms = routing.arms
     if len(arms) == 1:
         return arms[0]
-    point = bucket(key, routing.model) if key is not None else draw()
+    point = bucket(key, routing.salt or routing.model) if key is not None else draw()
     edge = 0.0
     for arm in arms[:-1]:
         edge += arm.weight
@@ -180,5 +182,6 @@ def shadowed(
     shadow = routing.shadow
     if shadow is None:
         return False
-    point = bucket(key, f"{routing.model}/shadow") if key is not None else draw()
+    point = (bucket(key, f"{routing.salt or routing.model}/shadow") if key is not None
+             else draw())
     return point < shadow.fraction

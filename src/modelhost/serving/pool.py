@@ -170,7 +170,7 @@ class ModelPool:
             routing = entry.routing
             if routing is None:
                 continue
-            for version in routing.versions:
+            for version in routing.versions | entry.keep:  # keep: warm for a rollback
                 key = (name, version)
                 if (key not in self._served and key not in self._loading
                         and self._retry_due(key)):

@@ -3,17 +3,20 @@
 The watcher builds a new table from the routing state whenever the routing revision
 changes and publishes it whole; readers (the pool, the predictor) only ever see a complete
 table, never one being updated. Today every model with a production version has one arm
-(its production version, weight 1); deployments will add a candidate arm and a shadow.
+(its production version, weight 1), and a rollout under way adds a candidate arm (canary,
+A/B) or a shadow, salted with the rollout's id.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from modelhost.entities import RoutingState
-from modelhost.rollout import Routing
+from modelhost._utils import utcnow
+from modelhost.entities import Deployment, RoutingState, Strategy
+from modelhost.rollout import Arm, ArmRole, Routing, Shadow
 
 # A model opts in to the prediction cache with this tag set to "true".
 CACHE_TAG = "serving.cache"
@@ -28,6 +31,7 @@ class ModelEntry:
     routing: Routing | None
     aliases: Mapping[str, str]
     cached: bool = False
+    keep: frozenset[str] = frozenset()  # versions kept loaded for an instant rollback
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,12 @@ class RoutingTable:
         for m in state.models:
             if only is not None and m.name != only:
                 continue
-            routing = (Routing.single(m.name, m.production_version)
+            routing = (routing_of(m.name, m.production_version, m.deployment)
                        if m.production_version is not None else None)
             models[m.name] = ModelEntry(
                 routing=routing, aliases=MappingProxyType(dict(m.aliases)),
-                cached=m.tags.get(CACHE_TAG, "").lower() in _ON)
+                cached=m.tags.get(CACHE_TAG, "").lower() in _ON,
+                keep=_kept(m.deployment, m.production_version, utcnow()))
         return cls(revision=state.revision, models=MappingProxyType(models))
 
     def routing(self, name: str) -> Routing | None:
@@ -60,7 +65,34 @@ class RoutingTable:
         """Every (model, version) the table routes traffic to, shadows included: the set
         the pool keeps loaded and warm."""
         return frozenset((name, version) for name, entry in self.models.items()
-                         if entry.routing is not None for version in entry.routing.versions)
+                         if entry.routing is not None
+                         for version in entry.routing.versions | entry.keep)
+
+
+def routing_of(model: str, stable: str, deployment: Deployment | None) -> Routing:
+    """The routing of a model whose production version is ``stable``: one arm, unless a
+    rollout is under way (paused ones too: pausing holds the split, it does not undo it)."""
+    d = deployment
+    if d is None or not d.state.running or d.candidate is None or d.candidate == stable:
+        return Routing.single(model, stable)
+    salt = d.rollout_id or ""
+    if d.strategy is Strategy.SHADOW:
+        return Routing(model, (Arm(stable, 1.0),),
+                       shadow=Shadow(d.candidate, d.shadow_fraction or 0.0), salt=salt)
+    weight = d.candidate_weight
+    if weight <= 0.0:
+        return Routing(model, (Arm(stable, 1.0),), salt=salt)
+    if weight >= 1.0:
+        return Routing(model, (Arm(d.candidate, 1.0, ArmRole.CANDIDATE),), salt=salt)
+    return Routing(model, (Arm(stable, 1.0 - weight),
+                           Arm(d.candidate, weight, ArmRole.CANDIDATE)), salt=salt)
+
+
+def _kept(d: Deployment | None, stable: str | None, now: dt.datetime) -> frozenset[str]:
+    if d is None or d.previous is None or d.previous == stable or d.keep_until is None \
+            or d.keep_until <= now:
+        return frozenset()
+    return frozenset({d.previous})
 
 
 EMPTY_TABLE = RoutingTable()

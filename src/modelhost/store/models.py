@@ -41,6 +41,7 @@ from modelhost.errors import (
 )
 from modelhost.store import audit
 from modelhost.store.database import Database, WriteConflictError
+from modelhost.store.deployment_rows import routed_deployments
 from modelhost.store.profiles import NewReference, new_reference_row
 from modelhost.store.schema import (
     AliasRow,
@@ -157,25 +158,27 @@ class ModelStore:
         """Every model's production version, aliases and tags, and the routing revision
         they belong to, read in one statement (one snapshot) whatever the number of models.
         """
-        with self._db.session() as s:
-            rows = s.execute(_ROUTING_STATE).all()
         revision = 0
         production: dict[str, str | None] = {}
         aliases: dict[str, dict[str, str]] = {}
         tags: dict[str, dict[str, str]] = {}
-        for kind, name, key, value, major, minor, patch in rows:
-            if kind == "r":
-                revision = int(major)
-            elif kind == "p":
-                production[name] = None if major is None else f"{major}.{minor}.{patch}"
-            elif kind == "a":
-                aliases.setdefault(name, {})[key] = f"{major}.{minor}.{patch}"
-            else:
-                tags.setdefault(name, {})[key] = value
+        with self._db.session() as s:
+            for kind, name, key, value, major, minor, patch in s.execute(_ROUTING_STATE):
+                if kind == "r":
+                    revision = int(major)
+                elif kind == "p":
+                    production[name] = None if major is None else f"{major}.{minor}.{patch}"
+                elif kind == "a":
+                    aliases.setdefault(name, {})[key] = f"{major}.{minor}.{patch}"
+                else:
+                    tags.setdefault(name, {})[key] = value
+            # A deployment changes with the revision it bumps; read after it, it can only
+            # be newer than the revision, never older (the next read catches up).
+            deployments = routed_deployments(s, production, utcnow())
         return RoutingState(revision=revision, models=tuple(
             RoutedModel(name=name, production_version=production[name],
                         aliases=dict(sorted(aliases.get(name, {}).items())),
-                        tags=tags.get(name, {}))
+                        tags=tags.get(name, {}), deployment=deployments.get(name))
             for name in sorted(production)))
 
     def artifact_digests(self) -> set[str]:
@@ -581,3 +584,20 @@ def _semver(row: ModelVersionRow) -> str:
 
 def _number(row: ModelVersionRow) -> str:
     return f"{row.major}.{row.minor}.{row.patch}"
+
+
+# Shared with the deployment store, whose changes move stages in their own transaction.
+ROLLBACK_REASON = _ROLLBACK
+move_stage = ModelStore._move
+rollback_target = ModelStore._rollback_target
+semver_of = _semver
+
+
+def lock_model(s: Session, name: str, *, lock: bool = True) -> ModelRow:
+    """The model's row, locked for the transaction (``lock``). Raises
+    ModelNotFoundError."""
+    query = select(ModelRow).where(ModelRow.name == name)
+    row = s.scalar(query.with_for_update() if lock else query)
+    if row is None:
+        raise ModelNotFoundError(name)
+    return row

@@ -441,3 +441,48 @@ class LeaseRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime] = mapped_column(_tz())
+
+
+# --- deployments ----------------------------------------------------------------------
+
+
+class DeploymentRow(Base):
+    """A model's deployment: the rollout under way (or the last one) and the previous
+    production version kept loaded. The stable version is not stored here: it is the
+    model's production version, whose stage is the one source of truth."""
+
+    __tablename__ = "deployments"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    strategy: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    rollout_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    candidate: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    candidate_weight: Mapped[float] = mapped_column(Float)
+    shadow_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
+    steps: Mapped[list[Any]] = mapped_column(JSON)
+    step: Mapped[int] = mapped_column(Integer)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    previous: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    keep_until: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(_tz())
+    step_started_at: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)
+
+
+class DeploymentEventRow(Base):
+    """What happened to a deployment and why, newest last."""
+
+    __tablename__ = "deployment_events"
+    __table_args__ = (Index("ix_deployment_events_model_id", "model", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    rollout_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    at: Mapped[dt.datetime] = mapped_column(_tz())
+    kind: Mapped[str] = mapped_column(String(32))
+    from_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    to_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    numbers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    actor: Mapped[str | None] = mapped_column(String(128), nullable=True)
