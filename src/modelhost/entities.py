@@ -339,6 +339,7 @@ class Deployment:
     steps: tuple[float, ...] = ()
     step: int = 0
     options: Mapping[str, Any] = field(default_factory=dict)
+    analysis: Mapping[str, Any] = field(default_factory=dict)  # the controller's memory
     previous: str | None = None
     keep_until: dt.datetime | None = None
     started_at: dt.datetime | None = None

@@ -21,6 +21,7 @@ DEFAULTS: dict[Strategy, dict[str, Any]] = {
     Strategy.BLUE_GREEN: {**KEEP_PREVIOUS},
     Strategy.CANARY: {"steps": [5.0, 25.0, 50.0, 100.0], "step_duration_s": 300.0,
                       "min_requests": 200, "max_error_rate": 0.02, "max_p99_ratio": 1.5,
+                      "metric": "accuracy", "max_metric_drop": 0.05, "min_labelled": 50,
                       **KEEP_PREVIOUS},
     Strategy.AB: {"split": 0.5, "metric": "accuracy", "alpha": 0.05, "min_samples": 200,
                   "auto_promote": False, **KEEP_PREVIOUS},
@@ -105,6 +106,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "alpha": _number(0.0, 0.5, low_open=True),
     "min_samples": _number(1, 1e9, integer=True),
     "auto_promote": _flag,
+    "max_metric_drop": _number(0.0, 1e9),
+    "min_labelled": _number(1, 1e9, integer=True),
     "fraction": _number(0.0, 1.0, low_open=True),
 }
 

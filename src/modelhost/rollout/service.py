@@ -84,24 +84,53 @@ class RolloutService:
 
         return self._store.change(model, decide)[0]
 
-    def act(self, model: str, action: str, *, reason: str = "") -> Deployment:
+    def act(self, model: str, action: str, *, reason: str = "",
+            numbers: Mapping[str, Any] | None = None, expect: str | None = None,
+            expect_step: int | None = None) -> Deployment:
         """``promote``, ``abort``, ``step``, ``pause`` or ``resume`` the rollout under
-        way. Raises InvalidInputError (an unknown action) and ConflictError (nothing
-        under way, or an action the state does not allow)."""
+        way. ``expect`` (a rollout id) and ``expect_step``: act only if the rollout is
+        still that one at that step (the controller decided on what it read). Raises
+        InvalidInputError (an unknown action) and ConflictError (nothing under way, an
+        action the state does not allow, or another rollout or step than expected)."""
         if action not in ACTIONS:
             raise InvalidInputError(
                 f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
-        decide = {"promote": _promote, "abort": _abort, "step": _step, "pause": _pause,
-                  "resume": _resume}[action]
-        return self._store.change(
-            model, lambda d, facts: decide(d, facts, reason or f"{action} requested"))[0]
+        decide = _DECISIONS[action]
+        words = reason or f"{action} requested"
 
-    def rollback(self, model: str, *, reason: str = "") -> Deployment:
+        def guarded(d: Deployment, facts: ModelFacts) -> Change:
+            _expect(d, expect, expect_step)
+            return decide(d, facts, words, numbers)
+
+        return self._store.change(model, guarded)[0]
+
+    def rollback(self, model: str, *, reason: str = "",
+                 numbers: Mapping[str, Any] | None = None,
+                 expect: str | None = None) -> Deployment:
         """Back to the previous stable version at once: a rollout under way stops
         sending traffic to its candidate; otherwise production goes back to the version
-        it had before. Raises NothingToRollBackError (409)."""
-        return self._store.change(
-            model, lambda d, facts: _rollback(d, facts, reason or "rollback requested"))[0]
+        it had before. Raises NothingToRollBackError (409), and ConflictError when
+        ``expect`` names a rollout that is no longer the one under way."""
+        def guarded(d: Deployment, facts: ModelFacts) -> Change:
+            _expect(d, expect, None)
+            return _rollback(d, facts, reason or "rollback requested", numbers)
+
+        return self._store.change(model, guarded)[0]
+
+    def note(self, model: str, *, expect: str, analysis: Mapping[str, Any],
+             event: tuple[str, str, Mapping[str, Any]] | None = None) -> Deployment:
+        """Keep the controller's memory of a running rollout (``analysis``) and record
+        ``event`` (kind, reason, numbers), without changing what is served."""
+        def decide(d: Deployment, facts: ModelFacts) -> Change:
+            _expect(d, expect, None)
+            _running(d)
+            events = [] if event is None else [_event(
+                d, facts, event[0], event[1], from_version=d.stable, to_version=d.candidate,
+                numbers=event[2])]
+            return Change(replace(d, analysis=dict(analysis)), events,
+                          action="deployment.analysis" if events else "", routing=False)
+
+        return self._store.change(model, decide)[0]
 
 
 # --- decisions (pure) -----------------------------------------------------------------
@@ -122,6 +151,12 @@ def _refuse_deploy(d: Deployment, version: str, strategy: Strategy,
         raise ConflictError(
             f"{d.model} has no production version to compare {version} with; deploy it "
             "with the blue-green strategy (it switches all traffic at once)")
+
+
+def _expect(d: Deployment, rollout: str | None, step: int | None) -> None:
+    if (rollout is not None and d.rollout_id != rollout) or (
+            step is not None and d.step != step):
+        raise ConflictError(f"the rollout of {d.model} changed meanwhile; nothing done")
 
 
 def _event(d: Deployment, facts: ModelFacts, kind: str, reason: str, *,
@@ -191,7 +226,7 @@ def _running(d: Deployment) -> None:
             f"{d.model} has no rollout under way (its deployment is {d.state.value})")
 
 
-def _promote(d: Deployment, facts: ModelFacts, reason: str, *,
+def _promote(d: Deployment, facts: ModelFacts, reason: str,
              numbers: Mapping[str, Any] | None = None) -> Change:
     _running(d)
     _move(d, RolloutState.PROMOTED)
@@ -204,16 +239,18 @@ def _promote(d: Deployment, facts: ModelFacts, reason: str, *,
                   reason=f"promoted by its rollout {d.rollout_id}: {reason}")
 
 
-def _abort(d: Deployment, facts: ModelFacts, reason: str) -> Change:
+def _abort(d: Deployment, facts: ModelFacts, reason: str,
+           numbers: Mapping[str, Any] | None = None) -> Change:
     _running(d)
     _move(d, RolloutState.ABORTED)
     new = replace(d, state=RolloutState.ABORTED, candidate=None, candidate_weight=0.0,
                   shadow_fraction=None)
     return Change(new, [_event(d, facts, "abort", reason, from_version=d.candidate,
-                               to_version=d.stable)], action="deployment.abort")
+                               to_version=d.stable, numbers=numbers)],
+                  action="deployment.abort")
 
 
-def _step(d: Deployment, facts: ModelFacts, reason: str, *,
+def _step(d: Deployment, facts: ModelFacts, reason: str,
           numbers: Mapping[str, Any] | None = None) -> Change:
     _running(d)
     if d.strategy is not Strategy.CANARY:
@@ -224,7 +261,7 @@ def _step(d: Deployment, facts: ModelFacts, reason: str, *,
                             "first")
     following = d.step + 1
     if following >= len(d.steps) or d.steps[following] >= 100.0:
-        return _promote(d, facts, reason, numbers=numbers)
+        return _promote(d, facts, reason, numbers)
     weight = d.steps[following] / 100.0
     new = replace(d, step=following, candidate_weight=weight, step_started_at=facts.now)
     return Change(new, [_event(d, facts, "step", reason, from_version=d.stable,
@@ -234,7 +271,8 @@ def _step(d: Deployment, facts: ModelFacts, reason: str, *,
                   action="deployment.step", audit_after={"weights": new.weights})
 
 
-def _pause(d: Deployment, facts: ModelFacts, reason: str) -> Change:
+def _pause(d: Deployment, facts: ModelFacts, reason: str,
+           numbers: Mapping[str, Any] | None = None) -> Change:
     _running(d)
     _move(d, RolloutState.PAUSED)
     return Change(replace(d, state=RolloutState.PAUSED),
@@ -242,7 +280,8 @@ def _pause(d: Deployment, facts: ModelFacts, reason: str) -> Change:
                           to_version=d.candidate)], action="deployment.pause")
 
 
-def _resume(d: Deployment, facts: ModelFacts, reason: str) -> Change:
+def _resume(d: Deployment, facts: ModelFacts, reason: str,
+            numbers: Mapping[str, Any] | None = None) -> Change:
     if d.state is not RolloutState.PAUSED:
         raise ConflictError(f"{d.model} has no paused rollout (its deployment is "
                             f"{d.state.value})")
@@ -251,7 +290,7 @@ def _resume(d: Deployment, facts: ModelFacts, reason: str) -> Change:
                           to_version=d.candidate)], action="deployment.resume")
 
 
-def _rollback(d: Deployment, facts: ModelFacts, reason: str, *,
+def _rollback(d: Deployment, facts: ModelFacts, reason: str,
               numbers: Mapping[str, Any] | None = None) -> Change:
     if d.state.running:
         new = replace(d, state=RolloutState.ROLLED_BACK, candidate=None,
@@ -267,6 +306,10 @@ def _rollback(d: Deployment, facts: ModelFacts, reason: str, *,
     return Change(new, [_event(d, facts, "rollback", reason, from_version=d.stable,
                                to_version=None, numbers=numbers)],
                   action="deployment.rollback", rollback=True, reason=reason)
+
+
+_DECISIONS = {"promote": _promote, "abort": _abort, "step": _step, "pause": _pause,
+              "resume": _resume}
 
 
 def for_registry(store: DeploymentStore, registry: Registry) -> RolloutService:

@@ -22,6 +22,7 @@ def deployment_from_row(row: DeploymentRow, stable: str | None) -> Deployment:
         rollout_id=row.rollout_id, stable=stable, candidate=row.candidate,
         candidate_weight=row.candidate_weight, shadow_fraction=row.shadow_fraction,
         steps=tuple(float(x) for x in row.steps), step=row.step, options=dict(row.options),
+        analysis=dict(row.analysis),
         previous=row.previous, keep_until=_utc(row.keep_until),
         started_at=_utc(row.started_at), updated_at=_utc(row.updated_at),
         step_started_at=_utc(row.step_started_at))

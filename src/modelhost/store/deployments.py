@@ -57,11 +57,12 @@ class Change:
 
     deployment: Deployment
     events: Sequence[DeploymentEvent]
-    action: str  # the audit action, e.g. deployment.deploy
+    action: str  # the audit action, e.g. deployment.deploy ("": no audit entry)
     promote: str | None = None
     rollback: bool = False
     reason: str = ""
     audit_after: Mapping[str, Any] = field(default_factory=dict)
+    routing: bool = True  # what is served changes (False: only events or analysis)
 
 
 Decide = Callable[[Deployment, ModelFacts], Change]
@@ -131,15 +132,17 @@ class DeploymentStore:
                         numbers=dict(event.numbers), actor=event.actor or actor))
                 stable = next((c.version for c in stages
                                if c.to_stage is Stage.PRODUCTION), facts.production)
-                audit.append(s, change.action, model,
-                             before={"state": current.state.value,
-                                     "stable": current.stable,
-                                     "candidate": current.candidate,
-                                     "weights": current.weights},
-                             after={"state": new.state.value, "stable": stable,
-                                    "candidate": new.candidate,
-                                    **dict(change.audit_after)})
-                bump_routing_revision(s)
+                if change.action:  # none for the controller's memory alone
+                    audit.append(s, change.action, model,
+                                 before={"state": current.state.value,
+                                         "stable": current.stable,
+                                         "candidate": current.candidate,
+                                         "weights": current.weights},
+                                 after={"state": new.state.value, "stable": stable,
+                                        "candidate": new.candidate,
+                                        **dict(change.audit_after)})
+                if change.routing or stages:
+                    bump_routing_revision(s)
                 s.flush()
                 return deployment_from_row(row, stable), stages
         except WriteConflictError as exc:
@@ -210,6 +213,7 @@ def _write(row: DeploymentRow, d: Deployment, now: dt.datetime) -> None:
     row.steps = list(d.steps)
     row.step = d.step
     row.options = dict(d.options)
+    row.analysis = dict(d.analysis)
     row.previous = d.previous
     row.keep_until = d.keep_until
     row.started_at = d.started_at

@@ -463,6 +463,7 @@ class DeploymentRow(Base):
     steps: Mapped[list[Any]] = mapped_column(JSON)
     step: Mapped[int] = mapped_column(Integer)
     options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    analysis: Mapped[dict[str, Any]] = mapped_column(JSON)  # the controller's memory
     previous: Mapped[str | None] = mapped_column(String(64), nullable=True)
     keep_until: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)
     started_at: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)

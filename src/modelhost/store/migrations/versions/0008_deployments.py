@@ -28,6 +28,7 @@ def upgrade() -> None:
     sa.Column('steps', sa.JSON(), nullable=False),
     sa.Column('step', sa.Integer(), nullable=False),
     sa.Column('options', sa.JSON(), nullable=False),
+    sa.Column('analysis', sa.JSON(), nullable=False),
     sa.Column('previous', sa.String(length=64), nullable=True),
     sa.Column('keep_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
