@@ -40,6 +40,7 @@ def server_options(settings: Settings) -> ServerOptions:
             profile_retention_days=settings.monitor_retention_days,
             alerts=settings.alerts, alerts_interval_s=settings.alerts_interval_s,
             pipelines_dir=settings.pipelines_dir,
+            rollouts=settings.rollouts, rollout_interval_s=settings.rollout_interval_s,
             log=LogOptions(sample=settings.prediction_log_sample,
                            max_per_s=settings.prediction_log_max_per_s,
                            retention=dt.timedelta(days=settings.prediction_log_retention_days))))

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     pipelines_dir: Path | None = Field(default=None,
                                        description="the folder whose pipeline files alert "
                                                    "rules may run")
+    rollouts: bool = Field(default=True,
+                           description="advance rollouts (canary steps, A/B decisions) in "
+                                       "the server")
+    rollout_interval_s: float = Field(default=5.0, ge=0.1, le=3600,
+                                      description="how often the rollout controller looks at "
+                                                  "running rollouts")
 
     @property
     def resolved_db_url(self) -> str:

@@ -215,7 +215,7 @@ def test_paused_rollouts_are_left_alone(iris: Client) -> None:
 def test_the_analysis_of_an_idle_model_is_empty(iris: Client) -> None:
     assert controller(iris).analysis("iris") == {
         "model": "iris", "state": "idle", "strategy": None, "arms": [], "verdict": None,
-        "ab": None}
+        "ab": None, "shadow": None}
 
 
 def test_the_window_of_a_step_starts_at_its_minute(iris: Client) -> None:

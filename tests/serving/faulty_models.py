@@ -24,3 +24,14 @@ class SlowModel:
     def predict(self, X: Any) -> Any:
         time.sleep(1.0)
         return np.zeros(len(X))
+
+
+class FlakyModel:
+    """Answers class 0, but raises on any batch with a petal longer than 5 cm (about a
+    quarter of iris's rows): a candidate a canary must roll back."""
+
+    def predict(self, X: Any) -> Any:
+        petals = np.asarray(X)[:, 2] if not hasattr(X, "columns") else X["petal_length"]
+        if (np.asarray(petals, dtype=float) > 5.0).any():
+            raise ValueError("this candidate cannot handle long petals")
+        return np.zeros(len(X), dtype=int)

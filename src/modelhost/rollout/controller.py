@@ -31,6 +31,7 @@ from modelhost.rollout.analysis import (
 from modelhost.rollout.service import RolloutService
 from modelhost.store.monitoring import PredictionLogStore
 from modelhost.store.profiles import ProfileStore
+from modelhost.store.shadows import ShadowStore
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,12 @@ MINUTE_S = 60
 class Controller:
     def __init__(self, service: RolloutService, profiles: ProfileStore, *,
                  predictions: PredictionLogStore | None = None,
+                 shadows: ShadowStore | None = None,
                  now: Callable[[], dt.datetime] = utcnow) -> None:
         self._service = service
         self._profiles = profiles
         self._predictions = predictions
+        self._shadows = shadows
         self._now = now
 
     # --- reading ----------------------------------------------------------------------
@@ -71,7 +74,7 @@ class Controller:
         d = self._service.status(model)
         out: dict[str, Any] = {"model": model, "state": d.state.value,
                                "strategy": None if d.strategy is None else d.strategy.value,
-                               "arms": [], "verdict": None, "ab": None}
+                               "arms": [], "verdict": None, "ab": None, "shadow": None}
         if not d.state.running or d.stable is None or d.candidate is None:
             return out
         stable, candidate, elapsed = self._arms(d)
@@ -82,6 +85,12 @@ class Controller:
                                             elapsed_s=elapsed).to_dict()
         elif d.strategy is Strategy.AB:
             out["ab"] = ab_verdict(d, stable, candidate).to_dict()
+        elif d.strategy is Strategy.SHADOW and self._shadows is not None:
+            since = _minute(d.started_at or self._now())
+            out["shadow"] = {"version": d.candidate, "fraction": d.shadow_fraction,
+                             **self._shadows.totals(
+                                 model, d.stable, d.candidate, start=since,
+                                 end=self._now() + dt.timedelta(seconds=MINUTE_S)).to_dict()}
         return out
 
     def _arms(self, d: Deployment) -> tuple[ArmTraffic, ArmTraffic, float]:

@@ -25,6 +25,7 @@ from modelhost.rollout import ArmRole, Routing, choose, shadowed
 from modelhost.serving.cache import PredictionCache, cache_key
 from modelhost.serving.metrics import Metrics
 from modelhost.serving.pool import ModelPool, ServedVersion
+from modelhost.serving.shadow import ShadowRunner
 from modelhost.serving.watcher import RoutingWatcher
 
 
@@ -92,6 +93,8 @@ class Predictor:
         self._only = watcher.only
         self._active = pool.active_routings  # read on every request: no method call
         self._depth: dict[tuple[str, str], _Depth] = {}
+        # Copies of shadowed requests (the server sets it; None: shadows get nothing).
+        self.shadows: ShadowRunner | None = None
 
     # --- choosing the version ---------------------------------------------------------
 
@@ -198,6 +201,9 @@ class Predictor:
         if key is not None and self.cache is not None:
             value = {"p": predictions, "q": probabilities}
             await self.cache.set(key, orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
+        if resolved.shadow is not None and self.shadows is not None:
+            self.shadows.send(served.version.model, served.version.version, resolved.shadow,
+                              payload, params, predictions)
         return Prediction(served, predictions, probabilities, n, resolved.arm,
                           cached=False if key is not None else None,
                           inputs=inputs if self.keep_inputs else None)

@@ -30,6 +30,8 @@ class MonitorOptions:
     alerts: bool = True  # evaluate alert rules (when the server is given an alert store)
     alerts_interval_s: float = 30.0
     pipelines_dir: Path | None = None  # where pipeline actions may run specs from
+    rollouts: bool = True  # run the rollout controller (when given a deployment store)
+    rollout_interval_s: float = 5.0
 
 
 @dataclass(frozen=True)

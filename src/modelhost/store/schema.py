@@ -487,3 +487,27 @@ class DeploymentEventRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     numbers: Mapped[dict[str, Any]] = mapped_column(JSON)
     actor: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class ShadowWindowRow(Base):
+    """What one worker saw of a shadow version in one minute: requests copied to it,
+    answers compared with the stable version's (rows that agreed, the sum of absolute
+    differences of numeric predictions), its errors and its latency. Rows of all
+    workers add up."""
+
+    __tablename__ = "shadow_windows"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stable: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shadow: Mapped[str] = mapped_column(String(64), primary_key=True)
+    start: Mapped[dt.datetime] = mapped_column(_tz(), primary_key=True)
+    worker: Mapped[str] = mapped_column(String(32), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    skipped: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int] = mapped_column(Integer)
+    agreed: Mapped[int] = mapped_column(Integer)
+    numeric_rows: Mapped[int] = mapped_column(Integer)
+    abs_diff_sum: Mapped[float] = mapped_column(Float)
+    latency_sum: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[dt.datetime] = mapped_column(_tz())
