@@ -55,4 +55,5 @@ def app_factory() -> ModelhostApp:
     return create_app(client.registry, options=server_options(settings), keys=client.keys,
                       audit=client.audit, predictions=client.predictions,
                       profiles=client.profiles, alerts=client.alert_store,
-                      leases=client.leases)
+                      leases=client.leases, deployments=client.deployments,
+                      shadows=client.shadows)

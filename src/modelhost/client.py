@@ -25,6 +25,7 @@ from modelhost.store.deployments import DeploymentStore
 from modelhost.store.keys import KeyStore
 from modelhost.store.monitoring import PredictionLogStore
 from modelhost.store.profiles import ProfileStore
+from modelhost.store.shadows import ShadowStore
 from modelhost.tracking import Datasets, Tracker
 
 
@@ -69,6 +70,7 @@ class Client:
         self.alert_store = AlertStore(self.db)
         self.leases = LeaseStore(self.db)
         self.deployments = DeploymentStore(self.db)
+        self.shadows = ShadowStore(self.db)
         self.rollouts = for_registry(self.deployments, self.registry)
         if migrate:
             self.db.ensure_current()
@@ -106,7 +108,8 @@ class Client:
 
     def deploy(self, name: str, version: str, *, strategy: str = "canary",
                **options: Any) -> Deployment:
-        """Start a rollout of ``version`` (a version, ``latest`` or ``@alias``) with
+        """Start a rollout of ``version`` (a version, ``latest``, an alias, or a stage as
+        ``@staging``) with
         ``strategy`` (``blue_green``, ``canary``, ``ab`` or ``shadow``) and its options
         (``steps=[10, 50, 100]``, ``split=0.2``, ``fraction=0.1``, ...: PRODUCT.md §3.7).
         """

@@ -9,6 +9,7 @@ from modelhost.cli import (  # noqa: F401  # registers commands
     monitor,
     pipeline,
     quickstart,
+    rollout,
     security,
     serve,
     tracking,

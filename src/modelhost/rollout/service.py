@@ -36,6 +36,12 @@ _STRATEGY_WORDS = {Strategy.BLUE_GREEN: "blue-green switch", Strategy.CANARY: "c
                    Strategy.AB: "A/B test", Strategy.SHADOW: "shadow"}
 
 
+def _a(strategy: Strategy | None) -> str:
+    """``a canary``, ``an A/B test``: the rollout named with its article."""
+    words = _STRATEGY_WORDS.get(strategy, "rollout") if strategy else "rollout"
+    return f"{'an' if words[0] in 'AEIOU' else 'a'} {words}"
+
+
 class RolloutService:
     def __init__(self, store: DeploymentStore, *,
                  check: Callable[[str, str], None] | None = None,
@@ -43,8 +49,8 @@ class RolloutService:
                  new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         """``check(model, version)`` loads the version and predicts its input example,
         raising what fails (ModelLoadError, ...); by default nothing is checked.
-        ``resolve(model, ref)`` turns ``latest``, ``@alias`` or a short version into a
-        version; by default a version is taken as given."""
+        ``resolve(model, ref)`` turns ``latest``, an alias, a stage (``@staging``) or a
+        short version into a version; by default a version is taken as given."""
         self._store = store
         self._check = check or (lambda model, version: None)
         self._resolve = resolve or (lambda model, ref: ref)
@@ -142,9 +148,8 @@ def _refuse_deploy(d: Deployment, version: str, strategy: Strategy,
         raise VersionNotFoundError(d.model, version)
     if d.state.running:
         raise ConflictError(
-            f"a {_STRATEGY_WORDS.get(d.strategy, 'rollout') if d.strategy else 'rollout'} "
-            f"of {d.model} {d.candidate} is {d.state.value}; promote, abort or roll it "
-            "back first")
+            f"{_a(d.strategy)} of {d.model} {d.candidate} is {d.state.value}; promote, "
+            "abort or roll it back first")
     if d.stable == version:
         raise ConflictError(f"{d.model} {version} is already in production")
     if d.stable is None and strategy is not Strategy.BLUE_GREEN:
@@ -254,8 +259,8 @@ def _step(d: Deployment, facts: ModelFacts, reason: str,
           numbers: Mapping[str, Any] | None = None) -> Change:
     _running(d)
     if d.strategy is not Strategy.CANARY:
-        raise ConflictError(f"the {_STRATEGY_WORDS.get(d.strategy, 'rollout') if d.strategy else 'rollout'} "  # noqa: E501
-                            f"of {d.model} has no steps; promote or abort it")
+        raise ConflictError(f"{_a(d.strategy)} has no steps ({d.model}); promote or "
+                            "abort it")
     if d.state is RolloutState.PAUSED:
         raise ConflictError(f"the canary of {d.model} {d.candidate} is paused; resume it "
                             "first")

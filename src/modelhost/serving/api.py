@@ -20,9 +20,12 @@ from modelhost.monitoring import FeedbackService
 from modelhost.monitoring.alerts import AlertService
 from modelhost.monitoring.drift import DriftService
 from modelhost.registry.uploads import UploadLimits
+from modelhost.rollout.controller import Controller
+from modelhost.rollout.service import RolloutService
 from modelhost.security import ApiKeys
 from modelhost.serving import admin, docs, infer_v2, openapi, performance, upload
 from modelhost.serving import alerts as alert_routes
+from modelhost.serving import deployments as deployment_routes
 from modelhost.serving import drift as drift_routes
 from modelhost.serving import errors as http_errors
 from modelhost.serving import feedback as feedback_routes
@@ -68,7 +71,9 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
               audit: AuditStore | None = None, feedback: FeedbackService | None = None,
               predictions: PredictionLogStore | None = None,
               drift: DriftService | None = None,
-              alerts: AlertService | None = None) -> FastAPI:
+              alerts: AlertService | None = None,
+              rollouts: RolloutService | None = None,
+              rollout_analysis: Controller | None = None) -> FastAPI:
     routes = Routes(pinned_model=server.options.model,
                     public_metrics=server.options.public_metrics)
     # No trailing-slash redirects: they build an absolute Location from the Host header.
@@ -304,6 +309,7 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
     performance.install(api, registry, pool, predictions)
     drift_routes.install(api, registry, drift)
     alert_routes.install(api, alerts)
+    deployment_routes.install(api, rollouts, rollout_analysis)
     upload.install(api, registry, UploadLimits(max_bytes=server.options.limits.max_upload_bytes,
                                                max_files=server.options.limits.max_upload_files))
     openapi.install(api, registry,

@@ -25,6 +25,8 @@ from modelhost.errors import (
     PayloadTooLargeError,
 )
 from modelhost.registry import Registry
+from modelhost.rollout.controller import Controller
+from modelhost.rollout.service import for_registry
 from modelhost.security import ApiKeys, RateLimiter
 from modelhost.serving import errors as http_errors
 from modelhost.serving import infer_v2, invocations, v1
@@ -48,13 +50,17 @@ from modelhost.serving.monitor import Monitoring
 from modelhost.serving.observers import Observation, Observer, Observers
 from modelhost.serving.pool import ModelPool
 from modelhost.serving.predictor import Predictor, Trace
+from modelhost.serving.rollouts import RolloutLoop
 from modelhost.serving.routes import Action, ErrorShape, Protocol, Route, Routes
 from modelhost.serving.server import Server, ServerOptions
+from modelhost.serving.shadow import ShadowRunner
 from modelhost.serving.watcher import RoutingWatcher
 from modelhost.store.alerts import AlertStore, LeaseStore
 from modelhost.store.audit import AuditStore
+from modelhost.store.deployments import DeploymentStore
 from modelhost.store.monitoring import PredictionLogStore
 from modelhost.store.profiles import ProfileStore
+from modelhost.store.shadows import ShadowStore
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +326,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                predictions: PredictionLogStore | None = None,
                profiles: ProfileStore | None = None,
                alerts: AlertStore | None = None, leases: LeaseStore | None = None,
+               deployments: DeploymentStore | None = None,
+               shadows: ShadowStore | None = None,
                observers: Sequence[Observer] = (),
                today: Callable[[], dt.date] = dt.date.today,
                clock: Callable[[], float] = time.monotonic) -> ModelhostApp:
@@ -331,7 +339,12 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     ``/v1/feedback`` joins labels to them. With ``profiles`` (and ``options.monitor.profiles``)
     each worker profiles its live traffic for drift. With ``alerts`` the ``/v1/alerts``
     routes manage rules, and with ``leases`` (and ``options.monitor.alerts``) one process of
-    all workers evaluates them. ``observers`` watch every answered prediction
+    all workers evaluates them. With ``deployments`` the ``/v1/deployments`` routes
+    start, move and roll back rollouts (versions resolved and checked by the registry),
+    and with ``profiles`` and ``leases`` too (and ``options.monitor.rollouts``) one
+    process of all workers runs the rollout controller. Shadowed requests are copied to
+    their shadow version, and with ``shadows`` the comparisons are stored.
+    ``observers`` watch every answered prediction
     request, after the metrics and the log (see ``observers.py``). ``today``
     dates sunsets; ``clock`` (monotonic seconds) times the retries of failed loads.
     """
@@ -358,6 +371,14 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                          on_error=metrics.observer_failed)
     predictor = Predictor(pool, watcher, registry, metrics=metrics, limits=options.limits,
                           cache=cache, keep_inputs=watching.wants_data, today=today)
+    predictor.shadows = ShadowRunner(pool, shadows)
+    monitoring.also_flush(predictor.shadows.flush)
+    rollouts = None if deployments is None else for_registry(deployments, registry)
+    controller = None if rollouts is None or profiles is None else Controller(
+        rollouts, profiles, predictions=predictions, shadows=shadows)
+    rollout_loop = None if (controller is None or leases is None
+                            or not options.monitor.rollouts) else RolloutLoop(
+        controller, leases, interval_s=options.monitor.rollout_interval_s)
     server = Server(registry=registry, watcher=watcher, pool=pool, predictor=predictor,
                     metrics=metrics, observers=watching, options=options)
 
@@ -376,6 +397,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
         # request for a loading version waits for it (up to load_wait_s).
         await watcher.start()
         monitoring.start()
+        if rollout_loop is not None:
+            rollout_loop.start()
         settling = asyncio.create_task(settle(), name="modelhost-settle")
         try:
             yield
@@ -383,7 +406,11 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
             settling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await settling
+            if rollout_loop is not None:
+                await rollout_loop.stop()
             await watcher.stop()
+            assert predictor.shadows is not None
+            await predictor.shadows.stop()
             await pool.stop()
             await monitoring.stop()
             await cache.close()
@@ -393,5 +420,6 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     api = build_api(server, lifespan=lifespan, keys=keys, audit=audit,
                     feedback=monitoring.feedback,
                     predictions=predictions if monitoring.log is not None else None,
-                    drift=monitoring.drift, alerts=monitoring.alerts)
+                    drift=monitoring.drift, alerts=monitoring.alerts,
+                    rollouts=rollouts, rollout_analysis=controller)
     return ModelhostApp(server, api, guard=guard)

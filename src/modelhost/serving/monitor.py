@@ -17,6 +17,7 @@ import datetime as dt
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 from modelhost._utils import utcnow
 from modelhost.monitoring import FeedbackService, PredictionLog
@@ -87,13 +88,18 @@ class Monitoring:
                     evaluator, ActionRunner(alerts, registry, self.alerts), leases,
                     interval_s=options.alerts_interval_s)
         self._task: asyncio.Task[None] | None = None
+        self._also: list[Callable[[], object]] = []
+
+    def also_flush(self, flush: Callable[[], object]) -> None:
+        """Run ``flush`` with every flush (in the flusher's thread): the shadow counts."""
+        self._also.append(flush)
 
     @property
     def observers(self) -> list[Observer]:
         return [o for o in (self.log, self.profiles) if o is not None]
 
     def start(self) -> None:
-        if self.observers:
+        if self.observers or self._also:
             self._task = asyncio.create_task(self._run(), name="modelhost-monitoring")
         if self._alert_loop is not None:
             self._alert_loop.start()
@@ -118,6 +124,8 @@ class Monitoring:
         self._flush_log()
         if self.profiles is not None:
             self.profiles.flush()
+        for flush in self._also:
+            flush()
 
     def _prune(self) -> None:
         now = utcnow()

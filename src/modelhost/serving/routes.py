@@ -58,6 +58,7 @@ class Action(str, Enum):
     CARD = "card"
     MONITORING = "monitoring"
     ALERTS = "alerts"
+    DEPLOYMENTS = "deployments"
     KEYS = "keys"
     AUDIT = "audit"
     NOT_FOUND = "not_found"
@@ -264,7 +265,8 @@ def _management(method: str, parts: list[str], n: int, name: str) -> Route | Non
 
 
 def _v1_route(method: str, parts: list[str], n: int) -> Route | None:
-    """/v1/... outside /v1/models/{name}: the model list, keys and the audit log."""
+    """/v1/... outside /v1/models/{name}: the model list, keys, the audit log, feedback,
+    alerts and deployments."""
     second = parts[1] if n > 1 else ""
     if second == "keys" or second == "audit":
         # The whole namespace is the admin's, whatever follows: a made-up spelling under
@@ -282,6 +284,13 @@ def _v1_route(method: str, parts: list[str], n: int) -> Route | None:
             return Route(Protocol.MANAGEMENT, Action.ALERTS, _READ)
         if method in _WRITE_METHODS:
             return Route(Protocol.MANAGEMENT, Action.ALERTS, _DEPLOY)
+    if second == "deployments" and n in (3, 4):
+        # /v1/deployments/{name}[/rollout|/rollback|/events]: deployers change rollouts,
+        # viewers read them.
+        if method in _READ_METHODS:
+            return Route(Protocol.MANAGEMENT, Action.DEPLOYMENTS, _READ, parts[2])
+        if method in _WRITE_METHODS:
+            return Route(Protocol.MANAGEMENT, Action.DEPLOYMENTS, _DEPLOY, parts[2])
     return None
 
 

@@ -41,12 +41,13 @@ from modelhost.errors import (
 )
 from modelhost.store import audit
 from modelhost.store.database import Database, WriteConflictError
-from modelhost.store.deployment_rows import routed_deployments
+from modelhost.store.deployment_rows import RUNNING, routed_deployments
 from modelhost.store.profiles import NewReference, new_reference_row
 from modelhost.store.schema import (
     AliasRow,
     DatasetRow,
     DatasetVersionRow,
+    DeploymentRow,
     ModelRow,
     ModelTagRow,
     ModelVersionRow,
@@ -261,6 +262,8 @@ class ModelStore:
                                                  [t.value for t in source.allowed_targets()])
                 now = utcnow()
                 changes: list[StageChange] = []
+                if target is Stage.PRODUCTION or source is Stage.PRODUCTION:
+                    refuse_during_rollout(s, name)
                 if target is Stage.PRODUCTION:
                     current = s.scalar(select(ModelVersionRow).where(
                         ModelVersionRow.model_id == model.id,
@@ -297,6 +300,7 @@ class ModelStore:
                     ModelVersionRow.stage == Stage.PRODUCTION.value))
                 if current is None:
                     raise NothingToRollBackError(name, "it has no production version")
+                refuse_during_rollout(s, name)
                 if from_version is not None and _number(current) != from_version:
                     raise ConflictError(
                         f"{name} {from_version} is no longer in production "
@@ -591,6 +595,21 @@ ROLLBACK_REASON = _ROLLBACK
 move_stage = ModelStore._move
 rollback_target = ModelStore._rollback_target
 semver_of = _semver
+
+
+def refuse_during_rollout(s: Session, name: str) -> None:
+    """Production changes through its rollout while one runs: a stage move in or out of
+    production, or a rollback of production, would leave the rollout splitting traffic
+    from a version that no longer serves. Raises ConflictError naming the rollout."""
+    row = s.get(DeploymentRow, name)
+    if row is not None and row.state in RUNNING:
+        what = _ROLLOUT_WORDS.get(row.strategy or "", "a rollout")
+        raise ConflictError(
+            f"{what} of {name} {row.candidate} is {row.state}: promote, abort or roll it "
+            "back with 'modelhost rollout' (or /v1/deployments) instead")
+
+
+_ROLLOUT_WORDS = {"canary": "a canary", "ab": "an A/B test", "shadow": "a shadow"}
 
 
 def lock_model(s: Session, name: str, *, lock: bool = True) -> ModelRow:
