@@ -22,7 +22,7 @@ from modelhost.pipelines import (
     load_spec,
 )
 from modelhost.pipelines.state import LockFile
-from tests.pipelines.toy import STEPS, toy_frame, write_toy
+from tests.pipelines.toy import STEPS, spec, toy_frame, write_spec, write_toy
 
 
 def run(pipeline: Pipeline, client: Client, **options: Any) -> PipelineResult:
@@ -295,3 +295,21 @@ def test_a_broken_schema_fails_the_validate_step(toy_dir: Path,
     assert result.status is PipelineStatus.VALIDATION_FAILED
     assert result.summary().startswith("data validation could not run: ")
     assert "decimal" in result.summary()
+
+
+def test_a_deploy_step_starts_a_rollout_with_its_options(toy_dir: Path,
+                                                         sqlite_client: Client) -> None:
+    first = run(load_spec(write_toy(toy_dir, register=True, deploy=True)), sqlite_client)
+    assert first.ok and first.model_version == "1.0.0"
+    body = spec(register=True, train={"C": 0.5})
+    body["deploy"] = {"strategy": "canary", "options": {"steps": [20, 100]}}
+    canary = load_spec(write_spec(toy_dir, body))
+    result = run(canary, sqlite_client)
+    assert result.ok and result.model_version == "1.0.1", result.summary()
+    assert result.deployed is not None and result.deployed["strategy"] == "canary"
+    assert result.deployed["deployment"]["weights"] == {"1.0.0": 0.8, "1.0.1": 0.2}
+    assert result.deployed["changes"] == []  # production moves on promotion, not before
+    d = sqlite_client.rollouts.status("toy")
+    assert (d.state.value, d.candidate, d.stable) == ("progressing", "1.0.1", "1.0.0")
+    event = sqlite_client.rollouts.events("toy")[-1]
+    assert event.kind == "deploy" and event.to_version == "1.0.1"

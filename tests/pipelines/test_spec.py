@@ -114,13 +114,14 @@ def without(body: dict[str, Any], key: str) -> dict[str, Any]:
      "register: registering needs a 'model' section"),
     ({**spec(), "deploy": {"strategy": "direct"}}, "deploy: deploying needs a 'register' "
                                                    "section"),
-    ({**spec(register=True), "deploy": {"strategy": "canary"}},
-     "deploy: deploy strategy 'canary' is not available yet; use 'direct'"),
-    ({**spec(register=True), "deploy": "blue-green"},
-     "deploy: deploy strategy 'blue-green' is not available yet"),
+    ({**spec(register=True), "deploy": {"strategy": "canary", "options": {"split": 0.5}}},
+     "deploy: unknown option 'split' for canary"),
+    ({**spec(register=True), "deploy": {"strategy": "blue-green",
+                                        "options": {"keep_previous_s": "soon"}}},
+     "deploy: option 'keep_previous_s' must be a duration"),
     ({**spec(register=True), "deploy": {"strategy": "yolo"}},
-     "deploy: unknown deploy strategy 'yolo'; available: direct (coming later: ab, "
-     "blue_green, canary, shadow)"),
+     "deploy: unknown deploy strategy 'yolo'; available: ab, blue_green, canary, direct, "
+     "shadow"),
     ({**spec(register=True), "deploy": {"strategy": "direct", "options": {"weight": 5}}},
      "deploy: deploy strategy 'direct' takes no options; got weight"),
     ({**spec(), "datasets": {"toy-data": {"path": "a.csv", "version": 2}}},

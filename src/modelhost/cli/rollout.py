@@ -43,14 +43,21 @@ def deploy(
     min_requests: int | None = typer.Option(None, "--min-requests", help="canary: "
                                             "fewest requests per step (200)."),
     max_error_rate: float | None = typer.Option(None, "--max-error-rate", help="canary: "
-                                                "highest error rate (0.02)."),
+                                                "how far the candidate's error rate may "
+                                                "exceed the stable's (0.02)."),
     max_p99_ratio: float | None = typer.Option(None, "--max-p99-ratio", help="canary: "
                                                "highest p99 latency, as a multiple of the "
                                                "stable version's (1.5)."),
+    max_metric_drop: float | None = typer.Option(None, "--max-metric-drop", help="canary: "
+                                                 "how much worse the candidate's metric "
+                                                 "may be, with feedback (0.05)."),
+    min_labelled: int | None = typer.Option(None, "--min-labelled", help="canary: fewest "
+                                            "labelled rows per version before the metric "
+                                            "counts (50)."),
     split: float | None = typer.Option(None, "--split", help="ab: the candidate's share "
                                        "of traffic (0.5)."),
-    metric: str | None = typer.Option(None, "--metric", help="ab: accuracy, conversion "
-                                      "or absolute_error (accuracy)."),
+    metric: str | None = typer.Option(None, "--metric", help="ab, canary: accuracy, "
+                                      "conversion or absolute_error (accuracy)."),
     alpha: float | None = typer.Option(None, "--alpha", help="ab: significance level "
                                        "(0.05)."),
     min_samples: int | None = typer.Option(None, "--min-samples", help="ab: fewest "
@@ -74,7 +81,8 @@ def deploy(
         "max_error_rate": max_error_rate, "max_p99_ratio": max_p99_ratio, "split": split,
         "metric": metric, "alpha": alpha, "min_samples": min_samples,
         "auto_promote": auto_promote, "fraction": fraction,
-        "keep_previous_s": keep_previous}
+        "keep_previous_s": keep_previous, "max_metric_drop": max_metric_drop,
+        "min_labelled": min_labelled}
     options = {key: value for key, value in given.items() if value is not None}
     _show(_service().deploy(name, version, strategy, options), as_json=as_json)
 

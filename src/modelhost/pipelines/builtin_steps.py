@@ -309,10 +309,14 @@ def deploy(run: BuiltinRun) -> StepResult:
         why += f": {run.reason}"
     strategy = deploy_module.get_strategy(deploy.strategy)
     outcome = strategy.deploy(run.client.registry, model.name, run.model_version,
-                              options=deploy.options, reason=why)
+                              options=deploy.options, reason=why,
+                              rollouts=run.client.rollouts)
     run.deployed = outcome.to_dict()
     run.save(DEPLOY, key, facts=json.loads(json.dumps(run.deployed, default=str)))
-    moved = "promoted to production" if outcome.changes else "already in production"
+    if outcome.deployment is not None and outcome.deployment.get("state") == "progressing":
+        moved = "rollout started"
+    else:
+        moved = "promoted to production" if outcome.changes else "already in production"
     return StepResult(name=DEPLOY, kind=DEPLOY, status=StepStatus.RAN,
                       message=f"{model.name} {run.model_version} {moved} "
                               f"({strategy.name})")

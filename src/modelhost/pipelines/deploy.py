@@ -2,9 +2,11 @@
 
 ``direct`` promotes the registered version to production through the registry service
 (``staging`` first when needed), exactly what ``modelhost stage NAME VERSION production``
-does, so a running server picks it up on its next refresh. Progressive strategies
-(``canary``, ``ab``, ``blue_green``, ``shadow``) plug in here later with their own options
-under ``deploy.options``; until then their names are refused with a clear message.
+does, so a running server picks it up on its next refresh. The rollout strategies
+(``blue_green``, ``canary``, ``ab``, ``shadow``) start a rollout through the rollout
+service, exactly what ``modelhost deploy NAME VERSION --strategy S`` does, with their
+options under ``deploy.options`` (checked when the spec loads); the servers' controller
+takes it from there.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any, ClassVar
 from modelhost.entities import Stage, StageChange
 from modelhost.errors import InvalidInputError
 from modelhost.registry import Registry
+from modelhost.rollout.options import parse_strategy, resolve
+from modelhost.rollout.service import RolloutService
 
-# Strategies of PRODUCT.md's rollouts, accepted by the spec once they exist.
-PLANNED = ("ab", "blue_green", "canary", "shadow")
+# Strategies of PRODUCT.md's rollouts (§3.7).
+ROLLOUTS = ("ab", "blue_green", "canary", "shadow")
 
 
 @dataclass(frozen=True)
@@ -28,10 +32,15 @@ class DeployOutcome:
     model: str
     version: str
     changes: tuple[StageChange, ...] = field(default=())
+    deployment: Mapping[str, Any] | None = None  # a rollout's deployment, as it started
 
     def to_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "model": self.model, "version": self.version,
-                "changes": [c.to_dict() for c in self.changes]}
+        out: dict[str, Any] = {"strategy": self.strategy, "model": self.model,
+                               "version": self.version,
+                               "changes": [c.to_dict() for c in self.changes]}
+        if self.deployment is not None:
+            out["deployment"] = dict(self.deployment)
+        return out
 
 
 class DeployStrategy(abc.ABC):
@@ -48,7 +57,8 @@ class DeployStrategy(abc.ABC):
 
     @abc.abstractmethod
     def deploy(self, registry: Registry, model: str, version: str, *,
-               options: Mapping[str, Any], reason: str) -> DeployOutcome:
+               options: Mapping[str, Any], reason: str,
+               rollouts: RolloutService | None = None) -> DeployOutcome:
         """Put ``model`` ``version`` into service; return what changed."""
 
 
@@ -58,7 +68,8 @@ class DirectStrategy(DeployStrategy):
     name = "direct"
 
     def deploy(self, registry: Registry, model: str, version: str, *,
-               options: Mapping[str, Any], reason: str) -> DeployOutcome:
+               options: Mapping[str, Any], reason: str,
+               rollouts: RolloutService | None = None) -> DeployOutcome:
         changes: list[StageChange] = []
         current = registry.get_version(model, version).stage
         if current is Stage.NONE:
@@ -67,6 +78,29 @@ class DirectStrategy(DeployStrategy):
             changes += registry.transition(model, version, Stage.PRODUCTION, reason=reason)
         return DeployOutcome(strategy=self.name, model=model, version=version,
                              changes=tuple(changes))
+
+
+class RolloutStrategy(DeployStrategy):
+    """Start a rollout (blue-green, canary, A/B or shadow) of the version."""
+
+    name = "rollout"
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # type: ignore[misc]  # one class, four names
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        resolve(parse_strategy(self.name), options)
+
+    def deploy(self, registry: Registry, model: str, version: str, *,
+               options: Mapping[str, Any], reason: str,
+               rollouts: RolloutService | None = None) -> DeployOutcome:
+        if rollouts is None:
+            raise InvalidInputError(f"deploy strategy {self.name!r} needs the rollout service")
+        seen = len(registry.stage_history(model))
+        deployment = rollouts.deploy(model, version, self.name, options)
+        changes = tuple(registry.stage_history(model)[seen:])  # blue-green promotes
+        return DeployOutcome(strategy=self.name, model=model, version=version,
+                             changes=changes, deployment=deployment.to_dict())
 
 
 _STRATEGIES: dict[str, type[DeployStrategy]] = {"direct": DirectStrategy}
@@ -78,27 +112,24 @@ def normalize(name: str) -> str:
 
 
 def available_strategies() -> list[str]:
-    return sorted(_STRATEGIES)
+    return sorted([*_STRATEGIES, *ROLLOUTS])
 
 
 def get_strategy(name: str) -> DeployStrategy:
     """The strategy called ``name``.
 
     Raises:
-        InvalidInputError: a planned strategy that is not available yet, or an unknown one.
+        InvalidInputError: an unknown one.
     """
     key = normalize(name)
     cls = _STRATEGIES.get(key)
     if cls is not None:
         return cls()
-    if key in PLANNED:
-        raise InvalidInputError(
-            f"deploy strategy {name!r} is not available yet; use 'direct' (promote to "
-            "production) for now")
+    if key in ROLLOUTS:
+        return RolloutStrategy(key)
     raise InvalidInputError(
-        f"unknown deploy strategy {name!r}; available: {', '.join(available_strategies())}"
-        f" (coming later: {', '.join(PLANNED)})")
+        f"unknown deploy strategy {name!r}; available: {', '.join(available_strategies())}")
 
 
-__all__ = ["PLANNED", "DeployOutcome", "DeployStrategy", "DirectStrategy",
-           "available_strategies", "get_strategy", "normalize"]
+__all__ = ["ROLLOUTS", "DeployOutcome", "DeployStrategy", "DirectStrategy",
+           "RolloutStrategy", "available_strategies", "get_strategy", "normalize"]
