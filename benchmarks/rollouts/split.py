@@ -1,0 +1,162 @@
+"""What a traffic split costs the prediction path: one `modelhost serve --workers 2`, the
+benchmark's LogisticRegression (20 features, benchmarks/serving/common.py) registered
+twice, and rounds of wrk at 64 connections alternating a single version, a 90/10 canary
+of the second and a 10% shadow of it (the controller off, so the split holds).
+
+Run from the repository root (wrk must be installed):
+
+    .venv/bin/python benchmarks/rollouts/split.py [--rounds 3] [--duration 8]
+
+It prints requests per second and p99 per run and each round's ratio to the single
+version's run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+SERVING = HERE.parent / "serving"
+sys.path.insert(0, str(SERVING))
+
+from common import COLUMNS, frame, make_data, probe_row, train  # noqa: E402
+
+import modelhost  # noqa: E402
+
+_WRK_JSON = re.compile(r"^BENCH_JSON (\{.*\})$", re.M)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare(home: Path) -> None:
+    X, y, _, _ = make_data()
+    client = modelhost.Client(modelhost.Settings(home=home))
+    for _ in range(2):
+        mv = client.registry.register(train("lr", X, y), name="bench-lr",
+                                      input_example=frame(X[:5]))
+    client.transition_stage("bench-lr", "1.0.0", "staging")
+    client.transition_stage("bench-lr", "1.0.0", "production")
+    assert mv.version == "1.0.1"
+    client.close()
+
+
+def configure(home: Path, config: str) -> None:
+    client = modelhost.Client(modelhost.Settings(home=home))
+    try:
+        if client.rollouts.status("bench-lr").state.running:
+            client.rollouts.act("bench-lr", "abort")
+        if config == "canary 90/10":
+            client.deploy("bench-lr", "1.0.1", strategy="canary", steps=[10, 100])
+        elif config == "shadow 10%":
+            client.deploy("bench-lr", "1.0.1", strategy="shadow", fraction=0.1)
+    finally:
+        client.close()
+
+
+def wait_ready(port: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit("the server did not become ready")
+
+
+def wait_for_split(port: int, config: str) -> None:
+    """Until both workers answer as configured (the routing reloads every 0.5 s and the
+    candidate loads before the weights move)."""
+    want = {"1.0.0", "1.0.1"} if config == "canary 90/10" else {"1.0.0"}
+    body = {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen = set()
+        for _ in range(200):
+            with httpx.Client(headers={"Connection": "close"}) as http:
+                r = http.post(f"http://127.0.0.1:{port}/v1/models/bench-lr/predict",
+                              json=body)
+                seen.add(r.headers.get("x-model-version"))
+        if seen == want:
+            time.sleep(1.0)  # the other worker, and a shadow loading
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"{config}: the server answered with {seen}, not {want}")
+
+
+def wrk(port: int, body_file: Path, seconds: int) -> dict[str, Any]:
+    out = subprocess.run(
+        ["wrk", "-t2", "-c64", f"-d{seconds}s", "--timeout", "5s", "--latency", "-s",
+         str(SERVING / "post.lua"), f"http://127.0.0.1:{port}/v1/models/bench-lr/predict"],
+        env={**os.environ, "WRK_BODY_FILE": str(body_file)}, capture_output=True,
+        text=True, check=True, timeout=seconds + 60).stdout
+    match = _WRK_JSON.search(out)
+    if match is None:
+        raise SystemExit(f"wrk output not understood: {out[-500:]}")
+    data: dict[str, Any] = json.loads(match.group(1))
+    return {"rps": data["requests"] / (data["duration_us"] / 1e6),
+            "p99_ms": data["p99_us"] / 1000, "errors": data["status_errors"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=8)
+    args = parser.parse_args()
+    configs = ["single", "canary 90/10", "shadow 10%"]
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        prepare(home)
+        body_file = Path(tmp) / "body.json"
+        body_file.write_text(json.dumps(
+            {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}))
+        port = free_port()
+        env = {**os.environ, "MODELHOST_HOME": str(home), "MODELHOST_RELOAD_INTERVAL_S": "0.5",
+               "MODELHOST_ROLLOUTS": "false"}
+        command = [str(Path(sys.executable).with_name("modelhost")), "serve", "--host",
+                   "127.0.0.1", "--port", str(port), "--workers", "2"]
+        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        results: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
+        try:
+            wait_ready(port)
+            for round_ in range(1, args.rounds + 1):
+                for config in configs:
+                    configure(home, config)
+                    wait_for_split(port, config)
+                    wrk(port, body_file, 2)  # warm-up
+                    result = wrk(port, body_file, args.duration)
+                    results[config].append(result)
+                    print(f"round {round_} {config:>13}: {result['rps']:>9,.0f} req/s, "
+                          f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors",
+                          flush=True)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    for config in configs[1:]:
+        ratios = [c["rps"] / s["rps"] for s, c in zip(results["single"], results[config],
+                                                       strict=True)]
+        print(f"{config} / single per round: " + ", ".join(f"{r:.1%}" for r in ratios)
+              + f" (median {statistics.median(ratios):.1%})")
+
+
+if __name__ == "__main__":
+    main()
