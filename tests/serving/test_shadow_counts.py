@@ -66,3 +66,20 @@ def test_workers_minutes_add_up_and_a_worker_rewrites_its_own(client: Client) ->
         == ShadowCounts()
     assert ShadowCounts().to_dict()["agreement_rate"] is None
     assert store.prune(before=T0 + dt.timedelta(minutes=1)) == 3
+
+
+def test_the_flusher_prunes_old_shadow_minutes(client: Client) -> None:
+    from modelhost.serving.monitor import Monitoring
+    from modelhost.serving.server import MonitorOptions
+
+    store = ShadowStore(client.db)
+    old = ShadowWindow("iris", "1.0.0", "1.0.1", T0 - dt.timedelta(days=40), "w1",
+                       ShadowCounts(requests=1))
+    store.write([old, ShadowWindow("iris", "1.0.0", "1.0.1", T0, "w1",
+                                   ShadowCounts(requests=2))])
+    monitoring = Monitoring(client.registry, MonitorOptions())
+    keep = dt.timedelta(days=30)
+    monitoring.also_prune(lambda now: store.prune(before=T0 - keep))
+    monitoring._prune()
+    assert store.totals("iris", "1.0.0", "1.0.1", start=T0 - dt.timedelta(days=400),
+                        end=T0 + dt.timedelta(days=1)).requests == 2

@@ -371,8 +371,11 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                          on_error=metrics.observer_failed)
     predictor = Predictor(pool, watcher, registry, metrics=metrics, limits=options.limits,
                           cache=cache, keep_inputs=watching.wants_data, today=today)
-    predictor.shadows = ShadowRunner(pool, shadows)
-    monitoring.also_flush(predictor.shadows.flush)
+    shadow_runner = predictor.shadows = ShadowRunner(pool, shadows)
+    monitoring.also_flush(shadow_runner.flush)
+    if shadows is not None:  # shadow counts are kept as long as the hourly profiles
+        keep = dt.timedelta(days=options.monitor.profile_retention_days)
+        monitoring.also_prune(lambda now: shadows.prune(before=now - keep))
     rollouts = None if deployments is None else for_registry(deployments, registry)
     controller = None if rollouts is None or profiles is None else Controller(
         rollouts, profiles, predictions=predictions, shadows=shadows)
@@ -409,8 +412,7 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
             if rollout_loop is not None:
                 await rollout_loop.stop()
             await watcher.stop()
-            assert predictor.shadows is not None
-            await predictor.shadows.stop()
+            await shadow_runner.stop()
             await pool.stop()
             await monitoring.stop()
             await cache.close()

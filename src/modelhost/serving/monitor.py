@@ -89,10 +89,15 @@ class Monitoring:
                     interval_s=options.alerts_interval_s)
         self._task: asyncio.Task[None] | None = None
         self._also: list[Callable[[], object]] = []
+        self._also_prune: list[Callable[[dt.datetime], object]] = []
 
     def also_flush(self, flush: Callable[[], object]) -> None:
         """Run ``flush`` with every flush (in the flusher's thread): the shadow counts."""
         self._also.append(flush)
+
+    def also_prune(self, prune: Callable[[dt.datetime], object]) -> None:
+        """Run ``prune(now)`` with every pruning (in the flusher's thread)."""
+        self._also_prune.append(prune)
 
     @property
     def observers(self) -> list[Observer]:
@@ -140,6 +145,8 @@ class Monitoring:
                 hours_before=now - dt.timedelta(days=self.options.profile_retention_days))
             if windows:
                 log.info("live profiles: pruned %d windows past the retention", windows)
+        for prune in self._also_prune:
+            prune(now)
 
     async def _run(self) -> None:
         # The first prune soon after start (a restarted server catches up), then regularly.
