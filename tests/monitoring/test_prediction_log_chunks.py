@@ -128,3 +128,27 @@ def test_pruning_many_chunks_takes_several_transactions(store: PredictionLogStor
     assert chunk_sizes_of(store) == [1]
     with store._db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM prediction_ids")).scalar() == 1
+
+
+def test_float_rows_are_stored_as_binary_and_read_back_as_json_values(
+        client: Client) -> None:
+    log = PredictionLog(client.predictions, options=LogOptions(max_per_s=1e9),
+                        columns=lambda m, v: COLUMNS)
+    log.observe(Seen("floats", np.array([[1.5, np.nan, 3.25], [4.0, 5.0, 6.0]]),
+                     np.array([0, 1]), rows=2))
+    log.observe(Seen("ints", np.array([[1, 2, 3]]), np.array([1])))
+    log.observe(Seen("words", np.array([["a", "b", "c"]], dtype=object), np.array([1])))
+    log.observe(Seen("float32", np.array([[0.5, 1.5, 2.5]], dtype=np.float32),
+                     np.array([1])))
+    log.observe(Seen("more", np.array([[7.0, 8.0, 9.0]]), np.array([1])))
+    assert log.flush() == 5
+    found = client.predictions.find(["floats", "ints", "words", "float32", "more"])
+    assert found["floats"].inputs == {"columns": COLUMNS,
+                                      "data": [[1.5, None, 3.25], [4.0, 5.0, 6.0]]}
+    assert found["ints"].inputs == {"columns": COLUMNS, "data": [[1, 2, 3]]}
+    assert found["words"].inputs == {"columns": COLUMNS, "data": [["a", "b", "c"]]}
+    assert found["float32"].inputs == {"columns": COLUMNS, "data": [[0.5, 1.5, 2.5]]}
+    assert found["more"].inputs == {"columns": COLUMNS, "data": [[7.0, 8.0, 9.0]]}
+    with client.db.engine.connect() as conn:
+        table = conn.execute(text('SELECT "table" FROM prediction_chunks')).scalar_one()
+    assert len(table) == 3 * 3 * 8  # the three float64 rows, nothing else

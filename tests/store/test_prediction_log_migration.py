@@ -120,3 +120,28 @@ def test_logged_requests_survive_the_move_to_chunks_and_back(empty_url: str) -> 
     migrate(db, "0006", down=True)
     assert read_old(db) == before
     db.dispose()
+
+
+def test_binary_rows_go_back_as_json_on_a_downgrade(empty_url: str) -> None:
+    import numpy as np
+
+    from modelhost.monitoring import LogOptions, PredictionLog
+
+    class Seen:
+        def __init__(self, request_id: str, inputs: Any) -> None:
+            self.request_id, self.inputs = request_id, inputs
+            self.model, self.version, self.arm, self.status = "iris", "1.0.0", None, 200
+            self.rows, self.predictions, self.probabilities = len(inputs), [0], None
+
+    db = Database(empty_url)
+    migrate(db, "head")
+    log = PredictionLog(PredictionLogStore(db), options=LogOptions(max_per_s=1e9),
+                        columns=lambda m, v: ["a", "b"])
+    log.observe(Seen("binary", np.array([[1.5, np.nan]])))
+    log.observe(Seen("tensor", [[1, 2, 3]]))
+    assert log.flush() == 2
+    migrate(db, "0006", down=True)
+    old = read_old(db)
+    assert old["binary"]["inputs"] == {"columns": ["a", "b"], "data": [[1.5, None]]}
+    assert old["tensor"]["inputs"] == [[1, 2, 3]]
+    db.dispose()

@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from modelhost._utils import OncePer
-from modelhost.store.monitoring import CHUNK, LogChunk, PredictionLogStore
+from modelhost.store.monitoring import CHUNK, JSON, ROWS, TABLE, LogChunk, PredictionLogStore
 
 log = logging.getLogger(__name__)
 
@@ -190,15 +190,15 @@ class PredictionLog:
 
     def _chunk(self, model: str, version: str, part: list[_Pending],
                columns: list[str] | None) -> LogChunk | None:
-        """One chunk of ``part``: every request's inputs and outputs encoded by one
-        orjson call each (in C: numpy arrays are written as they are), with the
-        signature's column names once per chunk instead of once per request. Should an
-        item fail to encode, the items are encoded one by one and only that one is lost."""
+        """One chunk of ``part``: the float64 rows of tabular inputs as one binary array
+        (a copy, no text), the other inputs and every output encoded by one orjson call
+        each (in C: numpy arrays are written as they are), with the signature's column
+        names once per chunk instead of once per request. Should an item fail to
+        encode, the items are encoded one by one and only that one is lost."""
         width = -1 if columns is None else len(columns)
-        tabular = [type(p.inputs) is np.ndarray and p.inputs.ndim == 2
-                   and p.inputs.shape[1] == width for p in part]
-        inputs = [p.inputs if t else inputs_json(p.inputs, None)
-                  for p, t in zip(part, tabular, strict=True)]
+        kinds = [_kind(p.inputs, width) for p in part]
+        inputs = [None if k == TABLE else p.inputs if k == ROWS else inputs_json(p.inputs, None)
+                  for p, k in zip(part, kinds, strict=True)]
         outputs = [{"predictions": p.predictions} if p.probabilities is None else
                    {"predictions": p.predictions, "probabilities": p.probabilities}
                    for p in part]
@@ -218,12 +218,15 @@ class PredictionLog:
             if not kept:
                 return None
             part = [part[i] for i in kept]
-            tabular = [tabular[i] for i in kept]
+            kinds = [kinds[i] for i in kept]
             inputs_text = "[" + ",".join(i for i, _ in encoded) + "]"
             outputs_text = "[" + ",".join(o for _, o in encoded) + "]"
+        tables = [p.inputs for p, k in zip(part, kinds, strict=True) if k == TABLE]
+        table = np.concatenate(tables).astype("<f8", copy=False).tobytes() if tables \
+            else None
         return LogChunk(model, version, [p.request_id for p in part], [p.at for p in part],
-                        [p.rows for p in part], [p.arm for p in part], columns, tabular,
-                        inputs_text, outputs_text)
+                        [p.rows for p in part], [p.arm for p in part], columns, kinds,
+                        inputs_text, outputs_text, table)
 
     def _warn(self, kind: str, message: str, *args: object) -> None:
         """A warning at most once a minute per kind (a database that stays down must not
@@ -236,6 +239,14 @@ class PredictionLog:
     def prune(self, now: dt.datetime) -> tuple[int, int]:
         """Delete predictions and feedback older than the retention."""
         return self._store.prune(before=now - self.options.retention)
+
+
+def _kind(inputs: Any, width: int) -> int:
+    """How a request's inputs are kept: rows of the signature's columns (float64 ones in
+    the chunk's binary table), or a JSON value of their own."""
+    if type(inputs) is not np.ndarray or inputs.ndim != 2 or inputs.shape[1] != width:
+        return JSON
+    return TABLE if inputs.dtype == np.float64 else ROWS
 
 
 def inputs_json(inputs: Any, columns: list[str] | None) -> Any:

@@ -12,6 +12,7 @@ last.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from modelhost.entities import Feedback, LoggedPrediction
 from modelhost.store.database import Database, insert_for
 from modelhost.store.schema import FeedbackRow, PredictionChunkRow, PredictionIdRow
 
+JSON, ROWS, TABLE = 0, 1, 2  # how a request's inputs are kept (LogChunk.tabular)
 CHUNK = 500  # requests per chunk: a lookup by id reads (and parses) one chunk's outputs
 CHUNK_SPAN_S = 60.0  # at most between a chunk's first and last prediction (from append)
 _IN = 500  # values per IN (...) list: well under every database's parameter limit
@@ -43,9 +45,11 @@ _IDS = {"sqlite": "INSERT INTO prediction_ids (request_id, chunk, position) "
 @dataclass(slots=True)
 class LogChunk:
     """Requests of one model version, ready to store as one chunk: per request its id,
-    time (seconds since the epoch), rows, arm and whether its inputs are rows under the
-    chunk's ``columns`` (else a JSON value of their own); ``inputs`` and ``outputs`` are
-    JSON arrays with one item per request (outputs: ``{"predictions": [...]}``, with
+    time (seconds since the epoch), rows, arm and how its inputs are kept (``tabular``:
+    ``JSON`` a JSON value of their own, ``ROWS`` JSON rows under the chunk's
+    ``columns``, ``TABLE`` float64 rows in ``table``, the chunk's binary array of all
+    such rows in order); ``inputs`` and ``outputs`` are JSON arrays with one item per
+    request (``null`` for ``TABLE`` inputs; outputs: ``{"predictions": [...]}``, with
     ``"probabilities"`` when the model has them)."""
 
     model: str
@@ -55,9 +59,10 @@ class LogChunk:
     rows: list[int]
     arms: list[str | None]
     columns: list[str] | None
-    tabular: list[bool]
+    tabular: list[int]
     inputs: str
     outputs: str
+    table: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -124,7 +129,8 @@ class PredictionLogStore:
                     model=c.model, version=c.version, first_at=_utc(min(c.at)),
                     last_at=_utc(max(c.at)), requests=len(c.request_ids), entries=entries,
                     columns=None if c.columns is None else orjson.dumps(c.columns).decode(),
-                    inputs=c.inputs, outputs=c.outputs).returning(_CHUNKS.c.id)
+                    inputs=c.inputs, outputs=c.outputs, table=c.table
+                ).returning(_CHUNKS.c.id)
                 ).scalar_one()
                 ids = orjson.dumps(c.request_ids).decode() if dialect == "sqlite" \
                     else c.request_ids
@@ -240,28 +246,45 @@ class _Chunk:
     at: list[float]
     rows: list[int]
     arms: list[str | None]
-    tabular: list[bool]
+    tabular: list[int]
     columns: list[str] | None
     inputs: list[Any] | None
     outputs: list[Any]
+    table: bytes | None = None
 
     def prediction(self, position: int, *, inputs: bool) -> LoggedPrediction:
         value = None
         if inputs and self.inputs is not None:
             value = self.inputs[position]
-            if self.tabular[position]:
+            kind = int(self.tabular[position])  # True/False in logs moved by 0007
+            if kind == TABLE:
+                value = self._table_rows(position)
+            if kind != JSON:
                 value = {"columns": self.columns, "data": value}
         return LoggedPrediction(
             request_id=self.request_ids[position], model=self.model, version=self.version,
             arm=self.arms[position], at=_utc(self.at[position]), rows=self.rows[position],
             inputs=value, outputs=self.outputs[position])
 
+    def _table_rows(self, position: int) -> list[list[float | None]]:
+        """The request's rows of the chunk's binary table (missing values as None, as
+        JSON has them)."""
+        import numpy as np  # only reading logged tables needs it, not every command
+
+        assert self.table is not None and self.columns is not None
+        before = sum(r for r, k in zip(self.rows[:position], self.tabular[:position],
+                                       strict=True) if k == TABLE)
+        width = len(self.columns)
+        block = np.frombuffer(self.table, dtype="<f8").reshape(-1, width)[
+            before:before + self.rows[position]]
+        return [[None if math.isnan(v) else v for v in row] for row in block.tolist()]
+
 
 def _read_chunks(s: Any, ids: list[int], *, inputs: bool) -> Iterable[_Chunk]:
     c = PredictionChunkRow
     columns = [c.id, c.model, c.version, c.entries, c.columns, c.outputs]
     if inputs:
-        columns.append(c.inputs)
+        columns += [c.inputs, c.table]
     for start in range(0, len(ids), _IN):
         for row in s.execute(select(*columns).where(c.id.in_(ids[start:start + _IN]))):
             entries = orjson.loads(row.entries)
@@ -269,14 +292,14 @@ def _read_chunks(s: Any, ids: list[int], *, inputs: bool) -> Iterable[_Chunk]:
                          entries["rows"], entries["arms"], entries["tabular"],
                          None if row.columns is None else orjson.loads(row.columns),
                          orjson.loads(row.inputs) if inputs else None,
-                         orjson.loads(row.outputs))
+                         orjson.loads(row.outputs), row.table if inputs else None)
 
 
 def _entries_chunk(model: str, version: str,
                    part: list[tuple[float, LogEntry]]) -> LogChunk:
     return LogChunk(model, version, [e.request_id for _, e in part], [at for at, _ in part],
                     [e.rows for _, e in part], [e.arm for _, e in part], None,
-                    [False] * len(part), "[" + ",".join(e.inputs for _, e in part) + "]",
+                    [JSON] * len(part), "[" + ",".join(e.inputs for _, e in part) + "]",
                     "[" + ",".join(e.outputs for _, e in part) + "]")
 
 

@@ -299,7 +299,8 @@ class AuditRow(Base):
 class PredictionChunkRow(Base):
     """Up to a few hundred logged requests of one model version, written by one flush:
     their ids, times, rows and arms (``entries``), their validated inputs and their
-    outputs, each a JSON array with one item per request. One row per flushed batch
+    outputs, each a JSON array with one item per request, and the float64 rows of
+    tabular inputs as one binary array (``table``). One row per flushed batch
     instead of one per request keeps the log's cost on the serving machine small."""
 
     __tablename__ = "prediction_chunks"
@@ -317,6 +318,7 @@ class PredictionChunkRow(Base):
     columns: Mapped[str | None] = mapped_column(Text, nullable=True)
     inputs: Mapped[str] = mapped_column(Text)
     outputs: Mapped[str] = mapped_column(Text)
+    table: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class PredictionIdRow(Base):

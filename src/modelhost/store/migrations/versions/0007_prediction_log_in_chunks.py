@@ -12,8 +12,10 @@ requests are carried over in the order they were made.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
+import numpy as np
 import orjson
 import sqlalchemy as sa
 from alembic import op
@@ -34,7 +36,8 @@ chunks = sa.table('prediction_chunks', sa.column('id', sa.Integer), sa.column('m
                   sa.column('version', sa.String), sa.column('first_at', _tz),
                   sa.column('last_at', _tz), sa.column('requests', sa.Integer),
                   sa.column('entries', sa.Text), sa.column('columns', sa.Text),
-                  sa.column('inputs', sa.Text), sa.column('outputs', sa.Text))
+                  sa.column('inputs', sa.Text), sa.column('outputs', sa.Text),
+                  sa.column('table', sa.LargeBinary))
 ids = sa.table('prediction_ids', sa.column('request_id', sa.String),
                sa.column('chunk', sa.Integer), sa.column('position', sa.Integer))
 
@@ -55,6 +58,7 @@ def upgrade() -> None:
     sa.Column('columns', sa.Text(), nullable=True),
     sa.Column('inputs', sa.Text(), nullable=False),
     sa.Column('outputs', sa.Text(), nullable=False),
+    sa.Column('table', sa.LargeBinary(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_prediction_chunks'))
     )
     op.create_index('ix_prediction_chunks_last_at', 'prediction_chunks', ['last_at'],
@@ -92,7 +96,7 @@ def _write_chunk(bind: Any, part: list[Any]) -> None:
     at = [_utc(r.at).timestamp() for r in part]
     entries = {"request_ids": [r.request_id for r in part], "at": at,
                "rows": [r.rows for r in part], "arms": [r.arm for r in part],
-               "tabular": [False] * len(part)}
+               "tabular": [0] * len(part)}
     chunk = bind.execute(sa.insert(chunks).values(
         model=part[0].model, version=part[0].version, first_at=_utc(part[0].at),
         last_at=_utc(part[-1].at), requests=len(part), entries=orjson.dumps(entries).decode(),
@@ -124,7 +128,15 @@ def downgrade() -> None:
                             .order_by(chunks.c.id)):
         entries = orjson.loads(row.entries)
         inputs = orjson.loads(row.inputs)[row.position]
-        if entries["tabular"][row.position]:
+        kinds = [int(k) for k in entries["tabular"]]
+        if kinds[row.position] == 2:  # float64 rows in the chunk's binary table
+            width = len(orjson.loads(row.columns))
+            before = sum(r for r, k in zip(entries["rows"][:row.position],
+                                           kinds[:row.position], strict=True) if k == 2)
+            table = np.frombuffer(row.table, dtype="<f8").reshape(-1, width)
+            inputs = [[None if math.isnan(v) else v for v in r] for r in
+                      table[before:before + entries["rows"][row.position]].tolist()]
+        if kinds[row.position]:
             inputs = {"columns": orjson.loads(row.columns), "data": inputs}
         bind.execute(sa.insert(old_log).values(
             request_id=row.request_id, model=row.model, version=row.version,
