@@ -83,3 +83,15 @@ def test_the_flusher_prunes_old_shadow_minutes(client: Client) -> None:
     monitoring._prune()
     assert store.totals("iris", "1.0.0", "1.0.1", start=T0 - dt.timedelta(days=400),
                         end=T0 + dt.timedelta(days=1)).requests == 2
+
+
+def test_without_a_store_only_the_current_minute_is_kept() -> None:
+    from modelhost.serving.shadow import ShadowRunner
+
+    clock = [T0]
+    runner = ShadowRunner(None, None, now=lambda: clock[0])  # type: ignore[arg-type]
+    runner._count("iris", "1.0.0", "1.0.1", requests=1)
+    clock[0] = T0 + dt.timedelta(minutes=1)
+    runner._count("iris", "1.0.0", "1.0.1", requests=1)
+    assert runner.flush() == 0
+    assert [key[3] for key in runner._counts] == [T0 + dt.timedelta(minutes=1)]

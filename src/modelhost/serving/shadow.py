@@ -105,7 +105,8 @@ class ShadowRunner:
     def flush(self) -> int:
         """Write the minutes that changed; forget minutes that are over and written.
         Never raises (what failed stays dirty for the next flush)."""
-        if self._store is None:
+        if self._store is None:  # nowhere to keep them: only the current minute's
+            self._forget_before(self._now().replace(second=0, microsecond=0), dirty=True)
             return 0
         with self._lock:
             keys = list(self._dirty)
@@ -122,11 +123,17 @@ class ShadowRunner:
             log.warning("shadow counts could not be written; retried at the next flush",
                         exc_info=log.isEnabledFor(logging.DEBUG))
             return 0
-        closed = self._now().replace(second=0, microsecond=0)
-        with self._lock:
-            for key in [k for k in self._counts if k[3] < closed and k not in self._dirty]:
-                del self._counts[key]
+        self._forget_before(self._now().replace(second=0, microsecond=0), dirty=False)
         return len(windows)
+
+    def _forget_before(self, minute: dt.datetime, *, dirty: bool) -> None:
+        """Drop the counts of minutes before ``minute`` (written ones; with ``dirty``,
+        unwritten ones too), so memory holds about one minute per shadow."""
+        with self._lock:
+            for key in [k for k in self._counts if k[3] < minute
+                        and (dirty or k not in self._dirty)]:
+                del self._counts[key]
+                self._dirty.discard(key)
 
 
 def compare(stable: Any, shadow: Any) -> tuple[int, int, int, float]:
