@@ -281,6 +281,20 @@ class Strategy(str, enum.Enum):
     AB = "ab"
     SHADOW = "shadow"
 
+    @property
+    def words(self) -> str:
+        """The rollout in words: ``canary``, ``A/B test``, ..."""
+        return _STRATEGY_WORDS[self]
+
+    @property
+    def with_article(self) -> str:
+        """``a canary``, ``an A/B test``: for messages."""
+        return f"{'an' if self.words[0] in 'AEIOU' else 'a'} {self.words}"
+
+
+_STRATEGY_WORDS = {Strategy.BLUE_GREEN: "blue-green switch", Strategy.CANARY: "canary",
+                   Strategy.AB: "A/B test", Strategy.SHADOW: "shadow"}
+
 
 class RolloutState(str, enum.Enum):
     """Where a model's deployment is; a closed set with an explicit transition table."""

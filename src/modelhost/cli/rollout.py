@@ -19,8 +19,6 @@ rollout_app = sub_app("Follow and move a model's rollout: status, events, promot
                       "step, pause, resume.")
 app.add_typer(rollout_app, name="rollout")
 
-_STRATEGY_WORDS = {"blue_green": "blue-green switch", "canary": "canary", "ab": "A/B test",
-                   "shadow": "shadow"}
 _LAST_EVENTS = 5
 _REASON_OPTION = typer.Option("", "--reason", help="Why, in words: kept with the event "
                               "and the audit entry.")
@@ -181,7 +179,7 @@ def _show(deployment: Deployment, *, as_json: bool) -> None:
 
 def _headline(d: Deployment) -> str:
     if d.state.running and d.candidate is not None and d.strategy is not None:
-        return (f"{d.model}: {_STRATEGY_WORDS[d.strategy.value]} of {d.candidate} "
+        return (f"{d.model}: {d.strategy.words} of {d.candidate} "
                 f"{d.state.value}")
     serving = f"{d.stable} in production" if d.stable else "no production version"
     return f"{d.model}: {d.state.value.replace('_', ' ')}, {serving}"

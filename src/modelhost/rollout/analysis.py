@@ -240,7 +240,7 @@ def _outcome(metric: str, predicted: Any, label: Any) -> float | None:
 def ab_verdict(d: Deployment, stable: ArmTraffic, candidate: ArmTraffic) -> ABResult:
     """One look at an A/B test, carrying the always-valid p-value of the last look."""
     metric = str(d.options["metric"])
-    return ab_decision(stable.outcomes, candidate.outcomes, kind=METRICS[metric],  # type: ignore[arg-type]
+    return ab_decision(stable.outcomes, candidate.outcomes, kind=METRICS[metric],
                        alpha=float(d.options["alpha"]),
                        min_samples=int(d.options["min_samples"]),
                        higher_is_better=higher_is_better(metric),

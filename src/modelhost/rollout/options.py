@@ -7,14 +7,16 @@ import itertools
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from modelhost.entities import Strategy
 from modelhost.errors import InvalidInputError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-METRICS = {"accuracy": "binary", "conversion": "binary", "absolute_error": "continuous"}
+# The A/B metrics and the kind of outcome each gives (stats.sequential's Kind).
+METRICS: dict[str, Literal["binary", "continuous"]] = {
+    "accuracy": "binary", "conversion": "binary", "absolute_error": "continuous"}
 
 KEEP_PREVIOUS = {"keep_previous_s": 600.0}
 DEFAULTS: dict[Strategy, dict[str, Any]] = {

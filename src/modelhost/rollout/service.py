@@ -32,14 +32,11 @@ from modelhost.rollout.options import parse_strategy, resolve
 from modelhost.store.deployments import Change, DeploymentStore, ModelFacts
 
 ACTIONS = ("promote", "abort", "step", "pause", "resume")
-_STRATEGY_WORDS = {Strategy.BLUE_GREEN: "blue-green switch", Strategy.CANARY: "canary",
-                   Strategy.AB: "A/B test", Strategy.SHADOW: "shadow"}
 
 
 def _a(strategy: Strategy | None) -> str:
     """``a canary``, ``an A/B test``: the rollout named with its article."""
-    words = _STRATEGY_WORDS.get(strategy, "rollout") if strategy else "rollout"
-    return f"{'an' if words[0] in 'AEIOU' else 'a'} {words}"
+    return strategy.with_article if strategy is not None else "a rollout"
 
 
 class RolloutService:
@@ -184,7 +181,7 @@ def _start(d: Deployment, facts: ModelFacts, version: str, strategy: Strategy,
                       rollout_id=rollout_id, stable=d.stable, candidate=version,
                       options=options, started_at=facts.now, step_started_at=facts.now,
                       previous=d.previous, keep_until=d.keep_until)
-    words = _STRATEGY_WORDS[strategy]
+    words = strategy.words
     if strategy is Strategy.BLUE_GREEN:
         done = replace(base, state=RolloutState.PROMOTED, candidate=None,
                        previous=d.stable, keep_until=_keep(base, facts) if d.stable else None)

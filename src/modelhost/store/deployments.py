@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from modelhost._actor import current_actor
 from modelhost._utils import as_utc, utcnow
-from modelhost.entities import Deployment, DeploymentEvent, RolloutState, Stage, StageChange
+from modelhost.entities import Deployment, DeploymentEvent, Stage, StageChange
 from modelhost.errors import ConflictError, NothingToRollBackError
 from modelhost.store import audit
 from modelhost.store.database import Database, WriteConflictError
@@ -228,4 +228,4 @@ def _event(row: DeploymentEventRow) -> DeploymentEvent:
                            rollout_id=row.rollout_id)
 
 
-__all__ = ["Change", "Decide", "DeploymentStore", "ModelFacts", "RolloutState"]
+__all__ = ["Change", "Decide", "DeploymentStore", "ModelFacts"]

@@ -27,6 +27,7 @@ from modelhost.entities import (
     Signature,
     Stage,
     StageChange,
+    Strategy,
 )
 from modelhost.errors import (
     AliasNotFoundError,
@@ -603,13 +604,11 @@ def refuse_during_rollout(s: Session, name: str) -> None:
     from a version that no longer serves. Raises ConflictError naming the rollout."""
     row = s.get(DeploymentRow, name)
     if row is not None and row.state in RUNNING:
-        what = _ROLLOUT_WORDS.get(row.strategy or "", "a rollout")
+        what = Strategy(row.strategy).with_article if row.strategy else "a rollout"
         raise ConflictError(
             f"{what} of {name} {row.candidate} is {row.state}: promote, abort or roll it "
             "back with 'modelhost rollout' (or /v1/deployments) instead")
 
-
-_ROLLOUT_WORDS = {"canary": "a canary", "ab": "an A/B test", "shadow": "a shadow"}
 
 
 def lock_model(s: Session, name: str, *, lock: bool = True) -> ModelRow:
