@@ -268,8 +268,8 @@ def test_check_rolls_back_and_says_so(client: Client,
         "status": "done", "outcome": "rolled back iris from 1.0.1 to 1.0.0"}]}
     assert {m.version: m.stage.value for m in registry.list_versions("iris")} == {
         "1.0.0": "production", "1.0.1": "archived"}
-    [rollback] = client.audit.list(action="model.rollback")
-    assert rollback.actor == "alerts" and f"alert {rule_id}" in str(rollback.after)
+    [rollback] = client.audit.list(action="deployment.rollback")
+    assert rollback.actor == "alerts" and f"alert {rule_id}" in rollback.after["reason"]
     out = ok(capsys, "alerts", "events", "--rule", rule_id)
     assert out.rstrip().endswith("-> rollback done: rolled back iris from 1.0.1 to 1.0.0")
     assert "last fired: never" not in ok(capsys, "alerts", "list")

@@ -31,7 +31,7 @@ from modelhost.monitoring.alerts import (
     event_dict,
     resolver,
 )
-from modelhost.registry import Registry
+from modelhost.rollout.service import RolloutService
 from modelhost.serving.alerting import ACTOR, LEASE, ActionRunner, AlertLoop
 from modelhost.store import Database, ModelStore, NewVersion
 from modelhost.store.alerts import AlertEvent, AlertRule, AlertStore, Firing, LeaseStore
@@ -59,14 +59,16 @@ class SpyStore(AlertStore):
         super().finish(event_id, status=status, outcome=outcome)
 
 
-def _register(client: Client, version: str, name: str = "iris") -> None:
+def _register(client: Client, version: str, name: str = "iris", *,
+              production: bool = True) -> None:
     number = SemVer.parse(version)
     ModelStore(client.db).create_version(
         NewVersion(model=name, flavor="python", flavor_meta={}, artifact_digest="0" * 64,
                    artifact_size=1, signature=None, input_example=None, lineage=Lineage()),
         lambda latest: number)
-    client.registry.transition(name, version, "staging")
-    client.registry.transition(name, version, "production")
+    if production:
+        client.registry.transition(name, version, "staging")
+        client.registry.transition(name, version, "production")
 
 
 @pytest.fixture
@@ -102,7 +104,7 @@ def service(store: SpyStore, client: Client, pipelines: Path) -> AlertService:
 
 def _runner(store: AlertStore, client: Client, service: AlertService, *,
             timeout_s: float = 2.0) -> ActionRunner:
-    return ActionRunner(store, client.registry, service, webhook_timeout_s=timeout_s,
+    return ActionRunner(store, client.rollouts, service, webhook_timeout_s=timeout_s,
                         webhook_attempts=3, backoff_s=0.01)
 
 
@@ -253,22 +255,69 @@ async def test_a_rollback_rolls_back_once(client: Client, store: SpyStore,
     assert registry.get_version("iris", "1.0.1").stage.value == "archived"
     assert registry.routing_revision() == revision + 1
     why = describe(rule, event)
-    (entry,) = client.audit.list(action="model.rollback")
-    assert (entry.actor, entry.after) == (ACTOR, {"production": "1.0.0", "reason": why})
+    # Through the rollout service, as `modelhost rollback` does: audited, and an event of
+    # the deployment with the numbers the rule saw.
+    (entry,) = client.audit.list(action="deployment.rollback")
+    assert entry.actor == ACTOR
+    assert (entry.after["state"], entry.after["stable"]) == ("rolled_back", "1.0.0")
     assert registry.stage_history("iris")[-1].reason == f"rollback: {why}"
+    last = client.rollouts.events("iris")[-1]
+    assert (last.kind, last.from_version, last.to_version, last.actor, last.reason) == (
+        "rollback", "1.0.1", "1.0.0", ACTOR, why)
+    assert last.numbers == {"metric": "accuracy", "value": 0.5, "op": "<",
+                            "threshold": 0.8, "samples": 60}
+    # The version rolled back from stays loaded for a while (a rollback can be undone).
+    assert client.rollouts.status("iris").previous == "1.0.1"
 
     # The rule fires again for 1.0.1 (another evaluator, or after its cooldown): 1.0.1 is
     # no longer in production, so nothing is rolled back a second time.
     again = _fire(store, rule, now=T0 + HOUR)
     before = (registry.stage_history("iris"), registry.routing_revision(),
-              client.audit.verify().entries)
+              client.audit.verify().entries, client.rollouts.events("iris"))
     result = await runner.run(rule, again)
     assert result == ("failed", "ConflictError: iris 1.0.1 is no longer in production "
                                 "(1.0.0 is): not rolled back")
     assert _stored(store, again) == result
     assert _stored(store, event) == ("done", "rolled back iris from 1.0.1 to 1.0.0")
     assert (registry.stage_history("iris"), registry.routing_revision(),
-            client.audit.verify().entries) == before
+            client.audit.verify().entries, client.rollouts.events("iris")) == before
+
+
+async def test_a_rollback_during_a_canary_stops_the_candidate_it_measured(
+        client: Client, store: SpyStore, service: AlertService) -> None:
+    _register(client, "1.0.2", production=False)
+    # (These versions have no artifact to load: the rollout starts unchecked.)
+    RolloutService(client.deployments).deploy("iris", "1.0.2", "canary")
+    rule = _rollback_rule(service)
+    runner = _runner(store, client, service)
+
+    # A firing about the stable version does not touch the rollout (rolling back its
+    # candidate would not help the stable), and says what to do instead.
+    on_stable = _fire(store, rule, version="1.0.1")
+    before = (client.rollouts.status("iris"), client.audit.verify().entries)
+    assert await runner.run(rule, on_stable) == (
+        "failed", "ConflictError: iris 1.0.1 is the stable version of a canary of 1.0.2 "
+                  "under way: not rolled back (promote or abort the rollout first)")
+    assert (client.rollouts.status("iris"), client.audit.verify().entries) == before
+
+    # A firing about the candidate stops its traffic; production stays where it was.
+    on_candidate = _fire(store, rule, version="1.0.2", now=T0 + HOUR)
+    assert await runner.run(rule, on_candidate) == (
+        "done", "rolled back iris from 1.0.2 to 1.0.1")
+    after = client.rollouts.status("iris")
+    assert (after.state.value, after.stable, after.candidate, after.weights) == (
+        "rolled_back", "1.0.1", None, {"1.0.1": 1.0})
+    assert client.registry.get_version("iris", "@production").version == "1.0.1"
+    last = client.rollouts.events("iris")[-1]
+    assert (last.kind, last.from_version, last.to_version, last.actor) == (
+        "rollback", "1.0.2", "1.0.1", ACTOR)
+
+    # Fired again for 1.0.2: it no longer takes traffic, nothing more is done.
+    again = _fire(store, rule, version="1.0.2", now=T0 + 2 * HOUR)
+    assert await runner.run(rule, again) == (
+        "failed", "ConflictError: iris 1.0.2 is no longer in production (1.0.1 is): "
+                  "not rolled back")
+    assert client.rollouts.status("iris") == after
 
 
 async def test_a_rollback_with_nothing_to_roll_back_to_fails(
@@ -426,11 +475,11 @@ class Clock:
         return self.now
 
 
-def _loop(store: AlertStore, registry: Registry, service: AlertService, leases: LeaseStore,
-          clock: Clock, *, interval_s: float = 30.0,
+def _loop(store: AlertStore, rollouts: RolloutService, service: AlertService,
+          leases: LeaseStore, clock: Clock, *, interval_s: float = 30.0,
           fail_first: int = 0) -> tuple[AlertLoop, CountingEvaluator]:
     evaluator = CountingEvaluator(store, now=clock, fail_first=fail_first)
-    runner = ActionRunner(store, registry, service, backoff_s=0.01)
+    runner = ActionRunner(store, rollouts, service, backoff_s=0.01)
     return AlertLoop(evaluator, runner, leases, interval_s=interval_s, now=clock), evaluator
 
 
@@ -438,8 +487,8 @@ async def test_only_the_lease_holder_evaluates_and_another_takes_over(
         client: Client, store: SpyStore, service: AlertService) -> None:
     leases = LeaseStore(client.db)
     clock = Clock(T0)
-    a, counted_a = _loop(store, client.registry, service, leases, clock)
-    b, counted_b = _loop(store, client.registry, service, leases, clock)
+    a, counted_a = _loop(store, client.rollouts, service, leases, clock)
+    b, counted_b = _loop(store, client.rollouts, service, leases, clock)
     assert a.holder != b.holder
 
     async def both() -> tuple[int, int]:
@@ -466,8 +515,8 @@ async def test_a_short_interval_still_holds_the_lease_ten_seconds(
         client: Client, store: SpyStore, service: AlertService) -> None:
     leases = LeaseStore(client.db)
     clock = Clock(T0)
-    a, counted_a = _loop(store, client.registry, service, leases, clock, interval_s=1.0)
-    b, counted_b = _loop(store, client.registry, service, leases, clock, interval_s=1.0)
+    a, counted_a = _loop(store, client.rollouts, service, leases, clock, interval_s=1.0)
+    b, counted_b = _loop(store, client.rollouts, service, leases, clock, interval_s=1.0)
     await a.evaluate_once()
     clock.now = T0 + 10 * SECOND  # three intervals are 3 s; the lease lasts 10 s
     await b.evaluate_once()
@@ -482,7 +531,7 @@ async def test_a_pass_starts_the_actions_without_waiting_for_them(
     rule = service.add({"model": "iris", "metric": "accuracy", "op": "<", "threshold": 0.8},
                        actor="t")
     clock = Clock(T0)
-    loop, _ = _loop(store, client.registry, service, LeaseStore(client.db), clock)
+    loop, _ = _loop(store, client.rollouts, service, LeaseStore(client.db), clock)
     fired = await loop.evaluate_once()
     assert [(r.id, e.status) for r, e in fired] == [(rule.id, "pending")]
     (_, event), = fired
@@ -501,7 +550,7 @@ async def test_the_loop_outlives_a_failed_pass(client: Client, store: SpyStore,
                                                service: AlertService,
                                                caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock(T0)
-    loop, counted = _loop(store, client.registry, service, LeaseStore(client.db), clock,
+    loop, counted = _loop(store, client.rollouts, service, LeaseStore(client.db), clock,
                           interval_s=0.01, fail_first=1)
     with caplog.at_level(logging.ERROR, logger="modelhost.serving.alerting"):
         loop.start()

@@ -219,6 +219,9 @@ def test_degraded_feedback_fires_an_alert_that_rolls_back(server: ServerProcess,
     with Client(settings, migrate=False) as client:
         stages = {v.version: v.stage.value for v in client.registry.list_versions("iris")}
         assert stages == {"1.0.0": "production", "1.0.1": "archived"}
-        rollback = client.audit.list(action="model.rollback")
+        rollback = client.audit.list(action="deployment.rollback")
         assert len(rollback) == 1 and rollback[0].actor == "alerts"
-        assert "accuracy of iris 1.0.1 was" in rollback[0].after["reason"]
+        (event,) = [e for e in client.rollouts.events("iris") if e.kind == "rollback"]
+        assert (event.from_version, event.to_version, event.actor) == (
+            "1.0.1", "1.0.0", "alerts")
+        assert "accuracy of iris 1.0.1 was" in event.reason

@@ -123,7 +123,7 @@ def alerts_check(as_json: bool = JSON_OPTION) -> None:
                               drift=drift_service(client))
     with acting_as(ACTOR):
         fired = evaluator.evaluate()
-    runner = ActionRunner(client.alert_store, registry, service)
+    runner = ActionRunner(client.alert_store, client.rollouts, service)
 
     async def run_all() -> list[tuple[str, str]]:
         return list(await asyncio.gather(*(runner.run(r, e) for r, e in fired)))

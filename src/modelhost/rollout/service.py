@@ -109,13 +109,17 @@ class RolloutService:
 
     def rollback(self, model: str, *, reason: str = "",
                  numbers: Mapping[str, Any] | None = None,
-                 expect: str | None = None) -> Deployment:
+                 expect: str | None = None, from_version: str | None = None) -> Deployment:
         """Back to the previous stable version at once: a rollout under way stops
         sending traffic to its candidate; otherwise production goes back to the version
         it had before. Raises NothingToRollBackError (409), and ConflictError when
-        ``expect`` names a rollout that is no longer the one under way."""
+        ``expect`` names a rollout that is no longer the one under way, or when
+        ``from_version`` (the version an alert measured) is no longer the one a rollback
+        would leave: the candidate under way, or else the production version."""
         def guarded(d: Deployment, facts: ModelFacts) -> Change:
             _expect(d, expect, None)
+            if from_version is not None:
+                _expect_leaving(d, from_version)
             return _rollback(d, facts, reason or "rollback requested", numbers)
 
         return self._store.change(model, guarded)[0]
@@ -159,6 +163,25 @@ def _expect(d: Deployment, rollout: str | None, step: int | None) -> None:
     if (rollout is not None and d.rollout_id != rollout) or (
             step is not None and d.step != step):
         raise ConflictError(f"the rollout of {d.model} changed meanwhile; nothing done")
+
+
+def _expect_leaving(d: Deployment, version: str) -> None:
+    """Refuse a rollback that would not leave ``version`` (what an alert measured):
+    two firings, or a firing after someone else acted, never roll back twice."""
+    if d.state.running:
+        if d.candidate == version:
+            return
+        if d.stable == version:
+            raise ConflictError(
+                f"{d.model} {version} is the stable version of {_a(d.strategy)} of "
+                f"{d.candidate} under way: not rolled back (promote or abort the rollout "
+                "first)")
+        raise ConflictError(f"{d.model} {version} is no longer served ({_a(d.strategy)} "
+                            f"of {d.candidate} is under way): not rolled back")
+    if d.stable != version:
+        now = f"{d.stable} is" if d.stable else "no version is"
+        raise ConflictError(f"{d.model} {version} is no longer in production ({now}): "
+                            "not rolled back")
 
 
 def _event(d: Deployment, facts: ModelFacts, kind: str, reason: str, *,
@@ -299,7 +322,7 @@ def _rollback(d: Deployment, facts: ModelFacts, reason: str,
                       candidate_weight=0.0, shadow_fraction=None)
         return Change(new, [_event(d, facts, "rollback", reason, from_version=d.candidate,
                                    to_version=d.stable, numbers=numbers)],
-                      action="deployment.rollback")
+                      action="deployment.rollback", audit_after={"reason": reason})
     # Nothing under way: production goes back to the version it had before (the store
     # finds it, or says there is none). The one rolled back from is kept loaded.
     new = replace(d, state=RolloutState.ROLLED_BACK, candidate=None, candidate_weight=0.0,
@@ -307,7 +330,8 @@ def _rollback(d: Deployment, facts: ModelFacts, reason: str,
     # The version it goes back to is found by the store (to_version None: filled in).
     return Change(new, [_event(d, facts, "rollback", reason, from_version=d.stable,
                                to_version=None, numbers=numbers)],
-                  action="deployment.rollback", rollback=True, reason=reason)
+                  action="deployment.rollback", rollback=True, reason=reason,
+                  audit_after={"reason": reason})
 
 
 _DECISIONS = {"promote": _promote, "abort": _abort, "step": _step, "pause": _pause,

@@ -10,9 +10,10 @@ Actions:
 
 * ``log``: a warning in the server's log;
 * ``webhook``: an HTTP POST of the event as JSON, with a timeout, retried with backoff;
-* ``rollback``: the model's previous production version back into production (the
-  registry's rollback, checked against the version the rule measured, so two firings
-  never roll back twice);
+* ``rollback``: through the rollout service, as ``modelhost rollback`` does: a rollout
+  under way whose candidate the rule measured stops sending it traffic; otherwise the
+  model's previous production version goes back into production. Checked against the
+  version the rule measured, so two firings never roll back twice;
 * ``pipeline``: ``modelhost pipeline run SPEC --reason ...`` as a child process (the
   training runs outside the server), its exit status recorded when it ends.
 """
@@ -32,7 +33,7 @@ from typing import Any
 from modelhost._actor import acting_as
 from modelhost._utils import utcnow
 from modelhost.monitoring.alerts import AlertService, Evaluator, describe, event_dict
-from modelhost.registry import Registry
+from modelhost.rollout.service import RolloutService
 from modelhost.store.alerts import AlertEvent, AlertRule, AlertStore, LeaseStore
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,12 @@ ACTOR = "alerts"
 class ActionRunner:
     """Runs the action of a fired rule and records its outcome on the event."""
 
-    def __init__(self, store: AlertStore, registry: Registry, service: AlertService, *,
+    def __init__(self, store: AlertStore, rollouts: RolloutService | None,
+                 service: AlertService, *,
                  webhook_timeout_s: float = 5.0, webhook_attempts: int = 3,
                  backoff_s: float = 1.0) -> None:
         self._store = store
-        self._registry = registry
+        self._rollouts = rollouts  # None: a server without deployments cannot roll back
         self._service = service
         self._timeout = webhook_timeout_s
         self._attempts = webhook_attempts
@@ -98,11 +100,14 @@ class ActionRunner:
         return "failed", f"webhook failed after {self._attempts} attempts: {problem}"
 
     def _rollback(self, event: AlertEvent, why: str) -> tuple[str, str]:
+        if self._rollouts is None:
+            return "failed", "this server keeps no deployments: nothing rolled back"
+        numbers = {"metric": event.metric, "value": event.value, "op": event.op,
+                   "threshold": event.threshold, "samples": event.samples}
         with acting_as(ACTOR):
-            changes = self._registry.rollback(event.model, reason=why,
-                                              from_version=event.version)
-        restored = changes[-1].version
-        return "done", f"rolled back {event.model} from {event.version} to {restored}"
+            served = self._rollouts.rollback(event.model, reason=why, numbers=numbers,
+                                             from_version=event.version)
+        return "done", f"rolled back {event.model} from {event.version} to {served.stable}"
 
     async def _pipeline(self, rule: AlertRule, event: AlertEvent,
                         why: str) -> tuple[str, str]:

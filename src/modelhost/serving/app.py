@@ -365,8 +365,10 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
             raise ValueError("options.auth needs the key service (keys=...)")
         limiter = RateLimiter(options.redis_url)
         guard = Guard(keys, audit=audit, limiter=limiter, default_rate=options.rate_limit)
+    rollouts = None if deployments is None else for_registry(deployments, registry)
     monitoring = Monitoring(registry, options.monitor, predictions=predictions,
-                            profiles=profiles, alerts=alerts, leases=leases)
+                            profiles=profiles, alerts=alerts, leases=leases,
+                            rollouts=rollouts)
     watching = Observers([metrics, *monitoring.observers, *observers],
                          on_error=metrics.observer_failed)
     predictor = Predictor(pool, watcher, registry, metrics=metrics, limits=options.limits,
@@ -376,7 +378,6 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     if shadows is not None:  # shadow counts are kept as long as the hourly profiles
         keep = dt.timedelta(days=options.monitor.profile_retention_days)
         monitoring.also_prune(lambda now: shadows.prune(before=now - keep))
-    rollouts = None if deployments is None else for_registry(deployments, registry)
     controller = None if rollouts is None or profiles is None else Controller(
         rollouts, profiles, predictions=predictions, shadows=shadows)
     rollout_loop = None if (controller is None or leases is None

@@ -25,6 +25,7 @@ from modelhost.monitoring.alerts import AlertService, evaluator_for, resolver
 from modelhost.monitoring.drift import MINUTE_RETENTION, DriftService
 from modelhost.monitoring.profiles import LiveProfiles
 from modelhost.registry import Registry
+from modelhost.rollout.service import RolloutService
 from modelhost.serving.alerting import ActionRunner, AlertLoop
 from modelhost.serving.observers import Observer
 from modelhost.serving.server import MonitorOptions
@@ -47,7 +48,8 @@ class Monitoring:
                  predictions: PredictionLogStore | None = None,
                  profiles: ProfileStore | None = None,
                  alerts: AlertStore | None = None,
-                 leases: LeaseStore | None = None) -> None:
+                 leases: LeaseStore | None = None,
+                 rollouts: RolloutService | None = None) -> None:
         self.options = options
         self.log: PredictionLog | None = None
         self.feedback: FeedbackService | None = None
@@ -85,7 +87,7 @@ class Monitoring:
                 evaluator = evaluator_for(registry, alerts, predictions=predictions,
                                           drift=self.drift)
                 self._alert_loop = AlertLoop(
-                    evaluator, ActionRunner(alerts, registry, self.alerts), leases,
+                    evaluator, ActionRunner(alerts, rollouts, self.alerts), leases,
                     interval_s=options.alerts_interval_s)
         self._task: asyncio.Task[None] | None = None
         self._also: list[Callable[[], object]] = []
