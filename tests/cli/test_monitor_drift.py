@@ -60,6 +60,7 @@ class Answered:
     predictions: Any
     status: int = 200
     latency_s: float = 0.003
+    at: float = 0.0  # when answered
 
 
 def record(client: Client, frames: Sequence[pd.DataFrame], *, at: float,
@@ -75,7 +76,8 @@ def record(client: Client, frames: Sequence[pd.DataFrame], *, at: float,
     model = iris_model()
     for frame in frames:
         inputs = frame[COLUMNS]
-        live.observe(Answered("iris", version, len(inputs), inputs, model.predict(inputs)))
+        live.observe(Answered("iris", version, len(inputs), inputs, model.predict(inputs),
+                              at=at))
     assert live.flush() == len(frames)
 
 

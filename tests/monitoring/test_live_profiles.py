@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class Seen:
     rows: int = 1
     inputs: Any = None
     predictions: Any = None
+    at: float = T0.timestamp()  # when answered (the clock's start)
 
 
 class Clock:
@@ -136,9 +137,10 @@ def _expected(requests: Sequence[Seen], reference: Reference | None = REFERENCE,
 
 
 def _observe_at(live: LiveProfiles, clock: Clock, at: dt.datetime, *seen: Seen) -> None:
+    """Requests answered at ``at`` (and the worker's clock there too)."""
     clock.at(at)
     for one in seen:
-        live.observe(one)
+        live.observe(replace(one, at=at.timestamp()))
 
 
 def _rows(store: ProfileStore, *, width: int = MINUTE_S, version: str = "1.0.0",

@@ -4,7 +4,8 @@ writes in flush, first entry kept per request id, pruning; on SQLite and Postgre
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ class Seen:
     inputs: Any = None
     predictions: Any = None
     probabilities: Any = None
+    at: float = field(default_factory=time.time)
 
 
 class Clock:

@@ -5,7 +5,8 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ class Seen:
     status: int = 200
     rows: int = 1
     probabilities: Any = None
+    at: float = field(default_factory=time.time)
 
 
 def entry(request_id: str, at: dt.datetime, prediction: int, *, version: str = "1.0.0",

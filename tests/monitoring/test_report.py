@@ -62,6 +62,7 @@ class _Answered:
     predictions: Any
     status: int = 200
     latency_s: float = 0.003
+    at: float = 0.0  # when answered
 
 
 @dataclass
@@ -118,12 +119,13 @@ def simulate(client: Client, *, start: dt.datetime, end: dt.datetime, version: s
             sent.latencies.append(latency)
             if failed:
                 sent.errors += 1
-                live.observe(_Answered(model, version, len(frame), None, None, 500, latency))
+                live.observe(_Answered(model, version, len(frame), None, None, 500, latency,
+                                       at=float(at)))
                 continue
             named = frame.set_axis(COLUMNS, axis=1)
             predicted = fitted.predict(named)
             live.observe(_Answered(model, version, len(frame), frame, predicted,
-                                   latency_s=latency))
+                                   latency_s=latency, at=float(at)))
             request_id = f"r{sent.requests}"
             outputs = {"predictions": predicted.tolist(),
                        "probabilities": fitted.predict_proba(named).round(4).tolist()}

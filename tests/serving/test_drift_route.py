@@ -311,6 +311,7 @@ class Answered:
     predictions: Any
     status: int = 200
     latency_s: float = 0.002
+    at: float = 0.0  # when answered
 
 
 def write_old_traffic(client: Client, frame: pd.DataFrame, *, days_ago: float) -> None:
@@ -323,7 +324,8 @@ def write_old_traffic(client: Client, frame: pd.DataFrame, *, days_ago: float) -
     at = time.time() - days_ago * 86400
     live = LiveProfiles(client.profiles, references=reference, clock=lambda: at)
     inputs = frame[COLUMNS]
-    live.observe(Answered("iris", "1.0.0", len(inputs), inputs, iris_model().predict(inputs)))
+    live.observe(Answered("iris", "1.0.0", len(inputs), inputs, iris_model().predict(inputs),
+                          at=at))
     assert live.flush() == 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,7 @@ def test_binary_rows_go_back_as_json_on_a_downgrade(empty_url: str) -> None:
             self.request_id, self.inputs = request_id, inputs
             self.model, self.version, self.arm, self.status = "iris", "1.0.0", None, 200
             self.rows, self.predictions, self.probabilities = len(inputs), [0], None
+            self.at = time.time()
 
     db = Database(empty_url)
     migrate(db, "head")

@@ -1,7 +1,7 @@
 """The prediction log's writer: an observer of the prediction path with a bounded buffer.
 
 ``observe`` runs on the event loop right after each answer: it only samples and appends
-the request's references (validated inputs, outputs) to a buffer, in about a microsecond.
+the request (its time, validated inputs and outputs, by reference) to a buffer.
 ``flush`` (called every few seconds from a worker thread by the server) turns the
 buffered requests into JSON, a chunk of requests per orjson call, and stores them in one
 transaction, so neither the encoding nor the database ever delays an answer. When the
@@ -19,7 +19,6 @@ import collections
 import datetime as dt
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +52,8 @@ class ObservedPrediction(Protocol):
     @property
     def request_id(self) -> str: ...
     @property
+    def at(self) -> float: ...  # time.time() when answered
+    @property
     def inputs(self) -> Any: ...
     @property
     def predictions(self) -> Any: ...
@@ -67,19 +68,6 @@ class LogOptions:
     buffer_requests: int = 100_000  # requests held between flushes, at most
     buffer_rows: int = 1_000_000  # ... and rows (a request may carry thousands)
     retention: dt.timedelta = dt.timedelta(days=30)
-
-
-@dataclass(slots=True)
-class _Pending:
-    request_id: str
-    model: str
-    version: str
-    arm: str | None
-    at: float  # time.time()
-    rows: int
-    inputs: Any
-    predictions: Any
-    probabilities: Any
 
 
 class PredictionLog:
@@ -100,13 +88,18 @@ class PredictionLog:
         self._columns = columns
         self._clock = clock
         self._draw = draw
-        self._buffer: collections.deque[_Pending] = collections.deque()
+        # The requests as they were handed over (by reference: their inputs and outputs
+        # are encoded in the flush, never on the event loop). Nothing else is allocated
+        # per request: each object kept until the flush is work for the garbage collector.
+        self._buffer: collections.deque[ObservedPrediction] = collections.deque()
         # The bucket holds one second's worth, and at least one request.
         self._capacity = max(1.0, self.options.max_per_s)
         self._tokens = self._capacity
         self._refilled = clock()
-        self._rows = 0  # rows in the buffer (observe adds, flush subtracts: under _lock)
-        self._lock = threading.Lock()
+        # Rows put into the buffer (by observe) and taken out (by flush): each counter is
+        # written by one thread only, so their difference is exact without a lock.
+        self._rows_in = 0
+        self._rows_out = 0
         self.dropped = 0  # entries refused (buffer full) or not stored (database, encoding)
         self._warn_now = OncePer(_WARN_EVERY_S, clock=clock)
         self.written = 0
@@ -118,15 +111,11 @@ class PredictionLog:
                 or o.version is None or not self._sampled()):
             return
         if (len(self._buffer) >= self.options.buffer_requests
-                or self._rows + o.rows > self.options.buffer_rows):
+                or self._rows_in - self._rows_out + o.rows > self.options.buffer_rows):
             self.dropped += 1
             return
-        with self._lock:
-            self._rows += o.rows
-        arm = o.arm
-        self._buffer.append(_Pending(
-            o.request_id, o.model, o.version, None if arm is None else str(arm.value),
-            time.time(), o.rows, o.inputs, o.predictions, o.probabilities))
+        self._rows_in += o.rows
+        self._buffer.append(o)
 
     def _sampled(self) -> bool:
         options = self.options
@@ -153,17 +142,16 @@ class PredictionLog:
         skipped, and on a database error the batch is dropped; both are counted and
         logged, since a log must never hold the server's memory (or its feedback) hostage.
         """
-        batch: list[_Pending] = []
+        batch: list[ObservedPrediction] = []
         buffer = self._buffer
         while buffer and len(batch) < limit:
             batch.append(buffer.popleft())  # deque: safe against observe() meanwhile
         if not batch:
             return 0
-        with self._lock:
-            self._rows -= sum(p.rows for p in batch)
-        groups: dict[tuple[str, str], list[_Pending]] = {}
-        for p in batch:
-            groups.setdefault((p.model, p.version), []).append(p)
+        self._rows_out += sum(o.rows for o in batch)
+        groups: dict[tuple[str, str], list[ObservedPrediction]] = {}
+        for o in batch:  # (observe let through only requests with a model and version)
+            groups.setdefault((str(o.model), str(o.version)), []).append(o)
         chunks = []
         for (model, version), group in groups.items():
             try:
@@ -188,7 +176,7 @@ class PredictionLog:
         self.written += stored
         return stored
 
-    def _chunk(self, model: str, version: str, part: list[_Pending],
+    def _chunk(self, model: str, version: str, seen: list[ObservedPrediction],
                columns: list[str] | None) -> LogChunk | None:
         """One chunk of ``part``: the float64 rows of tabular inputs as one binary array
         (a copy, no text), the other inputs and every output encoded by one orjson call
@@ -196,37 +184,38 @@ class PredictionLog:
         names once per chunk instead of once per request. Should an item fail to
         encode, the items are encoded one by one and only that one is lost."""
         width = -1 if columns is None else len(columns)
-        kinds = [_kind(p.inputs, width) for p in part]
-        inputs = [None if k == TABLE else p.inputs if k == ROWS else inputs_json(p.inputs, None)
-                  for p, k in zip(part, kinds, strict=True)]
-        outputs = [{"predictions": p.predictions} if p.probabilities is None else
-                   {"predictions": p.predictions, "probabilities": p.probabilities}
-                   for p in part]
+        kinds = [_kind(o.inputs, width) for o in seen]
+        inputs = [None if k == TABLE else o.inputs if k == ROWS else inputs_json(o.inputs, None)
+                  for o, k in zip(seen, kinds, strict=True)]
+        outputs = [{"predictions": o.predictions} if o.probabilities is None else
+                   {"predictions": o.predictions, "probabilities": o.probabilities}
+                   for o in seen]
         try:
             inputs_text, outputs_text = _dumps(inputs), _dumps(outputs)
         except Exception:  # noqa: BLE001  # find the one that fails, keep the others
             kept: list[int] = []
             encoded: list[tuple[str, str]] = []
-            for i, p in enumerate(part):
+            for i, o in enumerate(seen):
                 try:
                     encoded.append((_dumps(inputs[i]), _dumps(outputs[i])))
                     kept.append(i)
                 except Exception:  # noqa: BLE001
                     self.dropped += 1
                     self._warn("encode", "prediction log: request %s of %s %s could not "
-                               "be encoded", p.request_id, model, version)
+                               "be encoded", o.request_id, model, version)
             if not kept:
                 return None
-            part = [part[i] for i in kept]
+            seen = [seen[i] for i in kept]
             kinds = [kinds[i] for i in kept]
             inputs_text = "[" + ",".join(i for i, _ in encoded) + "]"
             outputs_text = "[" + ",".join(o for _, o in encoded) + "]"
-        tables = [p.inputs for p, k in zip(part, kinds, strict=True) if k == TABLE]
+        tables = [o.inputs for o, k in zip(seen, kinds, strict=True) if k == TABLE]
         table = np.concatenate(tables).astype("<f8", copy=False).tobytes() if tables \
             else None
-        return LogChunk(model, version, [p.request_id for p in part], [p.at for p in part],
-                        [p.rows for p in part], [p.arm for p in part], columns, kinds,
-                        inputs_text, outputs_text, table)
+        return LogChunk(model, version, [o.request_id for o in seen], [o.at for o in seen],
+                        [o.rows for o in seen],
+                        [None if o.arm is None else str(o.arm.value) for o in seen],
+                        columns, kinds, inputs_text, outputs_text, table)
 
     def _warn(self, kind: str, message: str, *args: object) -> None:
         """A warning at most once a minute per kind (a database that stays down must not

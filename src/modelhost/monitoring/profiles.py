@@ -1,7 +1,8 @@
 """Live profiles: every worker counts what its versions see, per minute and per hour.
 
-``observe`` runs on the event loop after each answer and only appends the request's
-references (time, status, latency, validated inputs, predictions) to a bounded buffer.
+``observe`` runs on the event loop after each answer and only appends the request (its
+time, status, latency, validated inputs and predictions, by reference) to a bounded
+buffer.
 ``flush``, every few seconds in a worker thread, takes the buffer, groups it by version
 and minute, and counts each group at once with numpy on the version's reference
 (``stats.profile.Layout``): requests, errors, rows and latencies for every request,
@@ -24,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -40,16 +41,26 @@ _MAX_OPEN = 10_000  # windows held in memory at most (a database down for days)
 _RETRY_REFERENCE_S = 5.0  # after a failed lookup of a reference
 
 
-@dataclass(slots=True)
-class _Seen:
-    model: str
-    version: str
-    at: float  # time.time()
-    status: int
-    latency_s: float
-    rows: int
-    inputs: Any
-    predictions: Any
+class Observed(Protocol):
+    """What the profiles need of one answered request (serving's Observation has it;
+    it is kept as it is until the flush, never copied or changed)."""
+
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def at(self) -> float: ...  # time.time() when answered
+    @property
+    def latency_s(self) -> float: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def inputs(self) -> Any: ...
+    @property
+    def predictions(self) -> Any: ...
 
 
 @dataclass(slots=True)
@@ -71,10 +82,14 @@ class LiveProfiles:
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._references = references
-        self._buffer: collections.deque[_Seen] = collections.deque()
+        # The requests themselves: nothing else is allocated per request (each object
+        # kept until the flush is work for the garbage collector).
+        self._buffer: collections.deque[Observed] = collections.deque()
         self._buffer_requests = buffer_requests
         self._buffer_rows = buffer_rows
-        self._rows = 0
+        # Rows put into the buffer and taken out: each written by one thread only.
+        self._rows_in = 0
+        self._rows_out = 0
         self._ttl = reference_ttl_s
         self._clock = clock
         self.worker = worker or uuid.uuid4().hex
@@ -89,13 +104,11 @@ class LiveProfiles:
         if o.model is None or o.version is None:
             return
         if (len(self._buffer) >= self._buffer_requests
-                or self._rows + o.rows > self._buffer_rows):
+                or self._rows_in - self._rows_out + o.rows > self._buffer_rows):
             self.dropped += 1
             return
-        self._rows += o.rows  # an estimate: flush subtracts without a lock
-        self._buffer.append(_Seen(o.model, o.version, self._clock(), o.status, o.latency_s,
-                                  o.rows, o.inputs if o.status == 200 else None,
-                                  o.predictions if o.status == 200 else None))
+        self._rows_in += o.rows
+        self._buffer.append(o)
 
     # --- in a worker thread -----------------------------------------------------------
 
@@ -103,14 +116,14 @@ class LiveProfiles:
         """Count what is buffered and write the windows that changed; returns how many
         requests were counted. Never raises (the windows stay dirty until a write
         succeeds)."""
-        batch: list[_Seen] = []
+        batch: list[Observed] = []
         buffer = self._buffer
         while buffer:
             batch.append(buffer.popleft())
-        self._rows = max(0, self._rows - sum(s.rows for s in batch))
-        groups: dict[tuple[str, str], list[_Seen]] = collections.defaultdict(list)
+        self._rows_out += sum(o.rows for o in batch)
+        groups: dict[tuple[str, str], list[Observed]] = collections.defaultdict(list)
         for one in batch:
-            groups[(one.model, one.version)].append(one)
+            groups[(str(one.model), str(one.version))].append(one)
         for (model, version), seen in groups.items():
             try:
                 self._count(model, version, seen)
@@ -121,19 +134,19 @@ class LiveProfiles:
         self._forget_closed()
         return len(batch)
 
-    def _count(self, model: str, version: str, seen: list[_Seen]) -> None:
+    def _count(self, model: str, version: str, seen: list[Observed]) -> None:
         layout = self._layout(model, version)
-        at = np.fromiter((s.at for s in seen), dtype=np.float64, count=len(seen))
+        at = np.fromiter((o.at for o in seen), dtype=np.float64, count=len(seen))
         minutes = (at // MINUTE_S).astype(np.int64) * MINUTE_S
         for minute in np.unique(minutes):
-            part = [s for s, m in zip(seen, minutes == minute, strict=True) if m]
+            part = [o for o, m in zip(seen, minutes == minute, strict=True) if m]
             counts = layout.empty()
-            latencies = np.fromiter((s.latency_s for s in part), dtype=np.float64,
+            latencies = np.fromiter((o.latency_s for o in part), dtype=np.float64,
                                     count=len(part))
             layout.add_requests(counts, latencies_s=latencies,
-                                errors=sum(s.status != 200 for s in part),
-                                rows=sum(s.rows for s in part))
-            answered = [s for s in part if s.inputs is not None]
+                                errors=sum(o.status != 200 for o in part),
+                                rows=sum(o.rows for o in part))
+            answered = [o for o in part if o.status == 200 and o.inputs is not None]
             if answered and layout.reference is not None:
                 columns, predictions = _columns(layout.reference, answered)
                 if columns:
@@ -209,7 +222,7 @@ class LiveProfiles:
                         exc_info=log.isEnabledFor(logging.DEBUG))
 
 
-def _columns(reference: Reference, answered: list[_Seen]) -> tuple[dict[str, Any], Any]:
+def _columns(reference: Reference, answered: list[Observed]) -> tuple[dict[str, Any], Any]:
     """The answered requests' inputs as one array per reference column, and their
     predictions as one array (validated inputs are DataFrames with the signature's
     columns, of which the reference may profile fewer, or 2-D arrays of exactly the

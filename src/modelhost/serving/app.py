@@ -241,17 +241,18 @@ class ModelhostApp:
             # not grow any observer's records
             model = route.model if self.server.knows(route.model) else None
             version = arm = None
+        at = time.time()
         if prediction is None:
             observation = Observation(route, model, version, arm, status, latency_s, 0, rid,
-                                      code)
+                                      at, code)
         elif self.server.observers.wants_data:
             observation = Observation(route, model, version, arm, status, latency_s,
-                                      prediction.rows, rid, code, prediction.cached,
+                                      prediction.rows, rid, at, code, prediction.cached,
                                       prediction.inputs, prediction.predictions,
                                       prediction.probabilities)
         else:
             observation = Observation(route, model, version, arm, status, latency_s,
-                                      prediction.rows, rid, code, prediction.cached)
+                                      prediction.rows, rid, at, code, prediction.cached)
         self.server.observers.notify(observation)
 
 

@@ -44,6 +44,7 @@ class Observation:
     latency_s: float
     rows: int
     request_id: str
+    at: float  # time.time() when answered: one clock for every observer
     error_code: str | None = None
     cached: bool | None = None  # None: the cache is not in play for this model
     inputs: Any = None
