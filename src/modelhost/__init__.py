@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         set_tag,
         start_run,
     )
+    from modelhost.remote import RemoteClient
     from modelhost.signature import infer_signature
 
     __version__: str
@@ -50,7 +51,8 @@ if TYPE_CHECKING:
 # Loaded on first use, so that `import modelhost` (and every CLI call) does not pay for
 # SQLAlchemy, pydantic-settings, pandas or the package metadata it does not need.
 _LAZY = {
-    "Client": "modelhost.client", "Settings": "modelhost.config",
+    "Client": "modelhost.client", "RemoteClient": "modelhost.remote",
+    "Settings": "modelhost.config",
     "infer_signature": "modelhost.signature",
     **dict.fromkeys(("active_run", "get_client", "log_artifact", "log_dataset", "log_metric",
                      "log_metrics", "log_model", "log_param", "log_params", "set_client",
@@ -88,6 +90,7 @@ __all__ = [
     "Model",
     "ModelVersion",
     "ModelhostError",
+    "RemoteClient",
     "Run",
     "RunStatus",
     "Settings",

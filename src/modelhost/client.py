@@ -9,12 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from modelhost.artifacts import ArtifactStore, open_artifact_store
 from modelhost.config import Settings
 from modelhost.entities import Deployment, Model, ModelVersion, Stage, StageChange
-from modelhost.errors import InvalidInputError
 from modelhost.registry import LoadedVersion, PredictionResult, Registry
 from modelhost.rollout.service import for_registry
 from modelhost.security import ApiKeys
@@ -28,9 +27,13 @@ from modelhost.store.profiles import ProfileStore
 from modelhost.store.shadows import ShadowStore
 from modelhost.tracking import Datasets, Tracker
 
+if TYPE_CHECKING:
+    from modelhost.remote import RemoteClient
+
 
 class Client:
-    """Local access to the registry, runs and datasets.
+    """Local access to the registry, runs and datasets; ``Client("http://host:8000",
+    api_key=...)`` is a :class:`~modelhost.remote.RemoteClient` of a server instead.
 
     Args:
         settings: configuration; read from the environment when omitted.
@@ -39,13 +42,25 @@ class Client:
         today: the clock used for sunset dates.
     """
 
+    @overload
+    def __new__(cls, settings: str, *, api_key: str | None = None,  # type: ignore[misc]
+                timeout_s: float = 30.0) -> RemoteClient: ...
+
+    @overload
+    def __new__(cls, settings: Settings | None = None, *, home: str | Path | None = None,
+                migrate: bool = True,
+                today: Callable[[], dt.date] = dt.date.today) -> Client: ...
+
+    def __new__(cls, settings: Any = None, **kwargs: Any) -> Any:
+        if isinstance(settings, str):  # a server's address: the remote client
+            from modelhost.remote import RemoteClient
+
+            return RemoteClient(settings, **kwargs)
+        return super().__new__(cls)
+
     def __init__(self, settings: Settings | None = None, *, home: str | Path | None = None,
                  migrate: bool = True,
                  today: Callable[[], dt.date] = dt.date.today) -> None:
-        if isinstance(settings, str):
-            raise InvalidInputError(
-                "a remote Client (Client('http://...')) is not available yet; use Client() "
-                "or Client(Settings(...)) for the local registry")
         if settings is None:
             settings = Settings(home=Path(home)) if home is not None else Settings()
         self.settings = settings

@@ -389,6 +389,26 @@ class Deployment:
                 "started_at": None if self.started_at is None else self.started_at.isoformat(),
                 "updated_at": None if self.updated_at is None else self.updated_at.isoformat()}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Deployment:
+        """Back from :meth:`to_dict` (what a server answers): the candidate's weight
+        from ``weights``, a shadow's fraction from ``shadow``; what the shape leaves out
+        (the controller's memory, the version kept loaded) is left empty."""
+        strategy = Strategy(data["strategy"]) if data.get("strategy") else None
+        candidate = data.get("candidate")
+        shadow = data.get("shadow")
+        weights = data.get("weights") or {}
+        return cls(model=data["model"], state=RolloutState(data["state"]),
+                   strategy=strategy, rollout_id=data.get("rollout_id"),
+                   stable=data.get("stable"), candidate=candidate,
+                   candidate_weight=(0.0 if candidate is None or strategy is Strategy.SHADOW
+                                     else float(weights.get(candidate, 0.0))),
+                   shadow_fraction=None if not shadow else float(shadow["fraction"]),
+                   steps=tuple(data.get("steps") or ()), step=int(data.get("step") or 0),
+                   options=dict(data.get("options") or {}),
+                   started_at=_time(data.get("started_at")),
+                   updated_at=_time(data.get("updated_at")))
+
 
 @dataclass(frozen=True)
 class DeploymentEvent:
@@ -410,6 +430,18 @@ class DeploymentEvent:
                 "from_version": self.from_version, "to_version": self.to_version,
                 "reason": self.reason, "numbers": dict(self.numbers), "actor": self.actor,
                 "rollout_id": self.rollout_id}
+
+    @classmethod
+    def from_dict(cls, model: str, data: Mapping[str, Any]) -> DeploymentEvent:
+        """Back from :meth:`to_dict` (an item of a server's ``events``)."""
+        return cls(model=model, kind=data["kind"], at=dt.datetime.fromisoformat(data["at"]),
+                   from_version=data.get("from_version"), to_version=data.get("to_version"),
+                   reason=data.get("reason", ""), numbers=dict(data.get("numbers") or {}),
+                   actor=data.get("actor"), rollout_id=data.get("rollout_id"))
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.fromisoformat(text)
 
 
 @dataclass(frozen=True)
