@@ -33,6 +33,7 @@ SERVING = HERE.parent / "serving"
 sys.path.insert(0, str(SERVING))
 
 from common import COLUMNS, frame, make_data, probe_row, train  # noqa: E402
+from run import process_tree, tree_cpu_seconds  # noqa: E402
 
 import modelhost  # noqa: E402
 
@@ -45,11 +46,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def prepare(home: Path) -> None:
+def prepare(home: Path, kind: str = "lr") -> None:
+    """The model of ``kind`` (common.train) registered twice as ``bench-lr``, 1.0.0 in
+    production."""
     X, y, _, _ = make_data()
     client = modelhost.Client(modelhost.Settings(home=home))
     for _ in range(2):
-        mv = client.registry.register(train("lr", X, y), name="bench-lr",
+        mv = client.registry.register(train(kind, X, y), name="bench-lr",
                                       input_example=frame(X[:5]))
     client.transition_stage("bench-lr", "1.0.0", "staging")
     client.transition_stage("bench-lr", "1.0.0", "production")
@@ -62,8 +65,9 @@ def configure(home: Path, config: str) -> None:
     try:
         if client.rollouts.status("bench-lr").state.running:
             client.rollouts.act("bench-lr", "abort")
-        if config == "canary 90/10":
-            client.deploy("bench-lr", "1.0.1", strategy="canary", steps=[10, 100])
+        if config.startswith("canary"):  # "canary 90/10", "canary 99/1"
+            share = int(config.split("/")[1])
+            client.deploy("bench-lr", "1.0.1", strategy="canary", steps=[share, 100])
         elif config == "shadow 10%":
             client.deploy("bench-lr", "1.0.1", strategy="shadow", fraction=0.1)
     finally:
@@ -85,12 +89,12 @@ def wait_ready(port: int) -> None:
 def wait_for_split(port: int, config: str) -> None:
     """Until both workers answer as configured (the routing reloads every 0.5 s and the
     candidate loads before the weights move)."""
-    want = {"1.0.0", "1.0.1"} if config == "canary 90/10" else {"1.0.0"}
+    want = {"1.0.0", "1.0.1"} if config.startswith("canary") else {"1.0.0"}
     body = {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         seen = set()
-        for _ in range(200):
+        for _ in range(200 if config != "canary 99/1" else 1000):
             with httpx.Client(headers={"Connection": "close"}) as http:
                 r = http.post(f"http://127.0.0.1:{port}/v1/models/bench-lr/predict",
                               json=body)
@@ -113,18 +117,24 @@ def wrk(port: int, body_file: Path, seconds: int) -> dict[str, Any]:
         raise SystemExit(f"wrk output not understood: {out[-500:]}")
     data: dict[str, Any] = json.loads(match.group(1))
     return {"rps": data["requests"] / (data["duration_us"] / 1e6),
-            "p99_ms": data["p99_us"] / 1000, "errors": data["status_errors"]}
+            "requests": data["requests"], "p99_ms": data["p99_us"] / 1000,
+            "errors": data["status_errors"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--model", default="lr", choices=["lr", "lr-pipeline"],
+                        help="a LogisticRegression, or a pipeline of scaling and one")
+    parser.add_argument("--configs", default="canary 90/10,shadow 10%",
+                        help="compared with a single version: canary 90/10, canary 99/1, "
+                             "shadow 10%% (comma-separated)")
     args = parser.parse_args()
-    configs = ["single", "canary 90/10", "shadow 10%"]
+    configs = ["single", *args.configs.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
-        prepare(home)
+        prepare(home, args.model)
         body_file = Path(tmp) / "body.json"
         body_file.write_text(json.dumps(
             {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}))
@@ -143,11 +153,14 @@ def main() -> None:
                     configure(home, config)
                     wait_for_split(port, config)
                     wrk(port, body_file, 2)  # warm-up
+                    tree = process_tree(server.pid)
+                    cpu = tree_cpu_seconds(tree)
                     result = wrk(port, body_file, args.duration)
+                    result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
                     results[config].append(result)
                     print(f"round {round_} {config:>13}: {result['rps']:>9,.0f} req/s, "
-                          f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors",
-                          flush=True)
+                          f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "
+                          f"server CPU {result['cpu_us']:.1f} µs per request", flush=True)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -156,6 +169,10 @@ def main() -> None:
                                                        strict=True)]
         print(f"{config} / single per round: " + ", ".join(f"{r:.1%}" for r in ratios)
               + f" (median {statistics.median(ratios):.1%})")
+        cpu = [c["cpu_us"] / s["cpu_us"] for s, c in zip(results["single"], results[config],
+                                                          strict=True)]
+        print(f"{config}: server CPU per request / single's: "
+              + ", ".join(f"{r:.1%}" for r in cpu))
 
 
 if __name__ == "__main__":

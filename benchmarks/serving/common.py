@@ -38,6 +38,12 @@ def train(kind: str, X: np.ndarray, y: np.ndarray) -> object:
         from sklearn.linear_model import LogisticRegression
 
         return LogisticRegression(max_iter=1000).fit(X, y)
+    if kind == "lr-pipeline":  # scaling and the regression, as most LR models ship
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
     if kind == "rf":
         from sklearn.ensemble import RandomForestClassifier
 
