@@ -338,9 +338,13 @@ def test_same_file_without_example_keeps_the_signature(client: Client, tmp_path:
     assert client.registry.register(name="iris", path=four).version == "3.0.0"
 
 
-def test_a_remote_client_is_refused_clearly() -> None:
-    with pytest.raises(InvalidInputError, match="remote Client"):
-        Client("http://localhost:8000")  # type: ignore[arg-type]
+def test_an_address_makes_a_remote_client_and_anything_else_is_refused_clearly() -> None:
+    from modelhost.remote import RemoteClient
+
+    with Client("http://localhost:8000") as remote:  # nothing is contacted until asked
+        assert isinstance(remote, RemoteClient) and remote.url == "http://localhost:8000"
+    with pytest.raises(InvalidInputError, match="http:// or https://"):
+        Client("localhost:8000")
 
 
 def test_optimize_serves_onnx_when_it_agrees_and_is_faster(client: Client) -> None:

@@ -70,7 +70,8 @@ async def alert_app(client: Client, monitor: MonitorOptions = NOT_EVALUATING, *,
         auth=True, pool=PoolOptions(reload_interval_s=reload_interval_s), monitor=monitor),
         keys=client.keys, audit=client.audit, predictions=client.predictions,
         alerts=client.alert_store if with_store else None,
-        leases=client.leases if with_store else None, today=lambda: TODAY)
+        leases=client.leases if with_store else None,
+        deployments=client.deployments if with_store else None, today=lambda: TODAY)
     async with app.running(), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                                 base_url="http://test") as http:
         yield app, http
@@ -430,9 +431,9 @@ async def test_a_served_rule_rolls_back_a_decaying_version(iris_client: Client,
         assert await poll(time.monotonic() + DEADLINE_S, served_by_1_0_0)
         rules = (await http.get("/v1/alerts", headers=keys.viewer)).json()["alerts"]
         assert rules[0]["last_fired_at"] == event["at"]
-    [rollback] = iris_client.audit.list(action="model.rollback")
+    [rollback] = iris_client.audit.list(action="deployment.rollback")
     assert rollback.actor == "alerts"
-    assert f"alert {rule_id}: accuracy of iris 1.0.1 was 0.3333 < 0.8" in str(rollback.after)
+    assert f"alert {rule_id}: accuracy of iris 1.0.1 was 0.3333 < 0.8" in rollback.after["reason"]
     [fire] = iris_client.audit.list(action="alert.fire")
     assert fire.actor == "alerts" and fire.after is not None
     assert (fire.after["version"], fire.after["samples"]) == ("1.0.1", 15)
