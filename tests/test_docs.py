@@ -498,7 +498,7 @@ class DocSession:
         server = Server(process=process, port=port, doc_port=doc_port, log=log)
         self.server = server
         self.ports[doc_port] = port
-        _wait_ready(server)
+        _wait_ready(server, https="--ssl-certfile" in words)
         return server
 
 
@@ -508,16 +508,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_ready(server: Server) -> None:
+def _wait_ready(server: Server, *, https: bool = False) -> None:
+    """Until /readyz answers 200 (over HTTPS for a server given a certificate: whether
+    the document's clients trust it is for its own commands to show)."""
     deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
-    url = f"http://127.0.0.1:{server.port}/readyz"
+    url = f"{'https' if https else 'http'}://127.0.0.1:{server.port}/readyz"
     last = "no answer"
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             pytest.fail(f"the server exited {server.process.returncode} before it was "
                         f"ready:\n{server.output()[-3000:]}")
         try:
-            answer = httpx.get(url, timeout=2.0)
+            answer = httpx.get(url, timeout=2.0, verify=not https)
             if answer.status_code == 200:
                 return
             last = f"{answer.status_code} {answer.text[:300]}"

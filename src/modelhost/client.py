@@ -44,7 +44,7 @@ class Client:
 
     @overload
     def __new__(cls, settings: str, *, api_key: str | None = None,  # type: ignore[misc]
-                timeout_s: float = 30.0) -> RemoteClient: ...
+                timeout_s: float = 30.0, verify: Any = True) -> RemoteClient: ...
 
     @overload
     def __new__(cls, settings: Settings | None = None, *, home: str | Path | None = None,

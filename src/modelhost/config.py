@@ -58,6 +58,10 @@ class Settings(BaseSettings):
                                      description="requests/s per key without its own limit")
     cors_origins: str | None = Field(default=None,
                                      description="comma-separated origins; CORS off if unset")
+    ssl_certfile: Path | None = Field(default=None,
+                                      description="PEM certificate (chain): serve HTTPS")
+    ssl_keyfile: Path | None = Field(default=None,
+                                     description="PEM private key of the certificate")
 
     # monitoring
     prediction_log: bool = Field(default=True,

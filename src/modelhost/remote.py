@@ -14,6 +14,7 @@ that cannot be reached as StoreUnavailableError. The API key, when given, goes i
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -59,7 +60,9 @@ class RemoteClient:
     manager)."""
 
     def __init__(self, url: str, *, api_key: str | None = None, timeout_s: float = 30.0,
-                 transport: Any = None) -> None:
+                 verify: bool | str | ssl.SSLContext = True, transport: Any = None) -> None:
+        """``verify``: for an https server, check its certificate against the system's
+        authorities (True), a CA file (its path), or an ``ssl.SSLContext``."""
         import httpx
 
         if not url.startswith(("http://", "https://")):
@@ -69,8 +72,10 @@ class RemoteClient:
                                     f"got {url!r}")
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s,
-                                  transport=transport)
+                                  verify=verify, transport=transport)
 
     def __repr__(self) -> str:
         return f"RemoteClient({self.url!r})"

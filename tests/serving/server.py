@@ -75,10 +75,12 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    scheme: str = "http"  # "https" for a server given a certificate
+    verify: Any = True  # what httpx verifies an https server with (a CA file)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -122,7 +124,7 @@ class ServerProcess:
         assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         last = "no answer"
-        with httpx.Client(base_url=self.base_url, timeout=2.0) as http:
+        with httpx.Client(base_url=self.base_url, timeout=2.0, verify=self.verify) as http:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"the server exited with {self.proc.returncode} "

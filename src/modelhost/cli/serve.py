@@ -37,18 +37,61 @@ def serve(
     max_batch_size: int | None = typer.Option(None, "--max-batch-size", min=1),
     max_wait_ms: float | None = typer.Option(None, "--max-wait-ms", min=0),
     log_level: str = typer.Option("warning", "--log-level"),
+    ssl_certfile: Path | None = typer.Option(
+        None, "--ssl-certfile", help="PEM certificate (with its chain): serve HTTPS. "
+        "Default: MODELHOST_SSL_CERTFILE."),
+    ssl_keyfile: Path | None = typer.Option(
+        None, "--ssl-keyfile", help="PEM private key of the certificate (unencrypted). "
+        "Default: MODELHOST_SSL_KEYFILE."),
 ) -> None:
     """Run the prediction and management server."""
-    run_server(STATE.settings(), host=host, port=port, workers=workers, log_level=log_level,
+    settings = STATE.settings()
+    run_server(settings, host=host, port=port, workers=workers, log_level=log_level,
                overrides={"MODELHOST_SERVE_MODEL": model,
                           "MODELHOST_MAX_BATCH_SIZE": max_batch_size,
-                          "MODELHOST_MAX_WAIT_MS": max_wait_ms})
+                          "MODELHOST_MAX_WAIT_MS": max_wait_ms},
+               tls=tls_files(ssl_certfile or settings.ssl_certfile,
+                             ssl_keyfile or settings.ssl_keyfile))
+
+
+def tls_files(certfile: Path | None, keyfile: Path | None) -> tuple[str, str] | None:
+    """The certificate and key to serve HTTPS with, checked before anything starts:
+    both or neither, readable, PEM, and the key the certificate's. Raises
+    InvalidInputError or FileNotFoundInputError naming the problem (never the key's
+    contents)."""
+    import ssl
+
+    from modelhost.errors import FileNotFoundInputError, InvalidInputError
+
+    if certfile is None and keyfile is None:
+        return None
+    if certfile is None or keyfile is None:
+        raise InvalidInputError("HTTPS needs both --ssl-certfile and --ssl-keyfile "
+                                "(or MODELHOST_SSL_CERTFILE and MODELHOST_SSL_KEYFILE)")
+    for path in (certfile, keyfile):
+        if not path.is_file():
+            raise FileNotFoundInputError(str(path))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # The key must not ask for a password: a server cannot type one.
+        context.load_cert_chain(certfile, keyfile, password=lambda: b"")
+    except ssl.SSLError as exc:
+        reason = "the key does not match the certificate" if "KEY_VALUES_MISMATCH" in str(
+            exc) else "they are not a PEM certificate and its unencrypted PEM key"
+        raise InvalidInputError(f"cannot serve HTTPS with {certfile.name} and "
+                                f"{keyfile.name}: {reason}") from None
+    except OSError as exc:  # unreadable
+        raise InvalidInputError(f"cannot read {certfile.name} or {keyfile.name}: "
+                                f"{exc.strerror or type(exc).__name__}") from None
+    return str(certfile.resolve()), str(keyfile.resolve())
 
 
 def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
-               log_level: str = "warning", overrides: dict[str, Any] | None = None) -> None:
+               log_level: str = "warning", overrides: dict[str, Any] | None = None,
+               tls: tuple[str, str] | None = None) -> None:
     """Serve until stopped by SIGINT or SIGTERM (see :class:`StopSignals`); every worker
-    reads its settings from the environment.
+    reads its settings from the environment. ``tls``: (certificate, key) files, checked
+    by :func:`tls_files`, to serve HTTPS.
 
     Raises:
         PortInUseError: another process listens on ``port``.
@@ -79,7 +122,9 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
                             timeout_graceful_shutdown=30,
                             # Workers import the ML stack before answering the
                             # supervisor's ping; on a busy host that exceeds 5 s.
-                            timeout_worker_healthcheck=60)
+                            timeout_worker_healthcheck=60,
+                            ssl_certfile=tls[0] if tls else None,
+                            ssl_keyfile=tls[1] if tls else None)
     sock = bind_socket(host, port)  # uvicorn serves on this very socket
     metrics_dir = None  # made here, so removed here
     try:
@@ -87,7 +132,8 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
             metrics_dir = tempfile.mkdtemp(prefix="modelhost-metrics-")
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         address = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        err.print(f"modelhost serving on http://{address}:{sock.getsockname()[1]} with "
+        scheme = "https" if tls else "http"
+        err.print(f"modelhost serving on {scheme}://{address}:{sock.getsockname()[1]} with "
                   f"{workers} worker(s); docs at /docs; Ctrl+C stops", highlight=False)
         if auth == "off":
             where = ("bound to loopback" if is_loopback(host)

@@ -1,0 +1,131 @@
+"""What HTTPS costs: one `modelhost serve --workers 2` per run, over plain HTTP or over
+HTTPS with a self-signed certificate (ECDSA P-256, made with `openssl`), the benchmark's
+20-feature LogisticRegression, one-row requests from wrk at 64 keep-alive connections;
+rounds alternate the two.
+
+Run from the repository root (wrk and openssl must be installed):
+
+    .venv/bin/python benchmarks/serving/tls.py [--rounds 3] [--duration 8]
+
+It prints requests per second, p99 and the server's CPU time per request per run, then
+each round's ratio of HTTPS to plain HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "rollouts"))
+
+from run import process_tree, tree_cpu_seconds  # noqa: E402
+from split import _WRK_JSON, COLUMNS, free_port, prepare, probe_row  # noqa: E402
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "server.crt", folder / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                    "/CN=bench", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                    str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def wait_ready(url: str, cert: Path) -> None:
+    import ssl
+    import time
+
+    import httpx
+
+    verify = ssl.create_default_context(cafile=str(cert))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", verify=verify).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit("the server did not become ready")
+
+
+def wrk(url: str, body_file: Path, seconds: int) -> dict[str, Any]:
+    out = subprocess.run(
+        ["wrk", "-t2", "-c64", f"-d{seconds}s", "--timeout", "5s", "--latency", "-s",
+         str(HERE / "post.lua"), f"{url}/v1/models/bench-lr/predict"],
+        env={**os.environ, "WRK_BODY_FILE": str(body_file)}, capture_output=True,
+        text=True, check=True, timeout=seconds + 60).stdout
+    match = _WRK_JSON.search(out)
+    if match is None:
+        raise SystemExit(f"wrk output not understood: {out[-500:]}")
+    data: dict[str, Any] = json.loads(match.group(1))
+    return {"rps": data["requests"] / (data["duration_us"] / 1e6),
+            "requests": data["requests"], "p99_ms": data["p99_us"] / 1000,
+            "errors": data["status_errors"]}
+
+
+def measure(home: Path, body_file: Path, cert: Path, key: Path, https: bool,
+            seconds: int) -> dict[str, Any]:
+    port = free_port()
+    env = {**os.environ, "MODELHOST_HOME": str(home), "MODELHOST_ROLLOUTS": "false"}
+    command = [str(Path(sys.executable).with_name("modelhost")), "serve", "--host",
+               "127.0.0.1", "--port", str(port), "--workers", "2"]
+    if https:
+        command += ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    url = f"{'https' if https else 'http'}://127.0.0.1:{port}"
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(url, cert)
+        wrk(url, body_file, 2)  # warm-up
+        tree = process_tree(server.pid)
+        cpu = tree_cpu_seconds(tree)
+        result = wrk(url, body_file, seconds)
+        result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=8)
+    args = parser.parse_args()
+    results: dict[str, list[dict[str, Any]]] = {"http": [], "https": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        prepare(home)
+        cert, key = make_certificate(Path(tmp))
+        body_file = Path(tmp) / "body.json"
+        body_file.write_text(json.dumps(
+            {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}))
+        for round_ in range(1, args.rounds + 1):
+            for scheme in results:
+                result = measure(home, body_file, cert, key, scheme == "https",
+                                 args.duration)
+                results[scheme].append(result)
+                print(f"round {round_} {scheme:>5}: {result['rps']:>9,.0f} req/s, "
+                      f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "
+                      f"server CPU {result['cpu_us']:.1f} µs per request", flush=True)
+    ratios = [s["rps"] / p["rps"] for p, s in zip(results["http"], results["https"],
+                                                   strict=True)]
+    cpu = [s["cpu_us"] / p["cpu_us"] for p, s in zip(results["http"], results["https"],
+                                                      strict=True)]
+    print("https / http per round: " + ", ".join(f"{r:.1%}" for r in ratios)
+          + f" (median {statistics.median(ratios):.1%})")
+    print("server CPU per request, https / http: " + ", ".join(f"{r:.1%}" for r in cpu))
+
+
+if __name__ == "__main__":
+    main()
