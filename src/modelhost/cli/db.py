@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import typer
+
 from modelhost.cli._app import JSON_OPTION, STATE, app, emit, sub_app
 
 db_app = sub_app("Metadata database maintenance.")
@@ -24,3 +28,24 @@ def upgrade(as_json: bool = JSON_OPTION) -> None:
     emit({"from": before, "to": after}, as_json=as_json,
          table=f"Database at revision {after}" + ("" if before == after
                                                   else f" (was {before or 'empty'})"))
+
+
+@db_app.command("backup")
+def backup(path: Path = typer.Argument(..., help="The new file to write (never "
+                                       "overwritten)."),
+           as_json: bool = JSON_OPTION) -> None:
+    """Copy the SQLite metadata database to PATH, consistent while servers run (the
+    artifacts are files: copy their folder or bucket too). PostgreSQL: use pg_dump."""
+    from modelhost.store import Database
+    from modelhost.store.backup import backup_sqlite
+
+    settings = STATE.settings()
+    db = Database(settings.resolved_db_url, busy_timeout_s=settings.db_busy_timeout_s,
+                  connect_timeout_s=settings.db_connect_timeout_s)
+    try:
+        done = backup_sqlite(db, path)
+    finally:
+        db.dispose()
+    emit(done.to_dict(), as_json=as_json,
+         table=f"Backed up {done.models} model(s), {done.versions} version(s) to "
+               f"{done.path} ({done.bytes:,} bytes, schema revision {done.revision})")
