@@ -72,6 +72,9 @@ class Client:
         def references() -> set[str]:
             return models.artifact_digests() | datasets.digests() | runs.artifact_digests()
 
+        # Every artifact (tree) the metadata refers to: versions, datasets, run files.
+        self.artifacts_in_use = references
+
         self.profiles = ProfileStore(self.db)
         self.registry = Registry(models, self.artifacts, today=today,
                                  trust_pickle=settings.trust_pickle, references=references,

@@ -183,6 +183,16 @@ class ArtifactStore(abc.ABC):
     def _list(self, prefix: str) -> Iterator[str]:
         """Yield the keys of the complete objects under the folder ``prefix``."""
 
+    def _modified(self, key: str) -> float | None:
+        """When the object at ``key`` was last written (or touched), as epoch seconds;
+        None when the backend cannot say or there is no object (garbage collection then
+        keeps it)."""
+        return None
+
+    def _touch(self, key: str) -> None:  # noqa: B027  # optional: object stores cannot
+        """Mark the object at ``key`` as just used (its modification time), where the
+        backend can: a blob stored again is then young for garbage collection."""
+
     def _create(self, key: str, data: bytes) -> bool:
         """Store ``data`` at ``key`` unless an object is already there.
 
@@ -279,6 +289,11 @@ class ArtifactStore(abc.ABC):
         except ModelhostError:
             log.warning("could not remove unreferenced blobs after a failed write")
             return 0
+
+    def modified(self, digest: str) -> float | None:
+        """When blob ``digest`` was last written or stored again (epoch seconds), or
+        None when the store cannot say or it is gone."""
+        return self._modified(blob_key(digest))
 
     def iter_digests(self) -> Iterator[str]:
         """Yield the digest of every stored blob (trees' manifests included).
@@ -407,6 +422,8 @@ class ArtifactStore(abc.ABC):
         # same content again is also how a damaged blob gets repaired: check it first.
         if hashlib.sha256(self._read(key)).hexdigest() != digest:
             self._write(key, data)
+        else:  # in use again: garbage collection's grace period starts over
+            self._touch(key)
         return PutResult(digest=digest, size=len(data), created=False)
 
     def _load_manifest(self, digest: str) -> dict[str, tuple[str, int]]:

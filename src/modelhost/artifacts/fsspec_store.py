@@ -159,6 +159,24 @@ class FsspecArtifactStore(ArtifactStore):
             raise store_unavailable(exc) from exc
         return bool(info.get("type") == "file")
 
+    def _modified(self, key: str) -> float | None:
+        fs, path = self._locate(key)
+        try:
+            fs.invalidate_cache(path)
+            info = fs.info(path)
+        except FileNotFoundError:
+            return None
+        except _backend_errors() as exc:
+            raise store_unavailable(exc) from exc
+        # Local and memory filesystems say "mtime"/"created"; S3 "LastModified".
+        for name in ("mtime", "LastModified", "last_modified", "created"):
+            value = info.get(name)
+            if isinstance(value, (int, float)):
+                return float(value)
+            if hasattr(value, "timestamp"):
+                return float(value.timestamp())
+        return None
+
     def _delete(self, key: str) -> None:
         fs, path = self._locate(key)
         try:

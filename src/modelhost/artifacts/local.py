@@ -149,6 +149,18 @@ class LocalArtifactStore(ArtifactStore):
             raise store_unavailable(exc) from exc
         return stat.S_ISREG(mode)
 
+    def _modified(self, key: str) -> float | None:
+        try:
+            return os.lstat(self._path(key)).st_mtime
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise store_unavailable(exc) from exc
+
+    def _touch(self, key: str) -> None:
+        with contextlib.suppress(OSError):  # best effort: the blob is intact either way
+            os.utime(self._path(key))
+
     def _delete(self, key: str) -> None:
         path = self._path(key)
         try:

@@ -49,3 +49,23 @@ def backup(path: Path = typer.Argument(..., help="The new file to write (never "
     emit(done.to_dict(), as_json=as_json,
          table=f"Backed up {done.models} model(s), {done.versions} version(s) to "
                f"{done.path} ({done.bytes:,} bytes, schema revision {done.revision})")
+
+
+@app.command("gc")
+def gc(grace: str = typer.Option("24h", "--grace", help="Keep blobs younger than this "
+                                 "(a write in flight): 30m, 24h, 7d."),
+       dry_run: bool = typer.Option(False, "--dry-run", help="List, remove nothing."),
+       as_json: bool = JSON_OPTION) -> None:
+    """Remove artifact blobs that no version, dataset or run refers to any more and that
+    are older than the grace period."""
+    from modelhost._utils import parse_duration
+    from modelhost.artifacts.gc import collect_garbage
+
+    keep = parse_duration(grace)
+    client = STATE.client()
+    done = collect_garbage(client.artifacts, client.artifacts_in_use, grace=keep,
+                           dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    emit(done.to_dict(), as_json=as_json,
+         table=f"{done.stored} blob(s) stored: {done.in_use} in use, {done.young} younger "
+               f"than {grace}, {verb} {len(done.removed)}")
