@@ -13,6 +13,7 @@ from modelhost.cli import (  # noqa: F401  # registers commands
     security,
     serve,
     tracking,
+    transfer,
 )
 from modelhost.cli._app import app, exit_code_for, main, run
 

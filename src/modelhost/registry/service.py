@@ -7,10 +7,10 @@ import datetime as dt
 import functools
 import logging
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelhost import signature as signatures  # pandas loads on first use
 from modelhost._utils import check_key, finite_number, validate_name
@@ -39,6 +39,9 @@ from modelhost.registry.scoring import Scorer, _first_line
 from modelhost.registry.versioning import choose_version
 from modelhost.store import ConcurrentVersionError, ModelStore, NewVersion
 from modelhost.store.profiles import ProfileStore, StoredReference
+
+if TYPE_CHECKING:
+    from modelhost.registry.transfer import Exported, Imported
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +360,23 @@ class Registry:
         return mv.sunset is not None and self._today() > mv.sunset
 
     # --- reference profiles ---------------------------------------------------------
+
+    def export(self, name: str, out: str | Path,
+               versions: Sequence[str] | None = None) -> Exported:
+        """Write the model's versions (all, or ``versions``) to the new archive ``out``,
+        for :meth:`import_archive` in another registry (see ``transfer.py``)."""
+        from modelhost.registry.transfer import Transfer
+
+        return Transfer(self._models, self._artifacts, self._profiles).export(
+            validate_name(name), Path(out), versions)
+
+    def import_archive(self, path: str | Path) -> Imported:
+        """Recreate an exported model's versions here, with their numbers and hashes,
+        checked whole before anything is written; audited as ``model.import``."""
+        from modelhost.registry.transfer import Transfer
+
+        return Transfer(self._models, self._artifacts, self._profiles).import_archive(
+            Path(path))
 
     def reference(self, name: str, ref: str) -> StoredReference | None:
         """The reference profile of a version, or None if it has none."""

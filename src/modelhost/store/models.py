@@ -199,8 +199,13 @@ class ModelStore:
     # --- writes ---------------------------------------------------------------------
 
     def create_version(self, new: NewVersion, choose: ChooseVersion, *,
-                       dataset_refs: Sequence[tuple[str, int]] = ()) -> ModelVersion:
+                       dataset_refs: Sequence[tuple[str, int]] = (),
+                       imported_from: str | None = None) -> ModelVersion:
         """Insert a version whose number ``choose`` picks from the current latest.
+
+        ``imported_from`` (an archive's name): the version comes from another registry,
+        whose runs and datasets this one does not have; its lineage is kept as recorded
+        there, without links to rows here, and the audit entry is ``model.import``.
 
         Raises VersionExistsError if the chosen number is taken (an explicit version);
         RunNotFoundError / DatasetNotFoundError for dangling lineage.
@@ -210,7 +215,8 @@ class ModelStore:
                 model = self._lock_or_create_model(s, new.model)
                 latest = self._latest_row(s, model.id)
                 number = choose(self._version(s, model, latest) if latest else None)
-                if new.lineage.run_id is not None and s.get(RunRow, new.lineage.run_id) is None:
+                if (imported_from is None and new.lineage.run_id is not None
+                        and s.get(RunRow, new.lineage.run_id) is None):
                     raise RunNotFoundError(new.lineage.run_id)
                 dataset_ids = [self._dataset_version_id(s, n, v) for n, v in dataset_refs]
                 if self._find_version_row(s, model.id, number) is not None:
@@ -224,7 +230,8 @@ class ModelStore:
                     signature=new.signature.to_dict() if new.signature else None,
                     input_example=new.input_example, metrics=dict(new.metrics),
                     params={k: str(v) for k, v in new.params.items()},
-                    lineage=new.lineage.to_dict(), run_id=new.lineage.run_id,
+                    lineage=new.lineage.to_dict(),
+                    run_id=None if imported_from is not None else new.lineage.run_id,
                     description=new.description, created_at=now)
                 s.add(row)
                 s.flush()
@@ -237,10 +244,13 @@ class ModelStore:
                 model.updated_at = now
                 s.flush()
                 version = self._version(s, model, row)
-                audit.append(s, "model.register", f"{new.model}:{number}",
+                audit.append(s, "model.register" if imported_from is None else "model.import",
+                             f"{new.model}:{number}",
                              after={"flavor": new.flavor,
                                     "artifact_digest": new.artifact_digest,
-                                    "run_id": new.lineage.run_id})
+                                    "run_id": new.lineage.run_id,
+                                    **({} if imported_from is None
+                                       else {"archive": imported_from})})
                 bump_routing_revision(s)
                 return version
         except WriteConflictError as exc:
