@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
+from pydantic import SecretStr
+
 from modelhost.artifacts import ArtifactStore, open_artifact_store
 from modelhost.config import Settings
 from modelhost.entities import Deployment, Model, ModelVersion, Stage, StageChange
@@ -29,6 +31,19 @@ from modelhost.tracking import Datasets, Tracker
 
 if TYPE_CHECKING:
     from modelhost.remote import RemoteClient
+
+
+def encrypted(store: ArtifactStore, key_text: SecretStr,
+              old_keys: SecretStr | None) -> ArtifactStore:
+    """``store`` sealing every blob with ``MODELHOST_ENCRYPTION_KEY`` (and opening those
+    of ``MODELHOST_ENCRYPTION_OLD_KEYS`` too); the keys are checked here, before any use."""
+    from modelhost.artifacts.encryption import EncryptedArtifactStore, parse_key
+
+    key = parse_key(key_text.get_secret_value())
+    old_text = old_keys.get_secret_value() if old_keys is not None else ""
+    old = [parse_key(k, "each of MODELHOST_ENCRYPTION_OLD_KEYS")
+           for k in old_text.split(",") if k.strip()]
+    return EncryptedArtifactStore(store, key, old)
 
 
 class Client:
@@ -67,6 +82,9 @@ class Client:
         self.db = Database(settings.resolved_db_url, busy_timeout_s=settings.db_busy_timeout_s,
                            connect_timeout_s=settings.db_connect_timeout_s)
         self.artifacts: ArtifactStore = open_artifact_store(settings.resolved_artifacts)
+        if settings.encryption_key is not None:
+            self.artifacts = encrypted(self.artifacts, settings.encryption_key,
+                                       settings.encryption_old_keys)
         models, datasets, runs = ModelStore(self.db), DatasetStore(self.db), TrackingStore(self.db)
 
         def references() -> set[str]:

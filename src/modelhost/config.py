@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     artifacts: str | None = Field(default=None,
                                   description="artifact store URI; default $HOME/artifacts")
     redis_url: str | None = None
+    encryption_key: SecretStr | None = Field(
+        default=None, description="encrypt artifacts at rest with this key (32 bytes, "
+                                  "URL-safe base64: modelhost artifacts new-key)")
+    encryption_old_keys: SecretStr | None = Field(
+        default=None, description="comma-separated earlier keys, still read while "
+                                  "rotating (modelhost artifacts rotate-key)")
     db_busy_timeout_s: float = Field(default=5.0, gt=0,
                                      description="how long SQLite waits for a lock")
     db_connect_timeout_s: float = Field(default=5.0, gt=0,

@@ -141,6 +141,16 @@ def store_unavailable(exc: BaseException, what: str = "artifact store") -> Store
     return StoreUnavailableError(what, reason)
 
 
+# How an encrypted blob starts (``encryption.py``): a store without the key says so.
+SEALED_MAGIC = b"MHENC1\n"
+
+
+class EncryptionKeyError(InvalidInputError):
+    """A blob this store cannot open: encrypted with a key it was not given."""
+
+    code = "encryption_key"
+
+
 class ArtifactStore(abc.ABC):
     """Content-addressed storage of immutable blobs and trees of blobs.
 
@@ -247,6 +257,10 @@ class ArtifactStore(abc.ABC):
         data = self._read(blob_key(digest))
         actual = hashlib.sha256(data).hexdigest()
         if actual != digest:
+            if data.startswith(SEALED_MAGIC):  # encrypted, and this store has no key
+                raise EncryptionKeyError(
+                    f"artifact sha256:{digest[:12]} is encrypted; set "
+                    "MODELHOST_ENCRYPTION_KEY to the key it was stored with")
             raise ArtifactCorruptedError(digest, actual)
         return data
 

@@ -1,4 +1,4 @@
-"""Database maintenance commands."""
+"""Maintenance commands: the database (upgrade, backup), the artifact store (gc, keys)."""
 
 from __future__ import annotations
 
@@ -69,3 +69,35 @@ def gc(grace: str = typer.Option("24h", "--grace", help="Keep blobs younger than
     emit(done.to_dict(), as_json=as_json,
          table=f"{done.stored} blob(s) stored: {done.in_use} in use, {done.young} younger "
                f"than {grace}, {verb} {len(done.removed)}")
+
+
+artifacts_app = sub_app("Artifact store maintenance: encryption keys.")
+app.add_typer(artifacts_app, name="artifacts")
+
+
+@artifacts_app.command("new-key")
+def new_key() -> None:
+    """Print a new encryption key (32 random bytes, URL-safe base64) for
+    MODELHOST_ENCRYPTION_KEY. Keep it safe: artifacts sealed with it need it."""
+    from modelhost.artifacts.encryption import new_key as make
+    from modelhost.cli._app import out
+
+    out.print(make(), markup=False, highlight=False, soft_wrap=True)
+
+
+@artifacts_app.command("rotate-key")
+def rotate_key(as_json: bool = JSON_OPTION) -> None:
+    """Seal every artifact with MODELHOST_ENCRYPTION_KEY: those sealed with a key of
+    MODELHOST_ENCRYPTION_OLD_KEYS and those stored unencrypted. Servers keep serving."""
+    from modelhost.artifacts.encryption import EncryptedArtifactStore
+    from modelhost.errors import InvalidInputError
+
+    store = STATE.client().artifacts
+    if not isinstance(store, EncryptedArtifactStore):
+        raise InvalidInputError("set MODELHOST_ENCRYPTION_KEY to the key to seal the "
+                                "artifacts with (and MODELHOST_ENCRYPTION_OLD_KEYS to the "
+                                "earlier ones)")
+    done = store.rotate()
+    emit(done.to_dict(), as_json=as_json,
+         table=f"Sealed {done.sealed} blob(s) with the current key; {done.current} "
+               "already were")
