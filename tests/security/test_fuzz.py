@@ -206,7 +206,10 @@ def _nulls_in_outputs(document: Any) -> bool:
     return any(v is None for v in values)
 
 
-def problems_with(response: Any, *, v2: bool, home: Path | None = None) -> list[str]:
+def problems_with(response: Any, *, v2: bool, home: Path | None = None,
+                  sent: str = "") -> list[str]:
+    """What is wrong with an answer. ``sent``: the request's own text; a leak word in it
+    (a column named 'sqlite') comes back in the error that names it, and is no leak."""
     problems = []
     status = response.status_code
     if status >= 500 and not (status == 503 and "retry-after" in {
@@ -219,6 +222,8 @@ def problems_with(response: Any, *, v2: bool, home: Path | None = None) -> list[
             problems.append(f"header {name}: {headers.get(name)!r}")
     text = response.text
     for leak in (*LEAKS, *([str(home)] if home else [])):
+        if leak in sent:
+            continue
         if leak in text or leak in str(response.headers):
             problems.append(f"leak: {leak!r}")
     try:
@@ -256,7 +261,8 @@ def test_prediction_routes_survive_fuzzing(fuzz: Fuzz, method: str, path: str,
     def one(case: Any) -> None:
         response = _call(case, fuzz)
         statuses[response.status_code] += 1
-        problems = problems_with(response, v2=v2)
+        sent = json.dumps([case.body, case.path_parameters], default=str)
+        problems = problems_with(response, v2=v2, sent=sent)
         assert not problems, (case.body, response.status_code, response.text[:500], problems)
         if 200 <= response.status_code < 300 and not _nulls_in_outputs(response.json()):
             case.validate_response(response, checks=[response_schema_conformance])
