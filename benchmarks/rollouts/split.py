@@ -149,7 +149,9 @@ def main() -> None:
         try:
             wait_ready(port)
             for round_ in range(1, args.rounds + 1):
-                for config in configs:
+                # ABBA: every other round in reverse, so that nothing (the prediction
+                # log growing, the machine warming) favours whichever runs first.
+                for config in (configs if round_ % 2 else list(reversed(configs))):
                     configure(home, config)
                     wait_for_split(port, config)
                     wrk(port, body_file, 2)  # warm-up
