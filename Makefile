@@ -30,18 +30,22 @@ constraints: install
 install: $(BIN)/.installed-$(EXTRAS)
 
 # Debian packages the tests need besides Python's: Chromium, which renders the monitoring
-# report (tests/monitoring/test_report_chromium.py). A no-op when it is installed; as
-# root, or through sudo when there is one.
+# report (tests/monitoring/test_report_chromium.py), and Prometheus, which scrapes a real
+# server and evaluates the shipped rules and dashboard (tests/deploy/test_prometheus.py).
+# A no-op when they are installed; as root, or through sudo when there is one.
+SYSTEM_PACKAGES := chromium prometheus
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@missing=; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || \
+		missing="$$missing $$p"; done; \
+	[ -z "$$missing" ] || { \
 		if [ "$$(id -u)" = 0 ]; then sudo=; \
 		elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
-		else echo "warning: chromium is missing and this user cannot install it (not" \
-			"root, no sudo): run 'apt-get install -y chromium' as root; its test is" \
-			"skipped (it fails under CI=true)" >&2; exit 0; fi; \
-		echo "installing chromium (Debian's package)"; \
+		else echo "warning:$$missing missing and this user cannot install them (not" \
+			"root, no sudo): run 'apt-get install -y$$missing' as root; their tests" \
+			"are skipped (they fail under CI=true)" >&2; exit 0; fi; \
+		echo "installing$$missing (Debian's packages)"; \
 		$$sudo apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium; }
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; }
 
 demo: install
 	$(BIN)/modelhost quickstart
