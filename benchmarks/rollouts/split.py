@@ -107,9 +107,15 @@ def wait_for_split(port: int, config: str) -> None:
 
 
 def wrk(port: int, body_file: Path, seconds: int) -> dict[str, Any]:
+    return wrk_url(f"http://127.0.0.1:{port}", body_file, seconds)
+
+
+def wrk_url(url: str, body_file: Path, seconds: int) -> dict[str, Any]:
+    """wrk at 64 connections posting ``body_file`` to bench-lr at ``url`` (http or
+    https): requests per second, requests, p99 and non-2xx answers."""
     out = subprocess.run(
         ["wrk", "-t2", "-c64", f"-d{seconds}s", "--timeout", "5s", "--latency", "-s",
-         str(SERVING / "post.lua"), f"http://127.0.0.1:{port}/v1/models/bench-lr/predict"],
+         str(SERVING / "post.lua"), f"{url}/v1/models/bench-lr/predict"],
         env={**os.environ, "WRK_BODY_FILE": str(body_file)}, capture_output=True,
         text=True, check=True, timeout=seconds + 60).stdout
     match = _WRK_JSON.search(out)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "rollouts"))
 
 from run import process_tree, tree_cpu_seconds  # noqa: E402
-from split import _WRK_JSON, COLUMNS, free_port, prepare, probe_row  # noqa: E402
+from split import COLUMNS, free_port, prepare, probe_row, wrk_url  # noqa: E402
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
@@ -58,21 +58,6 @@ def wait_ready(url: str, cert: Path) -> None:
     raise SystemExit("the server did not become ready")
 
 
-def wrk(url: str, body_file: Path, seconds: int) -> dict[str, Any]:
-    out = subprocess.run(
-        ["wrk", "-t2", "-c64", f"-d{seconds}s", "--timeout", "5s", "--latency", "-s",
-         str(HERE / "post.lua"), f"{url}/v1/models/bench-lr/predict"],
-        env={**os.environ, "WRK_BODY_FILE": str(body_file)}, capture_output=True,
-        text=True, check=True, timeout=seconds + 60).stdout
-    match = _WRK_JSON.search(out)
-    if match is None:
-        raise SystemExit(f"wrk output not understood: {out[-500:]}")
-    data: dict[str, Any] = json.loads(match.group(1))
-    return {"rps": data["requests"] / (data["duration_us"] / 1e6),
-            "requests": data["requests"], "p99_ms": data["p99_us"] / 1000,
-            "errors": data["status_errors"]}
-
-
 def measure(home: Path, body_file: Path, cert: Path, key: Path, https: bool,
             seconds: int) -> dict[str, Any]:
     port = free_port()
@@ -86,10 +71,10 @@ def measure(home: Path, body_file: Path, cert: Path, key: Path, https: bool,
                               stderr=subprocess.DEVNULL)
     try:
         wait_ready(url, cert)
-        wrk(url, body_file, 2)  # warm-up
+        wrk_url(url, body_file, 2)  # warm-up
         tree = process_tree(server.pid)
         cpu = tree_cpu_seconds(tree)
-        result = wrk(url, body_file, seconds)
+        result = wrk_url(url, body_file, seconds)
         result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
         return result
     finally:
