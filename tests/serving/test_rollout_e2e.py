@@ -36,7 +36,7 @@ from modelhost import Client, Settings
 pytestmark = pytest.mark.slow
 
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-DEADLINE_S = 30.0
+DEADLINE_S = 60.0  # generous: a shared machine may be slow, a pass is fast
 
 
 def iris_frame() -> tuple[pd.DataFrame, pd.Series]:
@@ -159,7 +159,10 @@ def test_a_good_canary_is_promoted_through_every_step(server: ServerProcess,
     with httpx.Client(base_url=server.base_url, timeout=30) as http:
         started = http.post("/v1/deployments/iris", json={
             "version": "1.0.1", "strategy": "canary",
-            "options": {"steps": [25, 50, 100], "min_requests": 30, "step_duration_s": 1}})
+            # Not a latency test (the controller's tests are): a shared machine's noise in
+            # the p99 of a few dozen requests must not roll a good candidate back.
+            "options": {"steps": [25, 50, 100], "min_requests": 30, "step_duration_s": 1,
+                        "max_p99_ratio": 100}})
         assert started.status_code == 202, started.text
         seen: set[str] = set()
         deadline = time.monotonic() + DEADLINE_S
@@ -259,12 +262,14 @@ def test_a_canary_continues_after_the_server_running_it_is_killed(home: Path,
     with httpx.Client(base_url=server.base_url, timeout=30) as http:
         started = http.post("/v1/deployments/iris", json={
             "version": "1.0.0", "strategy": "canary",
-            "options": {"steps": [20, 60, 100], "min_requests": 20, "step_duration_s": 1}})
+            "options": {"steps": [20, 60, 100], "min_requests": 20, "step_duration_s": 1,
+                        "max_p99_ratio": 100}})
         assert started.status_code == 202, started.text
         deadline = time.monotonic() + DEADLINE_S
         while deployment(http)["step"] < 1 and time.monotonic() < deadline:
             traffic(server.base_url, X.head(60))
-        assert deployment(http)["step"] >= 1, server.output()[-3000:]
+        events = http.get("/v1/deployments/iris/events").json()["events"][-5:]
+        assert deployment(http)["step"] >= 1, (events, server.output()[-3000:])
     server.kill()  # mid-canary: the lease holder dies without releasing anything
     logs = home.parent / "logs-replica"
     logs.mkdir()
