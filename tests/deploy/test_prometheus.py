@@ -43,7 +43,7 @@ def test_promtool_accepts_the_rules() -> None:
     done = subprocess.run([_tool("promtool"), "check", "rules", str(RULES)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 13 rules found" in done.stdout
+    assert "SUCCESS: 14 rules found" in done.stdout
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -150,7 +150,7 @@ def test_every_rule_evaluates_and_every_panel_has_data(server: ServerProcess,
 
     groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 13
+    assert len(rules) == 14
     for rule in rules:
         assert rule["health"] == "ok", rule
         if rule["type"] == "recording":

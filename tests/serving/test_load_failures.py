@@ -93,6 +93,11 @@ async def test_failed_load_is_reported_and_retried_with_backoff(
         assert line.getMessage().endswith("; retrying in 1 s")
         assert "Traceback" not in caplog.text
 
+        # Prometheus sees it: the version's load-failed gauge is 1 (0 for iris).
+        metrics = (await http.get("/metrics")).text
+        assert 'modelhost_model_load_failed{model="broken",version="1.0.0"} 1.0' in metrics
+        assert 'modelhost_model_load_failed{model="iris",version="1.0.0"} 0.0' in metrics
+
         # A request for it is answered at once, without another attempt.
         response = await http.post("/v1/models/broken/predict", json={"inputs": records(1)})
         assert response.status_code == 503, response.text
@@ -124,6 +129,8 @@ async def test_failed_load_is_reported_and_retried_with_backoff(
         assert ready.status_code == 200
         assert ready.json()["serving"] == {"iris": "1.0.0", "broken": "1.0.0"}
         assert ready.json()["failed"] == {} and ready.json()["loading"] == {}
+        assert 'modelhost_model_load_failed{model="broken",version="1.0.0"} 0.0' in (
+            await http.get("/metrics")).text
         response = await http.post("/v1/models/broken/predict", json={"inputs": records(2)})
         assert response.status_code == 200, response.text
         assert response.json()["predictions"] == [0, 0]

@@ -354,7 +354,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     options = options or ServerOptions()
     metrics = Metrics()
     pool = ModelPool(registry, options=options.pool, on_batch=metrics.on_batch,
-                     on_load=metrics.on_load, clock=clock)
+                     on_load=metrics.on_load, on_load_failed=metrics.on_load_failed,
+                     clock=clock)
     watcher = RoutingWatcher(registry, interval_s=options.pool.reload_interval_s,
                              publish=pool.apply, only=options.model,
                              wake_in=pool.next_retry_in)

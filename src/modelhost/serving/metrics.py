@@ -60,6 +60,11 @@ class Metrics:
                                       "Time to fetch, verify, load and warm a version.",
                                       labels, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
                                       registry=self.registry)
+        # 1 while a version this server should serve failed to load (it is retried with
+        # backoff), 0 once it loads; the largest over the workers.
+        self.load_failed = Gauge("modelhost_model_load_failed",
+                                 "1 while a version to serve failed to load (retried).",
+                                 labels, multiprocess_mode="livemax", registry=self.registry)
         self.observer_errors = Counter("modelhost_observer_errors_total",
                                        "Observers of the prediction path that raised.",
                                        ("observer",), registry=self.registry)
@@ -110,6 +115,10 @@ class Metrics:
 
     def on_load(self, model: str, version: str, seconds: float) -> None:
         self.load_seconds.labels(model, version).observe(seconds)
+        self.load_failed.labels(model, version).set(0)
+
+    def on_load_failed(self, model: str, version: str) -> None:
+        self.load_failed.labels(model, version).set(1)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every metric of every worker."""

@@ -132,12 +132,14 @@ class ModelPool:
     def __init__(self, registry: Registry, *, options: PoolOptions | None = None,
                  on_batch: Callable[[str, str, int, int, float], None] | None = None,
                  on_load: Callable[[str, str, float], None] | None = None,
+                 on_load_failed: Callable[[str, str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._registry = registry
         self.options = options or PoolOptions()
         self._clock = clock
         self._on_batch = on_batch
         self._on_load = on_load
+        self._on_load_failed = on_load_failed
         self._served: dict[tuple[str, str], ServedVersion] = {}
         self._loading: dict[tuple[str, str], asyncio.Task[ServedVersion]] = {}
         self._failed: dict[tuple[str, str], LoadFailure] = {}
@@ -317,6 +319,8 @@ class ModelPool:
         failure = LoadFailure(reason=_one_line(reason), attempts=attempts,
                               retry_at=self._clock() + delay)
         self._failed[key] = failure
+        if self._on_load_failed is not None:
+            self._on_load_failed(*key)
         log.warning("%s %s failed to load (attempt %d): %s; retrying in %g s", *key,
                     attempts, _one_line(detail), delay,
                     exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
