@@ -146,34 +146,34 @@ class FsspecArtifactStore(ArtifactStore):
             raise store_unavailable(exc) from exc
         return True
 
-    def _exists(self, key: str) -> bool:
+    def _info(self, key: str) -> dict[str, Any] | None:
+        """The store's own description of ``key``, or None if there is nothing."""
         fs, path = self._locate(key)
         try:
             # Listings fill fsspec's cache; another process may have written or
             # deleted this key since, so ask the store itself.
             fs.invalidate_cache(path)
-            info = fs.info(path)
-        except FileNotFoundError:
-            return False
-        except _backend_errors() as exc:
-            raise store_unavailable(exc) from exc
-        return bool(info.get("type") == "file")
-
-    def _modified(self, key: str) -> float | None:
-        fs, path = self._locate(key)
-        try:
-            fs.invalidate_cache(path)
-            info = fs.info(path)
+            info: dict[str, Any] = fs.info(path)
         except FileNotFoundError:
             return None
         except _backend_errors() as exc:
             raise store_unavailable(exc) from exc
+        return info
+
+    def _exists(self, key: str) -> bool:
+        info = self._info(key)
+        return info is not None and info.get("type") == "file"
+
+    def _modified(self, key: str) -> float | None:
+        info = self._info(key)
+        if info is None:
+            return None
         # Local and memory filesystems say "mtime"/"created"; S3 "LastModified".
         for name in ("mtime", "LastModified", "last_modified", "created"):
-            value = info.get(name)
+            value: Any = info.get(name)
             if isinstance(value, (int, float)):
                 return float(value)
-            if hasattr(value, "timestamp"):
+            if hasattr(value, "timestamp"):  # a datetime
                 return float(value.timestamp())
         return None
 
