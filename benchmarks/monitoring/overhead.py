@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,35 +25,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "rollouts"))
 sys.path.insert(0, str(HERE.parent / "serving"))
 
-from run import process_tree, tree_cpu_seconds  # noqa: E402
-from split import COLUMNS, free_port, prepare, probe_row, wait_ready, wrk  # noqa: E402
+from split import COLUMNS, prepare, probe_row, serve_and_load  # noqa: E402
 
 SETTINGS: dict[str, dict[str, str]] = {
     "off": {"MODELHOST_PREDICTION_LOG": "false", "MODELHOST_MONITOR_PROFILES": "false"},
     "everything": {"MODELHOST_PREDICTION_LOG_MAX_PER_S": "1000000"},
 }
-
-
-def measure(home: Path, body_file: Path, setting: str, seconds: int,
-            workers: int) -> dict[str, Any]:
-    port = free_port()
-    env = {**os.environ, "MODELHOST_HOME": str(home), "MODELHOST_ROLLOUTS": "false",
-           **SETTINGS[setting]}
-    command = [str(Path(sys.executable).with_name("modelhost")), "serve", "--host",
-               "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(port)
-        wrk(port, body_file, 2)  # warm-up
-        tree = process_tree(server.pid)
-        cpu = tree_cpu_seconds(tree)
-        result = wrk(port, body_file, seconds)
-        result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
-        return result
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> None:
@@ -74,7 +49,9 @@ def main() -> None:
             {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}))
         for round_ in range(1, args.rounds + 1):
             for setting in SETTINGS:
-                result = measure(home, body_file, setting, args.duration, args.workers)
+                result = serve_and_load(home, body_file, args.duration,
+                                        env=SETTINGS[setting],
+                                        args=("--workers", str(args.workers)))
                 results[setting].append(result)
                 print(f"round {round_} {setting:>10}: {result['rps']:>9,.0f} req/s, "
                       f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "

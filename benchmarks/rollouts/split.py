@@ -75,15 +75,47 @@ def configure(home: Path, config: str) -> None:
 
 
 def wait_ready(port: int) -> None:
+    wait_ready_url(f"http://127.0.0.1:{port}")
+
+
+def wait_ready_url(url: str, verify: Any = True) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+            if httpx.get(f"{url}/readyz", verify=verify).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
     raise SystemExit("the server did not become ready")
+
+
+def serve_and_load(home: Path, body_file: Path, seconds: int, *,
+                   env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                   verify: Any = True) -> dict[str, Any]:
+    """One `modelhost serve` started afresh on ``home`` (``args`` added, ``env`` over
+    ours, the rollout controller off; HTTPS when given a certificate), a 2 s warm-up,
+    then wrk for ``seconds``: its result with the server's CPU time per request."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("modelhost")), "serve", "--host",
+               "127.0.0.1", "--port", str(port), *args]
+    scheme = "https" if "--ssl-certfile" in args else "http"
+    url = f"{scheme}://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        command, env={**os.environ, "MODELHOST_HOME": str(home), "MODELHOST_ROLLOUTS": "false",
+                      **(env or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready_url(url, verify)
+        wrk_url(url, body_file, 2)  # warm-up
+        tree = process_tree(server.pid)
+        cpu = tree_cpu_seconds(tree)
+        result = wrk_url(url, body_file, seconds)
+        result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def wait_for_split(port: int, config: str) -> None:

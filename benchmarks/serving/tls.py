@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -27,8 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "rollouts"))
 
-from run import process_tree, tree_cpu_seconds  # noqa: E402
-from split import COLUMNS, free_port, prepare, probe_row, wrk_url  # noqa: E402
+from split import COLUMNS, prepare, probe_row, serve_and_load  # noqa: E402
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
@@ -38,48 +37,6 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
                     "/CN=bench", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
                     str(key), "-out", str(cert)], check=True, capture_output=True)
     return cert, key
-
-
-def wait_ready(url: str, cert: Path) -> None:
-    import ssl
-    import time
-
-    import httpx
-
-    verify = ssl.create_default_context(cafile=str(cert))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", verify=verify).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit("the server did not become ready")
-
-
-def measure(home: Path, body_file: Path, cert: Path, key: Path, https: bool,
-            seconds: int) -> dict[str, Any]:
-    port = free_port()
-    env = {**os.environ, "MODELHOST_HOME": str(home), "MODELHOST_ROLLOUTS": "false"}
-    command = [str(Path(sys.executable).with_name("modelhost")), "serve", "--host",
-               "127.0.0.1", "--port", str(port), "--workers", "2"]
-    if https:
-        command += ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
-    url = f"{'https' if https else 'http'}://127.0.0.1:{port}"
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(url, cert)
-        wrk_url(url, body_file, 2)  # warm-up
-        tree = process_tree(server.pid)
-        cpu = tree_cpu_seconds(tree)
-        result = wrk_url(url, body_file, seconds)
-        result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
-        return result
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> None:
@@ -97,8 +54,11 @@ def main() -> None:
             {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}))
         for round_ in range(1, args.rounds + 1):
             for scheme in results:
-                result = measure(home, body_file, cert, key, scheme == "https",
-                                 args.duration)
+                tls = ("--ssl-certfile", str(cert), "--ssl-keyfile", str(key))
+                result = serve_and_load(
+                    home, body_file, args.duration,
+                    args=("--workers", "2", *(tls if scheme == "https" else ())),
+                    verify=ssl.create_default_context(cafile=str(cert)))
                 results[scheme].append(result)
                 print(f"round {round_} {scheme:>5}: {result['rps']:>9,.0f} req/s, "
                       f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "
