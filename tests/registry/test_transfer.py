@@ -5,6 +5,7 @@ nothing written."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -132,6 +133,8 @@ def test_a_tampered_or_truncated_archive_is_refused_with_nothing_written(
         names = tar.getnames()
         index = json.loads(tar.extractfile("modelhost-export.json").read())  # type: ignore[union-attr]
     blob = next(n for n in names if n.startswith("blobs/"))
+    unknown = json.loads(json.dumps(index))
+    unknown["versions"][0]["flavor"] = "tensorflow-9"  # from a modelhost with more flavors
     index["versions"][0]["metrics"] = {"accuracy": 1.0}  # a nicer number, sums unchanged
     link = tarfile.TarInfo("blobs/" + "0" * 64)
     link.type = tarfile.SYMTYPE
@@ -144,6 +147,16 @@ def test_a_tampered_or_truncated_archive_is_refused_with_nothing_written(
         "is not a regular file": rewrite(archive, tmp_path / "c.tar", {}, [link]),
         "is missing": rewrite(archive, tmp_path / "d.tar", {"SHA256SUMS": None}),
     }
+    # A flavor this modelhost does not know, with sums made to match: never imported.
+    unknown_index = json.dumps(unknown).encode()
+    with tarfile.open(archive) as tar:
+        sums = tar.extractfile("SHA256SUMS").read().decode()  # type: ignore[union-attr]
+    old_sum = next(line.split("  ")[0] for line in sums.splitlines()
+                   if line.endswith("modelhost-export.json"))
+    sums = sums.replace(old_sum, hashlib.sha256(unknown_index).hexdigest())
+    cases["unknown flavor 'tensorflow-9'"] = rewrite(
+        archive, tmp_path / "f.tar",
+        {"modelhost-export.json": unknown_index, "SHA256SUMS": sums.encode()})
     truncated = tmp_path / "e.tar"
     truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     cases["not a whole tar archive"] = truncated

@@ -41,6 +41,7 @@ from modelhost.errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
+from modelhost.flavors import get_flavor
 from modelhost.store.models import ModelStore, NewVersion
 from modelhost.store.profiles import NewReference, ProfileStore
 
@@ -308,6 +309,7 @@ def _parse_index(index: bytes, blobs: set[str]) -> tuple[str, list[dict[str, Any
             raise _damaged("a version's artifact is not in it")
         if not isinstance(record.get("flavor"), str):
             raise _damaged("a version has no flavor")
+        get_flavor(record["flavor"])  # UnknownFlavorError: it could never load here
         SemVer.parse(str(record.get("version")))  # InvalidVersionError
     return model, records
 
