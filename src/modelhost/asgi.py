@@ -39,6 +39,7 @@ def server_options(settings: Settings) -> ServerOptions:
             profiles=settings.monitor_profiles,
             profile_retention_days=settings.monitor_retention_days,
             alerts=settings.alerts, alerts_interval_s=settings.alerts_interval_s,
+            metrics_window_s=settings.monitor_metrics_window_s,
             pipelines_dir=settings.pipelines_dir,
             rollouts=settings.rollouts, rollout_interval_s=settings.rollout_interval_s,
             log=LogOptions(sample=settings.prediction_log_sample,

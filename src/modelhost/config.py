@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     alerts: bool = Field(default=True, description="evaluate alert rules in the server")
     alerts_interval_s: float = Field(default=30.0, ge=1, le=3600,
                                      description="how often alert rules are evaluated")
+    monitor_metrics_window_s: float = Field(
+        default=3600.0, ge=60, le=30 * 86400,
+        description="the window of the drift and live-quality gauges on /metrics")
     pipelines_dir: Path | None = Field(default=None,
                                        description="the folder whose pipeline files alert "
                                                    "rules may run")

@@ -43,7 +43,17 @@ def test_promtool_accepts_the_rules() -> None:
     done = subprocess.run([_tool("promtool"), "check", "rules", str(RULES)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 14 rules found" in done.stdout
+    assert "SUCCESS: 18 rules found" in done.stdout
+
+
+def test_every_alert_fires_when_it_should_and_not_before() -> None:
+    """`promtool test rules` on tests/deploy/rules_test.yml: series given minute by
+    minute, the alerts expected at each time, with their labels and summaries."""
+    tests = Path(__file__).with_name("rules_test.yml")
+    done = subprocess.run([_tool("promtool"), "test", "rules", str(tests)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -62,13 +72,18 @@ def dashboard_queries() -> list[tuple[str, str]]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("prometheus") / "home"
     with Client(Settings(home=home)) as client:
-        mv = client.registry.register(iris_model(), name="iris", input_example=iris_example())
+        mv = client.registry.register(iris_model(), name="iris", input_example=iris_example(),
+                                      reference_data=iris_example(rows=20),
+                                      metrics={"accuracy": 0.97})
         client.registry.set_tags("iris", {"serving.cache": "true"})  # cache metrics too
         client.transition_stage("iris", mv.version, "staging")
         client.transition_stage("iris", mv.version, "production")
     logs = home.parent / "logs"
     logs.mkdir()
-    process = ServerProcess(args=["--workers", "2"], env=server_env(home), log_dir=logs)
+    # Alerts evaluated (and drift and quality measured) every second, not every 30.
+    process = ServerProcess(args=["--workers", "2"], log_dir=logs,
+                            env=server_env(home, MODELHOST_ALERTS_INTERVAL_S="1",
+                                           MODELHOST_MONITOR_FLUSH_S="0.5"))
     process.start()
     try:
         yield process
@@ -125,15 +140,23 @@ def query(url: str, expr: str) -> list[dict[str, Any]]:
 
 
 def traffic(server: ServerProcess, seconds: float) -> None:
-    rows = iris_example(rows=20).to_dict(orient="records")
+    """Predictions (the same rows again and again: cache hits too), a bad request, and
+    the ground truth of each answered row (live accuracy)."""
+    frame = iris_example(rows=20)
+    rows = frame.to_dict(orient="records")
+    truth = iris_model().predict(frame)  # labels that agree with the model: accuracy 1
     end = time.monotonic() + seconds
     with httpx.Client(base_url=server.base_url, timeout=10) as http:
         while time.monotonic() < end:
-            for row in rows:  # the same rows again and again: cache hits too
-                assert http.post("/v1/models/iris/predict",
-                                 json={"inputs": [row]}).status_code == 200
+            labels = []
+            for row, label in zip(rows, truth, strict=True):
+                answer = http.post("/v1/models/iris/predict", json={"inputs": [row]})
+                assert answer.status_code == 200
+                labels.append({"request_id": answer.headers["x-request-id"],
+                               "label": int(label)})
             bad = http.post("/v1/models/iris/predict", json={"inputs": [{"nope": 1}]})
             assert bad.status_code == 422
+            assert http.post("/v1/feedback", json={"items": labels}).status_code == 202
 
 
 def test_every_rule_evaluates_and_every_panel_has_data(server: ServerProcess,
@@ -150,7 +173,7 @@ def test_every_rule_evaluates_and_every_panel_has_data(server: ServerProcess,
 
     groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 14
+    assert len(rules) == 18
     for rule in rules:
         assert rule["health"] == "ok", rule
         if rule["type"] == "recording":
@@ -163,3 +186,8 @@ def test_every_rule_evaluates_and_every_panel_has_data(server: ServerProcess,
     assert all(0 < float(s["value"][1]) < 1 for s in p99), p99
     ratio = query(prometheus, "modelhost:errors:ratio_rate5m")
     assert [float(s["value"][1]) for s in ratio] == [0.0]  # 422s are no server errors
+    # The inputs are the reference rows: no drift; the labels agree: accuracy 1.
+    drift = query(prometheus, "modelhost:drift_share:max")
+    assert [(s["metric"]["model"], float(s["value"][1])) for s in drift] == [("iris", 0.0)]
+    accuracy = query(prometheus, 'modelhost:model_quality:max{metric="accuracy"}')
+    assert [float(s["value"][1]) for s in accuracy] == [1.0]

@@ -29,6 +29,7 @@ from modelhost.monitoring.alerts import (
     METRICS,
     AlertService,
     Evaluator,
+    Health,
     Measurement,
     MonitorMetrics,
     describe,
@@ -659,3 +660,38 @@ def test_event_dict() -> None:
     assert orjson.loads(orjson.dumps(event_dict(_event()))) == event_dict(_event())
     fired = rule_dict(dataclasses.replace(_plain_rule(), last_fired_at=NOW))
     assert fired["last_fired_at"] == NOW.isoformat() and fired["version"] is None
+
+
+def test_health_measures_drift_and_every_quality_metric_at_once(client: Client) -> None:
+    profiles = ProfileStore(client.db)
+    reference, data = _reference()
+    stored = StoredReference(model="iris", version="1.0.0", digest=reference.digest,
+                             source="train.csv", rows=reference.rows,
+                             profile=reference.to_dict(), created_at=NOW - 48 * HOUR)
+    layout = Layout(reference)
+    vector = layout.empty()
+    layout.add_requests(vector, latencies_s=np.full(300, 0.01), errors=0, rows=300)
+    layout.add_rows(vector, {"x": data["x"][:300] + 3.0, "y": data["y"][:300]})
+    _write(profiles, "1.0.0", vector, digest=layout.digest)
+    log = client.predictions
+    _log(log, "a", {"predictions": [0, 1, 1]}, [0, 1, 0])
+    drift = DriftService(profiles, references=lambda m, v: stored if v == "1.0.0" else None,
+                         now=lambda: NOW)
+    metrics = MonitorMetrics(predictions=log, drift=drift,
+                             registered=lambda m, v: {"accuracy": 0.9, "loss": 0.1})
+    health = metrics.health("iris", "1.0.0", start=NOW - HOUR, end=NOW)
+    assert (health.drift_share, health.dataset_drift, health.profiled) == (0.5, True, 300)
+    assert health.labelled == 3
+    assert health.quality["accuracy"] == pytest.approx(2 / 3)
+    assert "roc_auc" not in health.quality  # not computable: left out, not None
+    assert health.change == {"accuracy": pytest.approx(2 / 3 - 0.9)}
+    # The same numbers as the alert rules measure, one by one.
+    for metric, value in (("drift_share", 0.5), ("accuracy", 2 / 3), ("f1",
+                                                                     health.quality["f1"])):
+        assert _measure(metrics, metric)[0] == pytest.approx(value)
+    # Nothing to measure: no reference, no feedback.
+    assert metrics.health("iris", "1.0.1", start=NOW - HOUR, end=NOW) == Health(
+        "iris", "1.0.1")
+    nothing = MonitorMetrics(predictions=None, drift=None, registered=lambda m, v: {})
+    assert nothing.health("iris", "1.0.0", start=NOW - HOUR, end=NOW) == Health(
+        "iris", "1.0.0")

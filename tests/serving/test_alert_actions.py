@@ -26,6 +26,7 @@ from modelhost.errors import StoreUnavailableError
 from modelhost.monitoring.alerts import (
     AlertService,
     Evaluator,
+    Health,
     Measurement,
     describe,
     event_dict,
@@ -563,3 +564,42 @@ async def test_the_loop_outlives_a_failed_pass(client: Client, store: SpyStore,
     assert [r.getMessage() for r in caplog.records] == ["alert evaluation failed"]
     # Stopped: the lease is released for the next process.
     assert LeaseStore(client.db).acquire(LEASE, "next", ttl=SECOND * 10, now=clock.now)
+
+
+async def test_the_lease_holder_publishes_the_health_of_the_served_versions(
+        client: Client, store: SpyStore, service: AlertService,
+        caplog: pytest.LogCaptureFixture) -> None:
+    leases = LeaseStore(client.db)
+    clock = Clock(T0)
+    published: dict[str, list[Any]] = {"a": [], "b": []}
+    measured_at: list[dt.datetime] = []
+    fail = [False]
+
+    def health(now: dt.datetime) -> list[Health]:
+        measured_at.append(now)
+        if fail[0]:
+            raise RuntimeError("the database is down")
+        return [Health("iris", "1.0.0", drift_share=0.25, dataset_drift=False, profiled=9)]
+
+    def loop(name: str) -> AlertLoop:
+        evaluator = CountingEvaluator(store, now=clock)
+        return AlertLoop(evaluator, ActionRunner(store, client.rollouts, service), leases,
+                         interval_s=30.0, now=clock, health=health,
+                         publish=published[name].append)
+
+    a, b = loop("a"), loop("b")
+    await a.evaluate_once()
+    await b.evaluate_once()
+    assert published == {"a": [[Health("iris", "1.0.0", drift_share=0.25,
+                                       dataset_drift=False, profiled=9)]],
+                         "b": [None]}  # b holds no lease: it exports nothing
+    assert measured_at == [T0]
+    # A failed measurement is logged; the gauges keep their last numbers.
+    fail[0] = True
+    with caplog.at_level(logging.ERROR, logger="modelhost.serving.alerting"):
+        assert await a.evaluate_once() == []
+    assert len(published["a"]) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "measuring the served versions' health failed"]
+    await a.stop()
+    await b.stop()

@@ -130,6 +130,23 @@ def requests_per_worker(home: Path) -> dict[str, int]:
     return totals
 
 
+def gauge_when(server: ServerProcess, name: str, labels: dict[str, str],
+               value: float) -> float | None:
+    """The gauge's value on /metrics once it is ``value``, or at the deadline."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + DEADLINE_S
+    found = None
+    while True:
+        text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+        found = next((sample.value for family in text_string_to_metric_families(text)
+                      for sample in family.samples
+                      if sample.name == name and sample.labels == labels), None)
+        if found == value or time.monotonic() > deadline:
+            return found
+        time.sleep(0.3)
+
+
 def drifted(body: dict[str, Any]) -> set[str]:
     return {f["name"] for f in body["features"] if f["drifted"]}
 
@@ -162,6 +179,13 @@ def test_drift_across_two_workers(server: ServerProcess, home: Path) -> None:
     assert body["dataset_drift"] is True and body["drift_share"] == 0.5
     for feature in body["features"]:
         assert feature["drifted"] == (feature["p_value"] < feature["threshold"] == 0.05)
+
+    # The evaluator's worker exports the same numbers over the last hour on /metrics,
+    # whichever worker answers the scrape.
+    labels = {"model": "iris", "version": "1.0.1"}
+    assert gauge_when(server, "modelhost_drift_share", labels, 0.5) == 0.5
+    assert gauge_when(server, "modelhost_dataset_drift", labels, 1.0) == 1.0
+    assert gauge_when(server, "modelhost_profiled_rows", labels, 2 * REQUESTS) == 2 * REQUESTS
 
     # Both workers answered and wrote their own windows; the report is their sum.
     per_worker = requests_per_worker(home)

@@ -20,7 +20,7 @@ import math
 import operator
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -167,7 +167,8 @@ def resolver(registry: Any) -> Callable[[str, str | None], str | None]:
 
 def evaluator_for(registry: Any, store: AlertStore, *,
                   predictions: PredictionLogStore | None,
-                  drift: DriftService | None) -> Evaluator:
+                  drift: DriftService | None,
+                  metrics: MonitorMetrics | None = None) -> Evaluator:
     """The evaluator a server (or ``modelhost alerts check``) runs: metrics from the
     prediction log and the live profiles, the metrics each version was registered with,
     and the production version of each model looked up at every pass."""
@@ -179,9 +180,17 @@ def evaluator_for(registry: Any, store: AlertStore, *,
         except NotFoundError:
             return None
 
-    metrics = MonitorMetrics(predictions=predictions, drift=drift,
-                             registered=lambda m, v: registry.get_version(m, v).metrics)
+    if metrics is None:
+        metrics = metrics_for(registry, predictions=predictions, drift=drift)
     return Evaluator(store, metrics, production=production)
+
+
+def metrics_for(registry: Any, *, predictions: PredictionLogStore | None,
+                drift: DriftService | None) -> MonitorMetrics:
+    """The metrics of a registry's versions: from the prediction log and feedback, the
+    live profiles, and the metrics each version was registered with."""
+    return MonitorMetrics(predictions=predictions, drift=drift,
+                          registered=lambda m, v: registry.get_version(m, v).metrics)
 
 
 class Evaluator:
@@ -226,6 +235,21 @@ class Evaluator:
         return fired
 
 
+@dataclass(frozen=True)
+class Health:
+    """A version's drift and live quality over one window, all at once (what a server
+    exports to Prometheus). None and empty mappings: nothing to measure."""
+
+    model: str
+    version: str
+    drift_share: float | None = None  # share of features that drifted
+    dataset_drift: bool | None = None
+    profiled: int = 0  # rows profiled against the reference
+    quality: Mapping[str, float] = field(default_factory=dict)  # accuracy, f1, mae, ...
+    change: Mapping[str, float] = field(default_factory=dict)  # live minus registered
+    labelled: int = 0  # rows with feedback
+
+
 class MonitorMetrics:
     """The metrics alerts measure: quality from the prediction log and feedback, drift
     and traffic from the live profiles."""
@@ -262,6 +286,28 @@ class MonitorMetrics:
         found: float | None = result.change.get(base) if metric.endswith("_change") \
             else result.metrics.get(base)
         return Measurement(float(found) if found is not None else None, result.labelled)
+
+
+    def health(self, model: str, version: str, *, start: dt.datetime,
+               end: dt.datetime) -> Health:
+        """Drift and every quality metric of a version over [start, end), one drift
+        report and one pass over the labelled rows."""
+        drift: dict[str, Any] = {}
+        if self._drift is not None:
+            report = self._drift.drift(model, version, start=start, end=end)
+            if report.drift_share is not None:
+                drift = {"drift_share": report.drift_share,
+                         "dataset_drift": bool(report.dataset_drift),
+                         "profiled": report.rows}
+        quality: dict[str, Any] = {}
+        if self._predictions is not None:
+            result = performance(self._predictions, model=model, version=version,
+                                 start=start, end=end,
+                                 registered=self._registered(model, version))
+            quality = {"quality": {k: float(v) for k, v in result.metrics.items()
+                                   if v is not None},
+                       "change": dict(result.change), "labelled": result.labelled}
+        return Health(model, version, **drift, **quality)
 
 
 def _traffic(metric: str, header: Any) -> Measurement:

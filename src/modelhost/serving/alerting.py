@@ -27,12 +27,12 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from modelhost._actor import acting_as
 from modelhost._utils import utcnow
-from modelhost.monitoring.alerts import AlertService, Evaluator, describe, event_dict
+from modelhost.monitoring.alerts import AlertService, Evaluator, Health, describe, event_dict
 from modelhost.rollout.service import RolloutService
 from modelhost.store.alerts import AlertEvent, AlertRule, AlertStore, LeaseStore
 
@@ -128,15 +128,24 @@ class ActionRunner:
 
 
 class AlertLoop:
-    """The background task of one worker: take the lease, evaluate, run the actions."""
+    """The background task of one worker: take the lease, evaluate, run the actions.
+
+    With ``health`` and ``publish``, the lease holder also measures the drift and live
+    quality of every served version after each pass (``health(now)``, in a worker
+    thread) and hands them to ``publish`` (the Prometheus gauges); a process without
+    the lease publishes None, so that only the evaluator's numbers are exported."""
 
     def __init__(self, evaluator: Evaluator, runner: ActionRunner, leases: LeaseStore, *,
-                 interval_s: float, now: Callable[[], dt.datetime] = utcnow) -> None:
+                 interval_s: float, now: Callable[[], dt.datetime] = utcnow,
+                 health: Callable[[dt.datetime], Sequence[Health]] | None = None,
+                 publish: Callable[[Sequence[Health] | None], None] | None = None) -> None:
         self._evaluator = evaluator
         self._runner = runner
         self._leases = leases
         self._interval = interval_s
         self._now = now
+        self._health = health
+        self._publish = publish
         self.holder = uuid.uuid4().hex
         self._task: asyncio.Task[None] | None = None
         self._actions: set[asyncio.Task[Any]] = set()
@@ -165,6 +174,8 @@ class AlertLoop:
         held = await asyncio.to_thread(self._leases.acquire, LEASE, self.holder, ttl=ttl,
                                        now=self._now())
         if not held:
+            if self._publish is not None:
+                self._publish(None)
             return []
         fired = await asyncio.to_thread(self._evaluate)
         for rule, event in fired:
@@ -172,6 +183,11 @@ class AlertLoop:
                                        name=f"modelhost-alert-{event.id}")
             self._actions.add(task)
             task.add_done_callback(self._actions.discard)
+        if self._health is not None and self._publish is not None:
+            try:
+                self._publish(await asyncio.to_thread(self._health, self._now()))
+            except Exception:  # the alerts went through; the gauges wait for the next pass
+                log.exception("measuring the served versions' health failed")
         return fired
 
     def _evaluate(self) -> list[tuple[AlertRule, AlertEvent]]:

@@ -370,7 +370,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     rollouts = None if deployments is None else for_registry(deployments, registry)
     monitoring = Monitoring(registry, options.monitor, predictions=predictions,
                             profiles=profiles, alerts=alerts, leases=leases,
-                            rollouts=rollouts)
+                            rollouts=rollouts, served=lambda: watcher.table.wanted(),
+                            publish_health=metrics.publish_health)
     watching = Observers([metrics, *monitoring.observers, *observers],
                          on_error=metrics.observer_failed)
     predictor = Predictor(pool, watcher, registry, metrics=metrics, limits=options.limits,

@@ -7,10 +7,13 @@ memory-mapped files and ``/metrics`` (answered by any worker) aggregates them al
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from modelhost.monitoring.alerts import Health
     from modelhost.serving.observers import Observation
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -68,6 +71,28 @@ class Metrics:
         self.observer_errors = Counter("modelhost_observer_errors_total",
                                        "Observers of the prediction path that raised.",
                                        ("observer",), registry=self.registry)
+        # Drift and live quality of every served version over the metrics window (an
+        # hour), measured by whichever process holds the alerts lease (the others export
+        # NaN, which PromQL's max() skips): the most recent value of a live process wins.
+        health: dict[str, Any] = {"multiprocess_mode": "livemostrecent",
+                                  "registry": self.registry}
+        self.drift_share = Gauge("modelhost_drift_share", "Share of the features whose "
+                                 "live distribution drifted from the reference (metrics window).",
+                                 labels, **health)
+        self.dataset_drift = Gauge("modelhost_dataset_drift", "1 when the share of drifted "
+                                   "features passes the dataset threshold, else 0.",
+                                   labels, **health)
+        self.profiled_rows = Gauge("modelhost_profiled_rows", "Rows profiled against the "
+                                   "reference in the drift window.", labels, **health)
+        self.quality = Gauge("modelhost_model_quality", "Live quality from feedback "
+                             "(accuracy, f1, roc_auc, mae, rmse, ...; metrics window).",
+                             (*labels, "metric"), **health)
+        self.quality_change = Gauge("modelhost_model_quality_change", "Live quality "
+                                    "minus the quality the version was registered with.",
+                                    (*labels, "metric"), **health)
+        self.labelled_rows = Gauge("modelhost_labelled_rows", "Rows with feedback in the "
+                                   "quality window.", labels, **health)
+        self._health_children: set[tuple[Any, tuple[str, ...]]] = set()
 
     def on_batch(self, model: str, version: str, rows: int, requests: int,
                  _seconds: float) -> None:
@@ -119,6 +144,29 @@ class Metrics:
 
     def on_load_failed(self, model: str, version: str) -> None:
         self.load_failed.labels(model, version).set(1)
+
+    def publish_health(self, readings: Sequence[Health] | None) -> None:
+        """Set the drift and quality gauges to ``readings``; a series not among them
+        (a version no longer served, a metric gone, or None: another process measures)
+        becomes NaN."""
+        fresh: dict[tuple[Any, tuple[str, ...]], float] = {}
+        for h in readings or ():
+            key = (h.model, h.version)
+            if h.drift_share is not None:
+                fresh[(self.drift_share, key)] = h.drift_share
+                fresh[(self.dataset_drift, key)] = float(bool(h.dataset_drift))
+                fresh[(self.profiled_rows, key)] = float(h.profiled)
+            if h.labelled:
+                fresh[(self.labelled_rows, key)] = float(h.labelled)
+                for metric, value in h.quality.items():
+                    fresh[(self.quality, (*key, metric))] = value
+                for metric, value in h.change.items():
+                    fresh[(self.quality_change, (*key, metric))] = value
+        for gauge, labels in self._health_children - fresh.keys():
+            gauge.labels(*labels).set(math.nan)
+        for (gauge, labels), value in fresh.items():
+            gauge.labels(*labels).set(value)
+        self._health_children = set(fresh)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every metric of every worker."""

@@ -17,11 +17,18 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 from modelhost._utils import utcnow
 from modelhost.monitoring import FeedbackService, PredictionLog
-from modelhost.monitoring.alerts import AlertService, evaluator_for, resolver
+from modelhost.monitoring.alerts import (
+    AlertService,
+    Health,
+    MonitorMetrics,
+    evaluator_for,
+    metrics_for,
+    resolver,
+)
 from modelhost.monitoring.drift import MINUTE_RETENTION, DriftService
 from modelhost.monitoring.profiles import LiveProfiles
 from modelhost.registry import Registry
@@ -49,7 +56,13 @@ class Monitoring:
                  profiles: ProfileStore | None = None,
                  alerts: AlertStore | None = None,
                  leases: LeaseStore | None = None,
-                 rollouts: RolloutService | None = None) -> None:
+                 rollouts: RolloutService | None = None,
+                 served: Callable[[], Iterable[tuple[str, str]]] = tuple,
+                 publish_health: Callable[[Sequence[Health] | None], None] | None = None,
+                 ) -> None:
+        """``served()`` names the (model, version) pairs this server routes traffic to;
+        the alert evaluator measures their drift and live quality over the last
+        ``options.metrics_window_s`` after each pass and gives them to ``publish_health``."""
         self.options = options
         self.log: PredictionLog | None = None
         self.feedback: FeedbackService | None = None
@@ -84,11 +97,18 @@ class Monitoring:
             self.alerts = AlertService(alerts, resolve=resolver(registry),
                                        pipelines_dir=options.pipelines_dir)
             if options.alerts and leases is not None:
+                measures = metrics_for(registry, predictions=predictions, drift=self.drift)
                 evaluator = evaluator_for(registry, alerts, predictions=predictions,
-                                          drift=self.drift)
+                                          drift=self.drift, metrics=measures)
+                window = dt.timedelta(seconds=options.metrics_window_s)
+
+                def health(now: dt.datetime) -> list[Health]:
+                    return _health(measures, sorted(served()), start=now - window, end=now)
+
                 self._alert_loop = AlertLoop(
                     evaluator, ActionRunner(alerts, rollouts, self.alerts), leases,
-                    interval_s=options.alerts_interval_s)
+                    interval_s=options.alerts_interval_s, health=health,
+                    publish=publish_health)
         self._task: asyncio.Task[None] | None = None
         self._also: list[Callable[[], object]] = []
         self._also_prune: list[Callable[[dt.datetime], object]] = []
@@ -162,3 +182,15 @@ class Monitoring:
                     await asyncio.to_thread(self._prune)
             except Exception:  # the flusher must outlive any single failure
                 log.exception("monitoring flush failed")
+
+
+def _health(measures: MonitorMetrics, versions: Iterable[tuple[str, str]], *,
+            start: dt.datetime, end: dt.datetime) -> list[Health]:
+    """Each version's health; one that fails to measure is left out (and logged)."""
+    found = []
+    for model, version in versions:
+        try:
+            found.append(measures.health(model, version, start=start, end=end))
+        except Exception:  # one version's failure must not hide the others
+            log.exception("measuring the health of %s %s failed", model, version)
+    return found

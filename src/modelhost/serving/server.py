@@ -29,6 +29,7 @@ class MonitorOptions:
     profile_retention_days: int = 30  # hour windows; minute windows are kept two days
     alerts: bool = True  # evaluate alert rules (when the server is given an alert store)
     alerts_interval_s: float = 30.0
+    metrics_window_s: float = 3600.0  # the window of the drift and quality gauges
     pipelines_dir: Path | None = None  # where pipeline actions may run specs from
     rollouts: bool = True  # run the rollout controller (when given a deployment store)
     rollout_interval_s: float = 5.0
