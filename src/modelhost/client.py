@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from modelhost.artifacts import ArtifactStore, open_artifact_store
 from modelhost.config import Settings
 from modelhost.entities import Deployment, Model, ModelVersion, Stage, StageChange
+from modelhost.errors import InvalidInputError
 from modelhost.registry import LoadedVersion, PredictionResult, Registry
 from modelhost.rollout.service import for_registry
 from modelhost.security import ApiKeys
@@ -81,7 +82,8 @@ class Client:
         self.settings = settings
         self.db = Database(settings.resolved_db_url, busy_timeout_s=settings.db_busy_timeout_s,
                            connect_timeout_s=settings.db_connect_timeout_s)
-        self.artifacts: ArtifactStore = open_artifact_store(settings.resolved_artifacts)
+        self.artifacts: ArtifactStore = open_artifact_store(
+            settings.resolved_artifacts, **_store_options(settings))
         if settings.encryption_key is not None:
             self.artifacts = encrypted(self.artifacts, settings.encryption_key,
                                        settings.encryption_old_keys)
@@ -159,3 +161,16 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _store_options(settings: Settings) -> dict[str, Any]:
+    """``storage_options`` for an fsspec store from MODELHOST_ARTIFACTS_OPTIONS."""
+    options = settings.artifact_storage_options
+    if options is None:
+        return {}
+    uri = settings.resolved_artifacts
+    if "://" not in uri or uri.lower().startswith("file://"):
+        raise InvalidInputError(
+            "MODELHOST_ARTIFACTS_OPTIONS is for an object store (s3://, gs://, az://); "
+            "the artifact store is a local folder")
+    return {"storage_options": options}

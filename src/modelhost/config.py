@@ -6,15 +6,18 @@ package reads the environment.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MODELHOST_", extra="ignore")
+    # Inputs stay out of error messages: settings hold secrets (keys, URLs with passwords).
+    model_config = SettingsConfigDict(env_prefix="MODELHOST_", extra="ignore",
+                                      hide_input_in_errors=True)
 
     home: Path = Field(default=Path(".modelhost"),
                        description="where the embedded database and artifacts live")
@@ -22,6 +25,11 @@ class Settings(BaseSettings):
                                description="SQLAlchemy URL; default sqlite:///$HOME/modelhost.db")
     artifacts: str | None = Field(default=None,
                                   description="artifact store URI; default $HOME/artifacts")
+    artifacts_options: SecretStr | None = Field(
+        default=None, description="a JSON object of fsspec storage options for an "
+                                  "s3:// (gs://, az://) artifact store, e.g. server-side "
+                                  "encryption: {\"s3_additional_kwargs\": "
+                                  "{\"ServerSideEncryption\": \"aws:kms\"}}")
     redis_url: str | None = None
     encryption_key: SecretStr | None = Field(
         default=None, description="encrypt artifacts at rest with this key (32 bytes, "
@@ -113,3 +121,25 @@ class Settings(BaseSettings):
     @property
     def resolved_artifacts(self) -> str:
         return self.artifacts or str(self.home / "artifacts")
+
+    @field_validator("artifacts_options")
+    @classmethod
+    def _options_are_a_json_object(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the value: it may hold credentials.
+        if value is not None:
+            try:
+                parsed = json.loads(value.get_secret_value())
+            except ValueError:
+                raise ValueError("not valid JSON (give a JSON object)") from None
+            if not isinstance(parsed, dict):
+                raise ValueError("give a JSON object, such as {\"s3_additional_kwargs\": "
+                                 "{\"ServerSideEncryption\": \"AES256\"}}")
+        return value
+
+    @property
+    def artifact_storage_options(self) -> dict[str, Any] | None:
+        """MODELHOST_ARTIFACTS_OPTIONS as the fsspec storage options it holds."""
+        if self.artifacts_options is None:
+            return None
+        parsed: dict[str, Any] = json.loads(self.artifacts_options.get_secret_value())
+        return parsed
