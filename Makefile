@@ -51,7 +51,7 @@ demo: install
 	$(BIN)/modelhost quickstart
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/lint-imports
 
 typecheck: install
