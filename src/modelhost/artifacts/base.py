@@ -199,7 +199,7 @@ class ArtifactStore(abc.ABC):
         keeps it)."""
         return None
 
-    def _touch(self, key: str) -> None:  # noqa: B027  # optional: object stores cannot
+    def _touch(self, key: str) -> None:  # noqa: B027  # optional
         """Mark the object at ``key`` as just used (its modification time), where the
         backend can: a blob stored again is then young for garbage collection."""
 

@@ -6,8 +6,10 @@ time, so the base install carries none of them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +20,7 @@ from modelhost.errors import (
     ArtifactMissingError,
     InvalidInputError,
     MissingDependencyError,
+    ModelhostError,
     StoreUnavailableError,
 )
 
@@ -73,6 +76,9 @@ class FsspecArtifactStore(ArtifactStore):
     Raises:
         InvalidInputError: ``url`` has no scheme.
     """
+
+    touch_after_s = 60.0
+    """A blob stored again older than this is written again (see :meth:`_touch`)."""
 
     def __init__(
         self,
@@ -145,6 +151,18 @@ class FsspecArtifactStore(ArtifactStore):
         except _backend_errors() as exc:
             raise store_unavailable(exc) from exc
         return True
+
+    def _touch(self, key: str) -> None:
+        """Object stores keep no settable modification time: write the object again
+        (the same bytes, one atomic put) unless it was written in the last minute, so
+        that garbage collection sees a blob stored again as young. Best effort: the blob
+        is intact either way."""
+        # (The grace period is hours; a rewrite costs a round trip: not every time.)
+        modified = self._modified(key)
+        if modified is not None and time.time() - modified < self.touch_after_s:
+            return
+        with contextlib.suppress(ModelhostError):
+            self._write(key, self._read(key))
 
     def _info(self, key: str) -> dict[str, Any] | None:
         """The store's own description of ``key``, or None if there is nothing."""

@@ -6,7 +6,8 @@ blob is removed only when it is **older than the grace period** (a write in flig
 young: nothing being written is ever removed) **and unreferenced**, checked in that
 order for each blob, with the references read after its age: a version committed in
 between is seen. A blob stored again (a byte-identical file registered anew) is touched,
-which restarts its grace period, where the store can touch (local folders; not S3).
+which restarts its grace period (a local file's modification time is set; an object
+store's object older than a minute is written again, as it keeps no settable time).
 Referenced trees keep their manifest and every file blob.
 """
 
