@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 
 def server_options(settings: Settings) -> ServerOptions:
     """The server's options from the settings (the environment of the worker)."""
+    from modelhost.batch.worker import WorkerOptions
     from modelhost.monitoring import LogOptions
     from modelhost.serving import Limits, MonitorOptions, PoolOptions, ServerOptions
+    from modelhost.serving.server import JobOptions
 
     return ServerOptions(
         limits=Limits(max_body_bytes=settings.max_body_bytes, max_rows=settings.max_rows,
@@ -44,7 +46,10 @@ def server_options(settings: Settings) -> ServerOptions:
             rollouts=settings.rollouts, rollout_interval_s=settings.rollout_interval_s,
             log=LogOptions(sample=settings.prediction_log_sample,
                            max_per_s=settings.prediction_log_max_per_s,
-                           retention=dt.timedelta(days=settings.prediction_log_retention_days))))
+                           retention=dt.timedelta(days=settings.prediction_log_retention_days))),
+        jobs=JobOptions(run=settings.jobs, worker=WorkerOptions(
+            concurrency=settings.jobs_concurrency, lease_s=settings.jobs_lease_s,
+            max_attempts=settings.jobs_max_attempts)))
 
 
 def app_factory() -> ModelhostApp:
@@ -57,4 +62,4 @@ def app_factory() -> ModelhostApp:
                       audit=client.audit, predictions=client.predictions,
                       profiles=client.profiles, alerts=client.alert_store,
                       leases=client.leases, deployments=client.deployments,
-                      shadows=client.shadows)
+                      shadows=client.shadows, jobs=client.jobs)

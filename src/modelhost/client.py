@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, overload
 from pydantic import SecretStr
 
 from modelhost.artifacts import ArtifactStore, open_artifact_store
+from modelhost.batch import JobService
 from modelhost.config import Settings
 from modelhost.entities import Deployment, Model, ModelVersion, Stage, StageChange
 from modelhost.errors import InvalidInputError
@@ -24,11 +25,13 @@ from modelhost.store import Database, DatasetStore, ModelStore, TrackingStore
 from modelhost.store.alerts import AlertStore, LeaseStore
 from modelhost.store.audit import AuditStore
 from modelhost.store.deployments import DeploymentStore
+from modelhost.store.jobs import JobStore
 from modelhost.store.keys import KeyStore
 from modelhost.store.monitoring import PredictionLogStore
 from modelhost.store.profiles import ProfileStore
 from modelhost.store.shadows import ShadowStore
 from modelhost.tracking import Datasets, Tracker
+from modelhost.tracking.datasets import read_version
 
 if TYPE_CHECKING:
     from modelhost.remote import RemoteClient
@@ -88,11 +91,14 @@ class Client:
             self.artifacts = encrypted(self.artifacts, settings.encryption_key,
                                        settings.encryption_old_keys)
         models, datasets, runs = ModelStore(self.db), DatasetStore(self.db), TrackingStore(self.db)
+        jobs = JobStore(self.db)
 
         def references() -> set[str]:
-            return models.artifact_digests() | datasets.digests() | runs.artifact_digests()
+            return (models.artifact_digests() | datasets.digests() | runs.artifact_digests()
+                    | jobs.digests())
 
-        # Every artifact (tree) the metadata refers to: versions, datasets, run files.
+        # Every artifact (tree) the metadata refers to: versions, datasets, run files,
+        # jobs' inputs and results.
         self.artifacts_in_use = references
 
         self.profiles = ProfileStore(self.db)
@@ -110,6 +116,12 @@ class Client:
         self.deployments = DeploymentStore(self.db)
         self.shadows = ShadowStore(self.db)
         self.rollouts = for_registry(self.deployments, self.registry)
+
+        def read_dataset(name: str, version: int | None) -> tuple[str, Any]:
+            dv = self.datasets.get(name, version)
+            return dv.ref, read_version(self.datasets, dv)
+
+        self.jobs = JobService(jobs, self.registry, self.artifacts, read_dataset=read_dataset)
         if migrate:
             self.db.ensure_current()
 

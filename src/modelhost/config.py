@@ -102,6 +102,16 @@ class Settings(BaseSettings):
     monitor_metrics_window_s: float = Field(
         default=3600.0, ge=60, le=30 * 86400,
         description="the window of the drift and live-quality gauges on /metrics")
+    jobs: bool = Field(default=True, description="run asynchronous prediction jobs in "
+                                                 "the server's processes")
+    jobs_concurrency: int = Field(default=1, ge=1, le=64,
+                                  description="jobs run at once by each server process")
+    jobs_lease_s: float = Field(default=30.0, ge=1, le=3600,
+                                description="how long a job stays its process's without "
+                                            "a renewal (then another process runs it)")
+    jobs_max_attempts: int = Field(default=3, ge=1, le=100,
+                                   description="runs of a job whose process died before "
+                                               "it is failed")
     pipelines_dir: Path | None = Field(default=None,
                                        description="the folder whose pipeline files alert "
                                                    "rules may run")

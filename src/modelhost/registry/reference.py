@@ -18,7 +18,7 @@ from modelhost import signature as signatures
 from modelhost.entities import ColumnType, Signature
 from modelhost.errors import InvalidInputError
 from modelhost.flavors.base import LoadedModel
-from modelhost.registry.scoring import _first_line
+from modelhost.registry.scoring import first_line
 from modelhost.stats.profile import build_reference
 from modelhost.store.profiles import NewReference
 
@@ -57,7 +57,7 @@ def reference_from_data(loaded: LoadedModel, signature: Signature | None, data: 
         predictions = loaded.predict(validated)
     except Exception as exc:  # a user model may raise anything: report it, store nothing
         raise InvalidInputError(f"the model could not predict on the reference data "
-                                f"({_first_line(exc)})") from exc
+                                f"({first_line(exc)})") from exc
     # Date-times are not profiled (as Evidently does not test them by default): a time
     # stamp keeps moving, so it would always "drift".
     profiled = [c.name for c in signature.columns if c.type is not ColumnType.DATETIME]

@@ -178,14 +178,14 @@ def _is_dataframe(value: Any) -> bool:
 _PATHS = re.compile(r"(?<![\w.])/[^\s'\"]+|\b[A-Za-z]:\\[^\s'\"]*")
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     """``TypeName: first line of the message``, path-free, at most 300 characters."""
     first = _PATHS.sub("<path>", (str(exc).strip().splitlines() or [""])[0])[:300]
     return type(exc).__name__ + (f": {first}" if first else "")
 
 
 def _model_failure(exc: Exception, *, signed: bool) -> str:
-    reason = f"it raised {_first_line(exc)}"
+    reason = f"it raised {first_line(exc)}"
     if not signed:
         reason += ("; this version has no signature, so its input reaches the model as "
                    "given: send the columns it was trained on, or register it with "

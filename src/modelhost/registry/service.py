@@ -35,7 +35,7 @@ from modelhost.errors import (
 )
 from modelhost.flavors import LoadedModel, flavor_for_object, flavor_for_path, get_flavor
 from modelhost.registry import card, environment
-from modelhost.registry.scoring import Scorer, _first_line
+from modelhost.registry.scoring import Scorer, first_line
 from modelhost.registry.versioning import choose_version
 from modelhost.store import ConcurrentVersionError, ModelStore, NewVersion
 from modelhost.store.profiles import ProfileStore, StoredReference
@@ -433,7 +433,7 @@ def _signature_for(given: Signature | None, example: Any,
         predictions = loaded.predict(frame)
     except Exception as exc:  # a user model may raise anything; report, don't crash
         raise ModelLoadError("the model", f"predicting on the input example failed "
-                             f"({_first_line(exc)}); is it an example of this model's "
+                             f"({first_line(exc)}); is it an example of this model's "
                              "input?") from exc
     rows = len(frame) if hasattr(frame, "__len__") else None
     if rows is not None and len(predictions) != rows:

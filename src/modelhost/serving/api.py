@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from modelhost.batch import JobService
 from modelhost.errors import ModelhostError
 from modelhost.monitoring import FeedbackService
 from modelhost.monitoring.alerts import AlertService
@@ -29,6 +30,7 @@ from modelhost.serving import deployments as deployment_routes
 from modelhost.serving import drift as drift_routes
 from modelhost.serving import errors as http_errors
 from modelhost.serving import feedback as feedback_routes
+from modelhost.serving import jobs as job_routes
 from modelhost.serving.http import request_id
 from modelhost.serving.protocols import v2
 from modelhost.serving.routes import OPEN_PATHS, ErrorShape, Routes
@@ -73,7 +75,9 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
               drift: DriftService | None = None,
               alerts: AlertService | None = None,
               rollouts: RolloutService | None = None,
-              rollout_analysis: Controller | None = None) -> FastAPI:
+              rollout_analysis: Controller | None = None,
+              jobs: JobService | None = None,
+              wake_jobs: Callable[[], None] = lambda: None) -> FastAPI:
     routes = Routes(pinned_model=server.options.model,
                     public_metrics=server.options.public_metrics)
     # No trailing-slash redirects: they build an absolute Location from the Host header.
@@ -310,6 +314,7 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
     drift_routes.install(api, registry, drift)
     alert_routes.install(api, alerts)
     deployment_routes.install(api, rollouts, rollout_analysis)
+    job_routes.install(api, jobs, wake=wake_jobs)
     upload.install(api, registry, UploadLimits(max_bytes=server.options.limits.max_upload_bytes,
                                                max_files=server.options.limits.max_upload_files))
     openapi.install(api, registry,

@@ -18,6 +18,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from modelhost._actor import set_actor
+from modelhost.batch import JobService
+from modelhost.batch.worker import JobWorker
 from modelhost.errors import (
     HeadersTooLargeError,
     ModelhostError,
@@ -27,7 +29,7 @@ from modelhost.errors import (
 from modelhost.registry import Registry
 from modelhost.rollout.controller import Controller
 from modelhost.rollout.service import for_registry
-from modelhost.security import ApiKeys, RateLimiter
+from modelhost.security import ApiKeys, Permission, RateLimiter, allows
 from modelhost.serving import errors as http_errors
 from modelhost.serving import infer_v2, invocations, v1
 from modelhost.serving.cache import open_cache
@@ -45,6 +47,7 @@ from modelhost.serving.http import (
     security_headers,
     send_reply,
 )
+from modelhost.serving.jobs import READS_SCOPE_KEY
 from modelhost.serving.metrics import Metrics
 from modelhost.serving.monitor import Monitoring
 from modelhost.serving.observers import Observation, Observer, Observers
@@ -162,6 +165,7 @@ class ModelhostApp:
             set_actor(f"anonymous@{client[0]}" if client else "anonymous")
         limits = self.server.options.limits
         limit = (limits.max_upload_bytes if route.action is Action.UPLOAD
+                 or route.action is Action.JOBS
                  else limits.max_body_bytes)
         rid = _ensure_request_id(scope)
         send = _with_security_headers(send, path, rid)
@@ -187,6 +191,8 @@ class ModelhostApp:
             return False
         if principal is not None and principal.models is not None:
             scope[MODELS_SCOPE_KEY] = principal.models  # what the routes may act on
+        if principal is not None:  # whether it reads every job, or its own only
+            scope[READS_SCOPE_KEY] = allows(principal.role, Permission.READ)
         return True
 
     async def _predict(self, route: Route, body: bytes, headers: dict[str, str], rid: str,
@@ -329,6 +335,7 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                alerts: AlertStore | None = None, leases: LeaseStore | None = None,
                deployments: DeploymentStore | None = None,
                shadows: ShadowStore | None = None,
+               jobs: JobService | None = None,
                observers: Sequence[Observer] = (),
                today: Callable[[], dt.date] = dt.date.today,
                clock: Callable[[], float] = time.monotonic) -> ModelhostApp:
@@ -344,7 +351,9 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     start, move and roll back rollouts (versions resolved and checked by the registry),
     and with ``profiles`` and ``leases`` too (and ``options.monitor.rollouts``) one
     process of all workers runs the rollout controller. Shadowed requests are copied to
-    their shadow version, and with ``shadows`` the comparisons are stored.
+    their shadow version, and with ``shadows`` the comparisons are stored. With ``jobs``
+    the ``/v1/jobs`` routes take asynchronous prediction jobs, and (with
+    ``options.jobs.run``) every process runs them (on SQLite, with ``leases``, one).
     ``observers`` watch every answered prediction
     request, after the metrics and the log (see ``observers.py``). ``today``
     dates sunsets; ``clock`` (monotonic seconds) times the retries of failed loads.
@@ -388,6 +397,9 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
         controller, leases, interval_s=options.monitor.rollout_interval_s)
     server = Server(registry=registry, watcher=watcher, pool=pool, predictor=predictor,
                     metrics=metrics, observers=watching, options=options)
+    job_worker = None if jobs is None or not options.jobs.run else JobWorker(
+        jobs, options=options.jobs.worker,
+        leases=leases if jobs.one_process else None)
 
     async def settle() -> None:
         await pool.wait_until_ready(timeout_s=_SETTLE_TIMEOUT_S)
@@ -406,6 +418,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
         monitoring.start()
         if rollout_loop is not None:
             rollout_loop.start()
+        if job_worker is not None:
+            job_worker.start()
         settling = asyncio.create_task(settle(), name="modelhost-settle")
         try:
             yield
@@ -415,6 +429,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                 await settling
             if rollout_loop is not None:
                 await rollout_loop.stop()
+            if job_worker is not None:
+                await job_worker.stop()
             await watcher.stop()
             await shadow_runner.stop()
             await pool.stop()
@@ -427,5 +443,6 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                     feedback=monitoring.feedback,
                     predictions=predictions if monitoring.log is not None else None,
                     drift=monitoring.drift, alerts=monitoring.alerts,
-                    rollouts=rollouts, rollout_analysis=controller)
+                    rollouts=rollouts, rollout_analysis=controller, jobs=jobs,
+                    wake_jobs=job_worker.wake if job_worker is not None else lambda: None)
     return ModelhostApp(server, api, guard=guard)

@@ -59,6 +59,7 @@ class Action(str, Enum):
     MONITORING = "monitoring"
     ALERTS = "alerts"
     DEPLOYMENTS = "deployments"
+    JOBS = "jobs"
     KEYS = "keys"
     AUDIT = "audit"
     NOT_FOUND = "not_found"
@@ -261,6 +262,10 @@ def _management(method: str, parts: list[str], n: int, name: str) -> Route | Non
         return Route(Protocol.MANAGEMENT, Action.ALIAS, _DEPLOY, name)
     if n == 5 and parts[3] == "monitoring" and parts[4] in ("performance", "drift") and read:
         return Route(Protocol.MANAGEMENT, Action.MONITORING, _READ, name)
+    if n == 4 and parts[3] == "jobs" and method == "POST":
+        # An asynchronous prediction: what a predicting client sends (its body may be
+        # a file, so it gets the upload limit).
+        return Route(Protocol.V1, Action.JOBS, _PREDICT, name)
     return None
 
 
@@ -284,6 +289,10 @@ def _v1_route(method: str, parts: list[str], n: int) -> Route | None:
             return Route(Protocol.MANAGEMENT, Action.ALERTS, _READ)
         if method in _WRITE_METHODS:
             return Route(Protocol.MANAGEMENT, Action.ALERTS, _DEPLOY)
+    if second == "jobs" and n <= 4 and method in _READ_METHODS:
+        # /v1/jobs[/{id}[/result|/rejects]]: a predictor reads its own jobs, a viewer
+        # every job (the route checks whose it is).
+        return Route(Protocol.V1, Action.JOBS, _PREDICT_OR_READ)
     if second == "deployments" and n in (3, 4):
         # /v1/deployments/{name}[/rollout|/rollback|/events]: deployers change rollouts,
         # viewers read them.

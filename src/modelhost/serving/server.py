@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelhost.batch.worker import WorkerOptions
 from modelhost.monitoring import LogOptions
 from modelhost.registry import Registry
 from modelhost.serving.metrics import Metrics
@@ -36,6 +37,12 @@ class MonitorOptions:
 
 
 @dataclass(frozen=True)
+class JobOptions:
+    run: bool = True  # run jobs in this server's processes (when given a job service)
+    worker: WorkerOptions = field(default_factory=WorkerOptions)
+
+
+@dataclass(frozen=True)
 class ServerOptions:
     limits: Limits = field(default_factory=Limits)
     pool: PoolOptions = field(default_factory=PoolOptions)
@@ -46,6 +53,7 @@ class ServerOptions:
     rate_limit: float | None = None  # requests/s per key without its own limit
     cors_origins: tuple[str, ...] = ()  # CORS off unless origins are given
     monitor: MonitorOptions = field(default_factory=MonitorOptions)
+    jobs: JobOptions = field(default_factory=JobOptions)
 
 
 @dataclass

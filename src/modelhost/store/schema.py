@@ -513,3 +513,35 @@ class ShadowWindowRow(Base):
     abs_diff_sum: Mapped[float] = mapped_column(Float)
     latency_sum: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[dt.datetime] = mapped_column(_tz())
+
+
+# --- jobs -----------------------------------------------------------------------------
+
+
+class JobRow(Base):
+    """An asynchronous prediction job. Workers claim queued jobs (and running ones whose
+    lease expired: their worker died) and hold them with a lease they renew."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_created_at", "status", "created_at"),
+                      Index("ix_jobs_submitted_by", "submitted_by"))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    input_kind: Mapped[str] = mapped_column(String(16))
+    input_ref: Mapped[str] = mapped_column(String(200))
+    input_format: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    submitted_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(_tz())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)
+    rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rejected: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    result_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rejects_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)

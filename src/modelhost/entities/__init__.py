@@ -576,3 +576,10 @@ class Feedback:
     label: Any
     received_at: dt.datetime
     updated_at: dt.datetime
+
+
+# Split out (the module grew past a few hundred lines); importable from here as before.
+from modelhost.entities.jobs import JOB_TRANSITIONS as JOB_TRANSITIONS  # noqa: E402
+from modelhost.entities.jobs import Job as Job  # noqa: E402
+from modelhost.entities.jobs import JobInput as JobInput  # noqa: E402
+from modelhost.entities.jobs import JobStatus as JobStatus  # noqa: E402
