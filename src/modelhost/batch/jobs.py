@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,12 +23,12 @@ import orjson
 from modelhost._actor import current_actor
 from modelhost._utils import utcnow
 from modelhost.artifacts import ArtifactStore
+from modelhost.batch.rows import dataset_uri, numbers_from_text, prepare_rows
 from modelhost.entities import Job, JobInput, JobStatus
 from modelhost.errors import (
     InvalidInputError,
     ModelhostError,
     NotFoundError,
-    SignatureViolationError,
     StoreUnavailableError,
 )
 from modelhost.registry import Registry
@@ -37,7 +36,6 @@ from modelhost.registry.scoring import Scorer, check_finite, check_sunset, first
 from modelhost.store.jobs import JobStore
 
 CHUNK_ROWS = 10_000  # rows scored per model call
-_AT_ROW = re.compile(r" at row \d+$")
 FORMATS = ("json", "csv", "parquet")
 ReadDataset = Callable[[str, int | None], tuple[str, Any]]
 """``(name, version or None)`` -> (``NAME@VERSION``, the DataFrame of that version)."""
@@ -94,7 +92,7 @@ class JobService:
     def submit_uri(self, model: str, ref: str | None, uri: Any) -> Job:
         """A job over a dataset version: ``dataset://NAME`` (its newest version) or
         ``dataset://NAME/VERSION``."""
-        name, number = _dataset_uri(uri)
+        name, number = dataset_uri(uri)
         if self._read_dataset is None:
             raise NotFoundError("datasets are not available on this server")
         version = self._resolve(model, ref)
@@ -148,7 +146,7 @@ class JobService:
             frame = self._input(job)
             loaded = self._registry.load(job.model, job.version)
             if job.input_format == "csv" and loaded.version.signature is not None:
-                frame = _numbers_from_text(frame, loaded.version.signature)
+                frame = numbers_from_text(frame, loaded.version.signature)
 
             check_sunset(loaded.version, self._now().date())
             validator = None
@@ -163,7 +161,7 @@ class JobService:
             scored = rejected = 0
             for start in range(0, len(frame), CHUNK_ROWS):
                 chunk = frame.iloc[start:start + CHUNK_ROWS]
-                inputs, kept, refused = _prepare(scorer, chunk, start)
+                inputs, kept, refused = prepare_rows(scorer, chunk, start)
                 for row, reason in refused:
                     rejects.write(orjson.dumps({"row": row, "reason": reason,
                                                 "input": _record(frame, row)},
@@ -217,52 +215,6 @@ class JobService:
                                     f"{job.input_format}: {type(exc).__name__}") from exc
 
 
-def _prepare(scorer: Any, chunk: Any, start: int) -> tuple[Any, list[int],
-                                                          list[tuple[int, str]]]:
-    """The model input of the rows of ``chunk`` the signature accepts, their positions in
-    the whole input, and (position, reason) of those it refuses. A problem with the input
-    as a whole (a missing column) fails the job."""
-    positions = list(range(start, start + len(chunk)))
-    refused: list[tuple[int, str]] = []
-    while True:
-        try:
-            return scorer.prepare(chunk), positions, refused
-        except SignatureViolationError as exc:
-            details = exc.details or []
-            if not details or any(d.get("row") is None for d in details):
-                raise
-            reasons: dict[int, list[str]] = {}
-            for detail in details:  # "... at row 3" counts in the chunk: say it once
-                message = _AT_ROW.sub("", str(detail["message"]))
-                reasons.setdefault(int(detail["row"]), []).append(message)
-            bad = sorted(reasons)
-            refused.extend((positions[i], "; ".join(reasons[i])) for i in bad)
-            keep = [i for i in range(len(positions)) if i not in reasons]
-            positions = [positions[i] for i in keep]
-            if not positions:
-                return None, [], refused
-            chunk = chunk.iloc[keep].reset_index(drop=True)
-
-
-_NUMERIC = frozenset({"double", "float", "long", "integer"})
-
-
-def _numbers_from_text(frame: Any, signature: Any) -> Any:
-    """CSV has no types: a numeric column with one bad value is read as text. Turn the
-    values that are numbers back into numbers, and leave the others as they are, so
-    that the signature refuses those rows only, and says why."""
-    import pandas as pd
-
-    for spec in signature.columns or ():
-        name = spec.name
-        if name in frame.columns and spec.type.value in _NUMERIC \
-                and not pd.api.types.is_numeric_dtype(frame[name]):
-            text = frame[name].astype(object)
-            numbers = pd.to_numeric(text, errors="coerce")
-            frame[name] = numbers.astype(object).where(numbers.notna() | text.isna(), text)
-    return frame
-
-
 def _write_results(out: io.BytesIO, rows: list[int], predictions: Any,
                    probabilities: Any) -> None:
     predicted = predictions.tolist()
@@ -286,18 +238,3 @@ def _missing(value: Any) -> bool:
         return bool(value != value)  # NaN (and pandas' NA-like floats)
     except (TypeError, ValueError):
         return value is None
-
-
-def _dataset_uri(uri: Any) -> tuple[str, int | None]:
-    problem = ("'input_uri' must name a dataset version: dataset://NAME or "
-               "dataset://NAME/VERSION")
-    if not isinstance(uri, str) or not uri.startswith("dataset://"):
-        raise InvalidInputError(problem)
-    name, _, number = uri.removeprefix("dataset://").strip("/").partition("/")
-    if not name:
-        raise InvalidInputError(problem)
-    if not number:
-        return name, None
-    if not number.isdigit():
-        raise InvalidInputError(f"{problem}; {number!r} is not a version number")
-    return name, int(number)

@@ -3,6 +3,7 @@ place that prints."""
 
 from modelhost.cli import (  # noqa: F401  # registers commands
     alerts,
+    batch,
     bench,
     db,
     models,

@@ -1,0 +1,137 @@
+"""`modelhost batch` on real `dask.distributed` workers: a LocalCluster of two worker
+processes scores CSV files (a glob) and a Parquet folder, the output equals in-process
+prediction row by row, refused rows land in the rejects output with the reason, and the
+command refuses what it should (an existing output, a scheduler that does not answer,
+no data) with its exit code."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelhost import Client
+from modelhost.batch.dask_scoring import package, score
+from modelhost.cli import run
+from tests.fixtures_models import iris
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as local:
+        yield local.scheduler_address
+
+
+def data(rows: int = 3000) -> pd.DataFrame:
+    X, _ = iris()
+    return pd.concat([X] * (rows // len(X) + 1), ignore_index=True).head(rows)
+
+
+def pkg_for(client: Client, tmp_path: Path, ref: str = "1.0.0") -> object:
+    mv = client.registry.get_version("iris", ref)
+    folder = client.artifacts.get_tree(mv.artifact_digest, tmp_path / "model")
+    return package(mv, folder)
+
+
+def test_csv_files_scored_on_the_cluster_equal_in_process(
+        iris_client: Client, tmp_path: Path, cluster: str) -> None:
+    frame = data().astype(object)
+    frame.iloc[17, 1] = "abc"  # refused: not a number
+    frame.iloc[2500, 2] = None  # refused: null
+    for i, start in enumerate(range(0, len(frame), 1000)):
+        frame.iloc[start:start + 1000].to_csv(tmp_path / f"part-{i}.csv", index=False)
+    summary = score(pkg_for(iris_client, tmp_path), input_uri=str(tmp_path / "*.csv"),
+                    output_uri=str(tmp_path / "out"), rejects_uri=str(tmp_path / "bad"),
+                    scheduler=cluster, partition_rows=400)
+    assert (summary.rows, summary.rejected) == (2998, 2)
+    out = pd.read_parquet(tmp_path / "out")
+    good = frame.drop(index=[17, 2500]).astype(float).reset_index(drop=True)
+    expected = iris_client.predict("iris", good, version="1.0.0")
+    assert len(out) == len(good)
+    assert np.allclose(out[good.columns].to_numpy(float), good.to_numpy())  # row by row
+    assert out["prediction"].tolist() == expected.predictions
+    assert np.allclose(np.stack(out["probabilities"].to_numpy()), expected.probabilities)
+    assert set(out["model_version"]) == {"1.0.0"}
+    bad = pd.read_parquet(tmp_path / "bad")
+    assert sorted(bad["reason"]) == ["column 'petal_length': null value not allowed",
+                                     "column 'sepal_width': expected double, got string"]
+    assert "abc" in bad["sepal_width"].tolist()
+
+
+def test_a_parquet_folder_and_another_version(iris_client: Client, tmp_path: Path,
+                                              cluster: str) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    frame = data(1000)
+    frame.iloc[:600].to_parquet(source / "a.parquet")
+    frame.iloc[600:].to_parquet(source / "b.parquet")
+    summary = score(pkg_for(iris_client, tmp_path, "1.0.1"), input_uri=str(source),
+                    output_uri=str(tmp_path / "out"), rejects_uri=str(tmp_path / "bad"),
+                    scheduler=cluster)
+    assert (summary.rows, summary.rejected, summary.rejects) == (1000, 0, None)
+    out = pd.read_parquet(tmp_path / "out")
+    assert out["prediction"].tolist() == iris_client.predict(
+        "iris", frame, version="1.0.1").predictions
+    assert set(out["model_version"]) == {"1.0.1"}
+
+
+def test_the_command_on_a_local_cluster(iris_client: Client, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    data(500).to_csv(tmp_path / "rows.csv", index=False)
+    home = ["--home", str(iris_client.settings.home)]
+    env_db = iris_client.settings.resolved_db_url
+    args = [*home, "--db-url", env_db, "--artifacts", iris_client.settings.resolved_artifacts]
+    out = str(tmp_path / "scored")
+    code = run([*args, "batch", "iris", "--input", str(tmp_path / "rows.csv"),
+                "--output", out, "--workers", "2", "--json"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    summary = json.loads(printed)
+    assert (summary["rows"], summary["rejected"], summary["version"]) == (500, 0, "1.0.0")
+    assert len(pd.read_parquet(out)) == 500
+
+    # An existing output is refused unless --overwrite (exit 4), and kept.
+    assert run([*args, "batch", "iris", "--input", str(tmp_path / "rows.csv"),
+                "--output", out]) == 4
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert len(pd.read_parquet(out)) == 500
+    # No data there: exit 1.
+    assert run([*args, "batch", "iris", "--input", str(tmp_path / "none.csv"),
+                "--output", str(tmp_path / "x")]) == 1
+    assert "could not be read" in capsys.readouterr().err
+
+    # A scheduler that does not answer: exit 5 with its address, after a bounded wait.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    assert run([*args, "batch", "iris", "--input", str(tmp_path / "rows.csv"),
+                "--output", str(tmp_path / "y"), "--scheduler",
+                f"tcp://127.0.0.1:{port}"]) == 5
+    assert f"tcp://127.0.0.1:{port}" in capsys.readouterr().err
+    assert time.monotonic() - started < 30
+
+
+def test_a_dataset_version_as_input(iris_client: Client, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    data(300).to_csv(tmp_path / "rows.csv", index=False)
+    iris_client.datasets.add(tmp_path / "rows.csv", name="nightly")
+    args = ["--home", str(iris_client.settings.home), "--db-url",
+            iris_client.settings.resolved_db_url, "--artifacts",
+            iris_client.settings.resolved_artifacts]
+    code = run([*args, "batch", "iris", "--input", "dataset://nightly/1",
+                "--output", str(tmp_path / "out"), "--json"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert json.loads(printed.out)["rows"] == 300
