@@ -861,3 +861,26 @@ def test_validate_as_array_for_all_double_signatures() -> None:
     optional = InputValidator(Signature(inputs=(
         ColumnSpec("a", ColumnType.DOUBLE), ColumnSpec("b", ColumnType.DOUBLE, required=False))))
     assert not optional.numeric_block
+
+
+def test_a_numeric_frame_takes_the_columnar_path_with_the_same_result() -> None:
+    """A DataFrame of the signature's float columns is converted column by column in
+    numpy; the result is the value-by-value path's, and anything that path would
+    refuse (a null, a string, an infinity, a missing or extra column) still goes to it
+    and is named."""
+    X = load_iris(as_frame=True).data
+    signature = infer_signature(X)
+    validator = InputValidator(signature)
+    fast = validator.validate(X)
+    slow = validator.validate(X.to_dict(orient="records"))
+    pd.testing.assert_frame_equal(fast, slow)
+    assert np.array_equal(validator.validate(X[X.columns[::-1]]).to_numpy(), X.to_numpy())
+    ints = X.astype(int)  # whole numbers are numbers of a double column
+    assert np.array_equal(validator.validate(ints).to_numpy(), ints.to_numpy(float))
+    for broken, message in ((X.assign(**{X.columns[1]: np.nan}), "null value"),
+                            (X.astype(object).assign(**{X.columns[0]: "a"}), "got string"),
+                            (X.assign(**{X.columns[2]: np.inf}), "finite"),
+                            (X.drop(columns=X.columns[3]), "missing"),
+                            (X.assign(extra=1.0), "unexpected column")):
+        with pytest.raises(SignatureViolationError, match=message):
+            validator.validate(broken)

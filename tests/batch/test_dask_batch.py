@@ -61,7 +61,8 @@ def test_csv_files_scored_on_the_cluster_equal_in_process(
     assert len(out) == len(good)
     assert np.allclose(out[good.columns].to_numpy(float), good.to_numpy())  # row by row
     assert out["prediction"].tolist() == expected.predictions
-    assert np.allclose(np.stack(out["probabilities"].to_numpy()), expected.probabilities)
+    probabilities = out[["probability_0", "probability_1", "probability_2"]].to_numpy()
+    assert np.allclose(probabilities, expected.probabilities)
     assert set(out["model_version"]) == {"1.0.0"}
     bad = pd.read_parquet(tmp_path / "bad")
     assert sorted(bad["reason"]) == ["column 'petal_length': null value not allowed",

@@ -7,7 +7,8 @@ process loads the model from them once and keeps it for every partition it score
 partition is checked against the signature: refused rows go to the rejects output with
 the reason (``row`` counts from the start of its input file's partition), the others are
 scored in model calls of ``partition_rows`` and written with their input columns plus
-``prediction``, ``probabilities`` (when the model has them) and ``model_version``.
+``prediction``, ``probability_<class>`` per class (when the model has them) and
+``model_version``.
 
 Dask loads only here (``pip install 'modelhost[batch]'``).
 """
@@ -94,9 +95,9 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
     """
     if partition_rows < 1:
         raise InvalidInputError(f"--partition-rows must be at least 1, got {partition_rows}")
-    try:
-        import importlib
+    import importlib
 
+    try:
         dd: Any = importlib.import_module("dask.dataframe")
         distributed: Any = importlib.import_module("dask.distributed")  # untyped
     except ImportError as exc:
@@ -122,24 +123,28 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
         with client:
             frame = _read(dd, fmt, input_uri, partition_rows, options)
             shipped = client.scatter(pkg, broadcast=True)
-            meta, schema = _meta(pkg, frame, partition_rows)
-            scored = frame.map_partitions(_score_partition, shipped, partition_rows,
-                                          meta=meta, align_dataframes=False)
-            good = scored[scored["_rejected"].isnull()].drop(columns=["_rejected"])
-            bad = scored[scored["_rejected"].notnull()]
-            bad = bad[[c for c in bad.columns if c not in ("prediction", "probabilities",
-                                                           "model_version")]]
-            bad = bad.rename(columns={"_rejected": "reason"})
-            bad = bad.map_partitions(_as_text, meta=_text_meta(bad))
+            good_meta, schema = _meta(pkg, frame, partition_rows)
+            bad_meta = _rejects_meta(frame)
+            # One task scores a partition into (scored rows, refused rows); both outputs
+            # and their counts come from those tasks, computed once.
+            delayed = importlib.import_module("dask").delayed
+            scored = [delayed(_score_partition)(part, shipped, partition_rows)
+                      for part in frame.to_delayed()]
+            good = dd.from_delayed([delayed(_first)(t) for t in scored], meta=good_meta,
+                                   verify_meta=False)
+            bad = dd.from_delayed([delayed(_second)(t) for t in scored], meta=bad_meta,
+                                  verify_meta=False)
             import pyarrow as pa  # type: ignore[import-untyped]
 
-            text = pa.schema([(str(c), pa.string()) for c in bad.columns])
+            text = pa.schema([(str(c), pa.string()) for c in bad_meta.columns])
             writes = [good.to_parquet(output_uri, compute=False, overwrite=overwrite,
                                       write_index=False, storage_options=options,
                                       schema=schema),
                       bad.to_parquet(rejects_uri, compute=False, overwrite=overwrite,
                                      write_index=False, storage_options=options,
                                      schema=text)]
+            # The counts from the same collections (one kind of collection per compute:
+            # the scoring tasks they share run once).
             counts = [good.map_partitions(len).sum(), bad.map_partitions(len).sum()]
             futures = client.compute([*writes, *counts])
             if progress is not None:
@@ -183,13 +188,15 @@ def _scorer(pkg: ModelPackage, *, cache: bool = True) -> Any:
         validator = (InputValidator(signature, max_problems=1_000_000)
                      if signature is not None and signature.inputs else None)
         scorer = Scorer(pkg.version, model, validator=validator)
+        scorer.warm_up()  # the flavor's fast paths, as a server's
         if cache:
             _LOADED[key] = scorer
     return scorer
 
 
 def _score_partition(part: Any, pkg: ModelPackage, chunk_rows: int, *,
-                     cache: bool = True) -> Any:
+                     cache: bool = True) -> tuple[Any, Any]:
+    """(the scored rows, the refused rows with their reason) of one partition."""
     import numpy as np
     import pandas as pd
 
@@ -199,81 +206,96 @@ def _score_partition(part: Any, pkg: ModelPackage, chunk_rows: int, *,
     part = part.reset_index(drop=True)
     if pkg.version.signature is not None:
         part = numbers_from_text(part, pkg.version.signature)
-    predictions: list[Any] = [None] * len(part)
-    probabilities: list[Any] = [None] * len(part)
-    reasons: list[Any] = [None] * len(part)
+    predictions: list[Any] = []
+    probabilities: list[Any] = []
+    kept_rows: list[int] = []
+    reasons: dict[int, str] = {}
     for start in range(0, len(part), chunk_rows):
-        chunk = part.iloc[start:start + chunk_rows]
-        inputs, kept, refused = prepare_rows(scorer, chunk, start)
-        for row, reason in refused:
-            reasons[row] = reason
+        inputs, kept, refused = prepare_rows(scorer, part.iloc[start:start + chunk_rows],
+                                             start)
+        reasons.update(refused)
         if kept:
             predicted, proba, nonfinite = scorer.run(inputs)
             check_finite(nonfinite)
-            values = np.asarray(predicted).tolist()
-            probs = proba.tolist() if proba is not None else None
-            for i, row in enumerate(kept):
-                predictions[row] = values[i]
-                if probs is not None:
-                    probabilities[row] = probs[i]
-    out = part.copy()
-    out["prediction"] = pd.Series(predictions, dtype=object)
-    out["probabilities"] = pd.Series(probabilities, dtype=object)
-    out["model_version"] = pkg.version.version
-    out["_rejected"] = pd.Series(reasons, dtype=object)
-    return out
+            predictions.append(np.asarray(predicted))
+            if proba is not None:
+                probabilities.append(np.asarray(proba))
+            kept_rows.extend(kept)
+    good = part if not reasons else part.iloc[kept_rows].reset_index(drop=True)
+    good["prediction"] = (np.concatenate(predictions) if predictions
+                          else np.array([], dtype=object))
+    if probabilities:
+        proba = np.concatenate(probabilities)
+        for i, name in enumerate(_class_names(scorer, proba.shape[1])):
+            good[name] = proba[:, i]
+    good["model_version"] = pkg.version.version
+    bad = part.iloc[sorted(reasons)].reset_index(drop=True)
+    bad = bad.astype(object).where(bad.notna(), None).astype("string")
+    bad["reason"] = pd.array([reasons[r] for r in sorted(reasons)], dtype="string")
+    return good, bad
 
 
-def _as_text(part: Any) -> Any:
-    """Rejected rows as text: their values may not fit the columns' types."""
-    return part.astype(object).where(part.notna(), None).astype("string")
+def _class_names(scorer: Any, n: int) -> list[str]:
+    classes = scorer.model.classes
+    labels = classes if classes is not None and len(classes) == n else range(n)
+    return [f"probability_{label}" for label in labels]
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def _second(pair: tuple[Any, Any]) -> Any:
+    return pair[1]
 
 
 # --- on the driver ----------------------------------------------------------------------
 
 
 def _meta(pkg: ModelPackage, frame: Any, chunk_rows: int) -> tuple[Any, Any]:
-    """The scored output's columns and types, and the Parquet schema of the scored
-    rows, from scoring the first rows here (what the model answers sets the types)."""
+    """The scored output's columns and types, and its Parquet schema, from scoring the
+    first rows here (what the model answers sets the types)."""
     import pyarrow as pa
 
-    sample = frame.head(20, npartitions=-1)
-    out = _score_partition(sample, pkg, chunk_rows, cache=False)
-    meta = out.iloc[:0].copy()
-    good = out[out["_rejected"].isna()].drop(columns=["_rejected"])
+    first = frame.get_partition(0).compute().head(20)  # not a read of every partition
+    good, _ = _score_partition(first, pkg, chunk_rows, cache=False)
     if not len(good):
         raise InvalidInputError("the signature refuses every one of the first rows of the "
                                 "input: is it the data of this model?")
-    good = good.assign(prediction=good["prediction"].infer_objects())
-    if good["probabilities"].isna().all():
-        good = good.assign(probabilities=pd_none(len(good)))
-    schema = pa.Schema.from_pandas(good, preserve_index=False)
-    if good["probabilities"].isna().all():
-        schema = schema.set(schema.get_field_index("probabilities"),
-                            pa.field("probabilities", pa.list_(pa.float64())))
-    meta["prediction"] = good["prediction"].iloc[:0]
-    return meta, schema
+    return good.iloc[:0], pa.Schema.from_pandas(good, preserve_index=False)
 
 
-def pd_none(n: int) -> Any:
+def _rejects_meta(frame: Any) -> Any:
     import pandas as pd
 
-    return pd.Series([None] * n, dtype=object)
-
-
-def _text_meta(frame: Any) -> Any:
-    return frame._meta.astype("string")
+    meta = frame._meta.astype("string")
+    meta["reason"] = pd.array([], dtype="string")
+    return meta
 
 
 def _read(dd: Any, fmt: str, uri: str, partition_rows: int,
           options: dict[str, Any]) -> Any:
+    """Partitions of about ``partition_rows`` rows: CSV cut in blocks of that many rows'
+    bytes (from the first file's first lines), Parquet one partition per row group."""
     if fmt == "csv":
         # CSV has no types: read text, and turn the signature's numbers back into
         # numbers per partition (a bad value refuses its row, not its whole column).
-        blocksize = max(1 << 20, partition_rows * 64)
+        blocksize = max(1 << 20, partition_rows * _bytes_per_row(uri, options))
         return dd.read_csv(uri, dtype=str, blocksize=blocksize, storage_options=options,
                            keep_default_na=True)
-    return dd.read_parquet(uri, storage_options=options)
+    return dd.read_parquet(uri, storage_options=options, split_row_groups=True)
+
+
+def _bytes_per_row(uri: str, options: dict[str, Any]) -> int:
+    import fsspec
+
+    files = fsspec.open_files(uri, mode="rb", **options)
+    if not files:
+        raise InvalidInputError(f"no file matches {uri[:120]!r}")
+    with files[0] as f:
+        head: bytes = f.read(1 << 16)
+    lines: int = max(1, head.count(b"\n"))
+    return max(1, len(head) // lines)
 
 
 def _format(uri: str) -> str:

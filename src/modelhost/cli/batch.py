@@ -38,7 +38,8 @@ def batch(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Score a data set with a registered version on Dask; writes Parquet with the input
-    columns, prediction, probabilities and model_version, and the refused rows apart."""
+    columns, prediction, probability_<class> and model_version, and the refused rows
+    apart."""
     from modelhost.batch.dask_scoring import package, score
 
     client = STATE.client()

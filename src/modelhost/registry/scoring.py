@@ -93,6 +93,18 @@ class Scorer:
         self.validator = validator
         self.as_array = as_array
 
+    def warm_up(self) -> None:
+        """Run the model once on the version's input example, if it has one: flavors
+        choose and verify their faster paths then (plain arrays, the class from the
+        probabilities, the model's arithmetic), and a numeric signature validates
+        straight into an array when the model takes one."""
+        mv = self.version
+        if mv.input_example is None or self.validator is None:
+            return
+        self.model.warm_up(self.validator.validate(mv.input_example))
+        self.as_array = self.validator.numeric_block and self.model.accepts_array(
+            [c.name for c in mv.signature.columns] if mv.signature else [])
+
     def prepare(self, payload: Any, *, numeric_rows_only: bool = False) -> Any:
         """The model input for ``payload``.
 

@@ -334,13 +334,10 @@ class ModelPool:
         loaded = self._registry.load(name, version)
         mv = loaded.version
         scorer = Scorer(mv, loaded.model)  # imports pandas: after listening, not before
-        validator = scorer.validator
-        if self.options.warmup and mv.input_example is not None and validator is not None:
-            scorer.model.warm_up(validator.validate(mv.input_example))
+        if self.options.warmup:
             # Requests are validated straight into a 2-D array (no pandas on the hot
             # path) when the signature is all numeric and the model takes such an array.
-            scorer.as_array = validator.numeric_block and scorer.model.accepts_array(
-                [c.name for c in mv.signature.columns] if mv.signature else [])
+            scorer.warm_up()
         on_batch = self._on_batch
 
         def report(rows: int, requests: int, seconds: float) -> None:

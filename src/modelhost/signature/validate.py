@@ -97,6 +97,11 @@ class InputValidator:
             return self._validate_tensors(payload)
         problems = _Problems(self.max_problems)
         if isinstance(payload, pd.DataFrame):
+            block = self._frame_block(payload)
+            if block is not None:  # a numeric frame as it should be: no value to look at
+                if as_array and self._numeric_block:
+                    return block
+                return pd.DataFrame(block, columns=self._index, copy=False)
             payload = {str(c): payload.iloc[:, i].tolist() for i, c in enumerate(payload.columns)}
         if isinstance(payload, list):
             columns, by_row = self._from_records(payload, problems)
@@ -129,6 +134,22 @@ class InputValidator:
             return pd.DataFrame(block, columns=self._index, copy=False)
         return pd.DataFrame(dict(zip(self._names, arrays, strict=True)),
                             index=pd.RangeIndex(len(columns[0])), copy=False)
+
+    def _frame_block(self, frame: pd.DataFrame) -> _Array | None:
+        """All-float signatures and a DataFrame of exactly their columns, each of a
+        numeric dtype, every value finite: the 2-D block at once, column by column in
+        numpy (batch jobs and scoring send millions of rows). Anything else: None, and
+        the value-by-value path finds and names the problems."""
+        if self._block is None or len(frame.columns) != len(self._names) \
+                or set(map(str, frame.columns)) != set(self._names) \
+                or not all(frame[name].dtype.kind in "fiu" for name in self._names):
+            return None
+        block: _Array = frame[list(self._names)].to_numpy(dtype=np.float64)
+        if not len(block) or not np.isfinite(block).all():
+            return None
+        if self._block is np.float32:
+            return None if (np.abs(block) > _FLOAT32_MAX).any() else block.astype(np.float32)
+        return block
 
     def _float_block(self, values: list[Any]) -> _Array | None:
         """All-float signatures: every value at once, when every one is a finite number."""
