@@ -191,7 +191,8 @@ class ModelhostApp:
             return False
         if principal is not None and principal.models is not None:
             scope[MODELS_SCOPE_KEY] = principal.models  # what the routes may act on
-        if principal is not None:  # whether it reads every job, or its own only
+        if principal is not None and route.action is Action.JOBS:
+            # Whether it reads every job, or its own only (not on the prediction path).
             scope[READS_SCOPE_KEY] = allows(principal.role, Permission.READ)
         return True
 
