@@ -7,6 +7,7 @@ to the current schema) and the artifact store.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -117,11 +118,9 @@ class Client:
         self.shadows = ShadowStore(self.db)
         self.rollouts = for_registry(self.deployments, self.registry)
 
-        def read_dataset(name: str, version: int | None) -> tuple[str, Any]:
-            dv = self.datasets.get(name, version)
-            return dv.ref, read_version(self.datasets, dv)
-
-        self.jobs = JobService(jobs, self.registry, self.artifacts, read_dataset=read_dataset)
+        self.jobs = JobService(jobs, self.registry, self.artifacts,
+                               find_dataset=self.datasets.get,
+                               read_dataset=functools.partial(read_version, self.datasets))
         if migrate:
             self.db.ensure_current()
 

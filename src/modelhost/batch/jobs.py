@@ -25,7 +25,7 @@ from modelhost._actor import current_actor
 from modelhost._utils import utcnow
 from modelhost.artifacts import ArtifactStore
 from modelhost.batch.rows import dataset_uri, numbers_from_text, prepare_rows
-from modelhost.entities import Job, JobInput, JobStatus
+from modelhost.entities import DatasetVersion, Job, JobInput, JobStatus
 from modelhost.errors import (
     InvalidInputError,
     ModelhostError,
@@ -38,8 +38,10 @@ from modelhost.store.jobs import JobStore
 
 CHUNK_ROWS = 10_000  # rows scored per model call
 FORMATS = ("json", "csv", "parquet")
-ReadDataset = Callable[[str, int | None], tuple[str, Any]]
-"""``(name, version or None)`` -> (``NAME@VERSION``, the DataFrame of that version)."""
+FindDataset = Callable[[str, int | None], DatasetVersion]
+"""``(name, version or None: the newest)`` -> that dataset version, or NotFoundError."""
+ReadDataset = Callable[[DatasetVersion], Any]
+"""A dataset version -> its data as a DataFrame (verified)."""
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,13 @@ class JobService:
     """Submit, read and run prediction jobs."""
 
     def __init__(self, store: JobStore, registry: Registry, artifacts: ArtifactStore, *,
+                 find_dataset: FindDataset | None = None,
                  read_dataset: ReadDataset | None = None,
                  now: Callable[[], dt.datetime] = utcnow) -> None:
         self._store = store
         self._registry = registry
         self._artifacts = artifacts
+        self._find_dataset = find_dataset
         self._read_dataset = read_dataset
         self._now = now
         # Versions never change: the last ones used stay loaded for the next jobs.
@@ -96,11 +100,11 @@ class JobService:
         """A job over a dataset version: ``dataset://NAME`` (its newest version) or
         ``dataset://NAME/VERSION``."""
         name, number = dataset_uri(uri)
-        if self._read_dataset is None:
+        if self._find_dataset is None or self._read_dataset is None:
             raise NotFoundError("datasets are not available on this server")
         version = self._resolve(model, ref)
-        dataset_ref, _ = self._read_dataset(name, number)  # it exists, now
-        return self._add(model, version, JobInput.DATASET, dataset_ref, "dataset")
+        dataset = self._find_dataset(name, number)  # it exists, now: read when it runs
+        return self._add(model, version, JobInput.DATASET, dataset.ref, "dataset")
 
     def get(self, job_id: str) -> Job:
         return self._store.get(job_id)
@@ -203,9 +207,11 @@ class JobService:
         import pandas as pd
 
         if job.input_kind is JobInput.DATASET:
-            assert self._read_dataset is not None, "a dataset job on a server without them"
+            assert self._find_dataset is not None and self._read_dataset is not None, \
+                "a dataset job on a server without datasets"
             name, _, number = job.input_ref.rpartition("@")
-            return self._read_dataset(name, int(number))[1].reset_index(drop=True)
+            dataset = self._find_dataset(name, int(number))
+            return self._read_dataset(dataset).reset_index(drop=True)
         data = self._artifacts.get_bytes(job.input_ref)
         try:
             if job.input_format == "json":
