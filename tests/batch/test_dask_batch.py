@@ -107,6 +107,10 @@ def test_the_command_on_a_local_cluster(iris_client: Client, tmp_path: Path,
                 "--output", out]) == 4
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert len(pd.read_parquet(out)) == 500
+    # An output nothing can write to: exit 1, nothing written.
+    assert run([*args, "batch", "iris", "--input", str(tmp_path / "rows.csv"),
+                "--output", "nowhere://scored"]) == 1
+    assert "'nowhere://scored' cannot be written" in capsys.readouterr().err
     # No data there: exit 1.
     assert run([*args, "batch", "iris", "--input", str(tmp_path / "none.csv"),
                 "--output", str(tmp_path / "x")]) == 1

@@ -313,8 +313,14 @@ def _check_output(uri: str, *, overwrite: bool, options: dict[str, Any]) -> None
 
     from modelhost.errors import ConflictError
 
-    fs, path = fsspec.core.url_to_fs(uri, **options)
-    if fs.exists(path) and not overwrite:
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **options)
+        exists = fs.exists(path)
+    except (ValueError, ImportError, OSError) as exc:  # an unknown scheme, a bad option
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise InvalidInputError(f"the output {uri[:120]!r} cannot be written: "
+                                f"{reason}") from exc
+    if exists and not overwrite:
         raise ConflictError(f"{uri} exists; pass --overwrite to replace it")
 
 
