@@ -16,7 +16,7 @@ from modelhost import Client, Settings
 from modelhost.store import Database
 from modelhost.store.schema import Base
 from tests.fixtures_models import iris_example, iris_model
-from tests.services import require_postgres
+from tests.services import fresh_postgres_database
 
 TODAY = dt.date(2026, 11, 21)
 
@@ -32,20 +32,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    admin_url = require_postgres()
-    name = f"modelhost_test_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    db = Database(url)
-    db.upgrade()
-    db.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database(f"modelhost_test_{os.getpid()}") as url:
+        db = Database(url)
+        db.upgrade()
+        db.dispose()
+        yield url
 
 
 def _truncate_postgres(url: str) -> None:

@@ -6,10 +6,12 @@ still cannot be reached, the tests fail under CI and are skipped (loudly) elsewh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,25 @@ def require_postgres() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return PG_ADMIN_URL
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(name: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (dropped first if a crashed run left it);
+    yields its URL and drops it afterwards."""
+    from sqlalchemy import create_engine, text
+
+    admin_url = require_postgres()
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 

@@ -27,11 +27,10 @@ from typing import Any
 import httpx
 import pytest
 import skops.io
-from sqlalchemy import create_engine, text
 
 from modelhost import Client, Settings
 from tests.fixtures_models import iris_example, iris_model
-from tests.services import require_postgres, require_redis
+from tests.services import fresh_postgres_database, require_redis
 from tests.serving.server import ServerProcess, server_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -43,18 +42,8 @@ BUCKET = "replicas"
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    admin_url = require_postgres()
-    name = f"modelhost_replicas_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database(f"modelhost_replicas_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
