@@ -347,6 +347,26 @@ def test_an_address_makes_a_remote_client_and_anything_else_is_refused_clearly()
         Client("localhost:8000")
 
 
+def test_registry_objects_come_back_whole_from_their_json(client: Client) -> None:
+    """What a remote registry rebuilds from a server's answers equals the local objects,
+    with every field (a signature, lineage, aliases, a sunset, stage changes)."""
+    import json
+
+    from modelhost.entities import Model, ModelVersion, StageChange
+
+    register(client, tags={"team": "fraud"})
+    client.registry.set_alias("iris", "champion", "1.0.0")
+    client.registry.deprecate("iris", "1.0.0", sunset="2099-12-31")
+    changes = client.registry.transition("iris", "1.0.0", "staging", reason="check")
+    through = json.loads(json.dumps([c.to_dict() for c in changes]))
+    assert [StageChange.from_dict(c) for c in through] == changes
+    mv = client.registry.get_version("iris", "1.0.0")
+    assert mv.signature is not None and mv.sunset is not None and mv.aliases
+    assert ModelVersion.from_dict(json.loads(json.dumps(mv.to_dict()))) == mv
+    model = client.registry.get_model("iris")
+    assert Model.from_dict(json.loads(json.dumps(model.to_dict()))) == model
+
+
 def test_optimize_serves_onnx_when_it_agrees_and_is_faster(client: Client) -> None:
     X, _ = iris()
     mv = client.registry.register(iris_model(), name="iris", input_example=iris_example(),

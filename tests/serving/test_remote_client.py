@@ -113,7 +113,7 @@ def test_a_deployer_drives_a_canary_from_python(server: ServerProcess,
         assert stepped.weights == {"1.0.0": 0.25, "1.0.1": 0.75} and stepped.step == 1
         promoted = deployer.rollout("iris", "promote")
         assert (promoted.state, promoted.stable) == (RolloutState.PROMOTED, "1.0.1")
-        assert viewer.get_model_version("iris", "@production")["version"] == "1.0.1"
+        assert viewer.get_model_version("iris", "@production").version == "1.0.1"
 
         back = deployer.rollback("iris", reason="remote check")
         assert (back.state, back.stable) == (RolloutState.ROLLED_BACK, "1.0.0")
@@ -122,7 +122,7 @@ def test_a_deployer_drives_a_canary_from_python(server: ServerProcess,
         assert events[-1].reason == "remote check" and events[-1].model == "iris"
         assert events[-1].at.tzinfo is not None and events[-1].at <= dt.datetime.now(
             dt.timezone.utc)
-        assert [m["name"] for m in viewer.list_models()] == ["iris"]
+        assert [m.name for m in viewer.list_models()] == ["iris"]
 
 
 def test_errors_come_back_as_modelhost_errors(server: ServerProcess,

@@ -227,6 +227,18 @@ class JobService:
                                     f"{job.input_format}: {type(exc).__name__}") from exc
 
 
+_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def file_format(filename: str) -> str:
+    """``csv`` or ``parquet``: a job's input file format, from its name."""
+    suffix = filename[filename.rfind("."):].lower() if "." in filename else ""
+    fmt = _FORMATS.get(suffix)
+    if fmt is None:
+        raise InvalidInputError(f"the file must be .csv or .parquet, got {filename[:80]!r}")
+    return fmt
+
+
 def _write_results(out: io.BytesIO, rows: list[int], predictions: Any,
                    probabilities: Any) -> None:
     predicted = predictions.tolist()

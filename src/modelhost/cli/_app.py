@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from modelhost.client import Client
     from modelhost.config import Settings
+    from modelhost.remote import RemoteClient
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
@@ -101,9 +102,15 @@ class State:
     db_url: str | None = None
     artifacts: str | None = None
     debug: bool = False
+    server: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     _client: Client | None = field(default=None, repr=False)
+    _remote: RemoteClient | None = field(default=None, repr=False)
 
-    def settings(self) -> Settings:
+    def settings(self, *, local_only: bool = False) -> Settings:
+        """The local store's settings (see :meth:`client` for ``local_only``)."""
+        if not local_only:
+            self._refuse_server()
         from modelhost.config import Settings
 
         overrides: dict[str, Any] = {}
@@ -115,12 +122,41 @@ class State:
             overrides["artifacts"] = self.artifacts
         return Settings(**overrides)
 
-    def client(self) -> Client:
+    def client(self, *, local_only: bool = False) -> Client:
+        """The local store. A command that works on it alone refuses to run when a
+        server is named, rather than quietly change another store than the user meant;
+        ``local_only`` commands (serve, quickstart) run locally whatever is named."""
+        if not local_only:
+            self._refuse_server()
         if self._client is None:
             from modelhost.client import Client
 
-            self._client = Client(self.settings())
+            self._client = Client(self.settings(local_only=True))
         return self._client
+
+    def _refuse_server(self) -> None:
+        if self.server is not None:
+            from modelhost.errors import InvalidInputError
+
+            raise InvalidInputError(
+                "this command works on a local store only, and a server is named "
+                "(--server or MODELHOST_SERVER); unset it to run the command here")
+
+    def manager(self) -> Client | RemoteClient:
+        """What the management commands (models, register, stage, alias, deploy,
+        rollout, jobs, batch) act on: the server named by --server, or the local store."""
+        if self.server is None:
+            return self.client()
+        if self._remote is None:
+            from modelhost.remote import RemoteClient
+
+            self._remote = RemoteClient(self.server, api_key=self.api_key)
+        return self._remote
+
+    def close(self) -> None:
+        for client in (self._client, self._remote):
+            if client is not None:
+                client.close()
 
 
 STATE = State()
@@ -135,9 +171,18 @@ def _root(
                                       show_default=False),
     artifacts: str | None = typer.Option(None, "--artifacts", envvar="MODELHOST_ARTIFACTS",
                                          help="Artifact store URI (folder or s3://...)."),
+    server: str | None = typer.Option(None, "--server", envvar="MODELHOST_SERVER",
+                                      help="Run the management commands against the "
+                                      "modelhost server at this URL (http://host:8000).",
+                                      show_default=False),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="MODELHOST_API_KEY",
+                                       help="API key for --server (prefer the "
+                                       "environment variable: a command line is visible "
+                                       "to other users).", show_default=False),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
 ) -> None:
     STATE.home, STATE.db_url, STATE.artifacts, STATE.debug = home, db_url, artifacts, debug
+    STATE.server, STATE.api_key = server or None, api_key or None
 
 
 def emit(data: Any, *, as_json: bool, table: Table | str | None = None) -> None:
@@ -193,8 +238,7 @@ def run(argv: list[str] | None = None) -> int:
                      "details")
         return EXIT_USER_ERROR
     finally:
-        if STATE._client is not None:
-            STATE._client.close()
+        STATE.close()
 
 
 def _importable_cwd() -> None:

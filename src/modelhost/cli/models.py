@@ -24,7 +24,7 @@ def _version_rows(versions: list[ModelVersion]) -> list[tuple[object, ...]]:
 @models_app.command("list")
 def models_list(as_json: bool = JSON_OPTION) -> None:
     """List models with their latest and production versions."""
-    models = STATE.client().registry.list_models()
+    models = STATE.manager().registry.list_models()
     emit([m.to_dict() for m in models], as_json=as_json, table=make_table(
         "NAME", "LATEST", "PRODUCTION", "ALIASES",
         rows=[(m.name, m.latest_version, m.production_version,
@@ -35,7 +35,7 @@ def models_list(as_json: bool = JSON_OPTION) -> None:
 @models_app.command("show")
 def models_show(name: str, as_json: bool = JSON_OPTION) -> None:
     """Show a model and its versions."""
-    registry = STATE.client().registry
+    registry = STATE.manager().registry
     model = registry.get_model(name)
     versions = registry.list_versions(name)
     data = {**model.to_dict(), "versions": [v.to_dict() for v in versions]}
@@ -52,7 +52,7 @@ def models_show(name: str, as_json: bool = JSON_OPTION) -> None:
 @models_app.command("versions")
 def models_versions(name: str, as_json: bool = JSON_OPTION) -> None:
     """List the versions of a model."""
-    versions = STATE.client().registry.list_versions(name)
+    versions = STATE.manager().registry.list_versions(name)
     emit([v.to_dict() for v in versions], as_json=as_json, table=make_table(
         "VERSION", "STAGE", "FLAVOR", "ALIASES", "SUNSET", "CREATED",
         rows=_version_rows(versions)))
@@ -87,7 +87,7 @@ def register(
     source: Path | None = Path(path)
     if _is_import_path(path, flavor):
         target, source, flavor = path, None, "python"
-    mv = STATE.client().registry.register(
+    mv = STATE.manager().registry.register(
         target, name=name, path=source, flavor=flavor, version=version, force=force,
         trust_pickle=trust_pickle, input_example=example, description=description,
         optimize=optimize)
@@ -119,7 +119,7 @@ def stage(name: str, version: str, stage: str,
           reason: str = typer.Option("", "--reason", help="Why, for the history."),
           as_json: bool = JSON_OPTION) -> None:
     """Move a version to a stage: none, staging, production or archived."""
-    changes = STATE.client().registry.transition(name, version, stage, reason=reason)
+    changes = STATE.manager().registry.transition(name, version, stage, reason=reason)
     emit([c.to_dict() for c in changes], as_json=as_json, table="\n".join(
         f"{c.model} {c.version}: {c.from_stage.value} -> {c.to_stage.value}" for c in changes)
         or f"{name} {version} is already in stage {stage}")
@@ -128,7 +128,7 @@ def stage(name: str, version: str, stage: str,
 @alias_app.command("set")
 def alias_set(name: str, alias: str, version: str, as_json: bool = JSON_OPTION) -> None:
     """Point ALIAS at VERSION (moving it if it exists)."""
-    mv = STATE.client().registry.set_alias(name, alias, version)
+    mv = STATE.manager().registry.set_alias(name, alias, version)
     emit({"model": name, "alias": alias, "version": mv.version}, as_json=as_json,
          table=f"{name}@{alias} -> {mv.version}")
 
@@ -136,7 +136,7 @@ def alias_set(name: str, alias: str, version: str, as_json: bool = JSON_OPTION) 
 @alias_app.command("delete")
 def alias_delete(name: str, alias: str, as_json: bool = JSON_OPTION) -> None:
     """Remove an alias."""
-    STATE.client().registry.delete_alias(name, alias)
+    STATE.manager().registry.delete_alias(name, alias)
     emit({"model": name, "alias": alias, "deleted": True}, as_json=as_json,
          table=f"Deleted alias {alias} of {name}")
 
@@ -147,7 +147,7 @@ def deprecate(name: str, version: str,
                                          "version answers 410 Gone."),
               as_json: bool = JSON_OPTION) -> None:
     """Deprecate a version with a sunset date."""
-    mv = STATE.client().registry.deprecate(name, version, sunset=sunset)
+    mv = STATE.manager().registry.deprecate(name, version, sunset=sunset)
     emit(mv.to_dict(), as_json=as_json,
          table=f"{name} {mv.version} is deprecated; sunset on {sunset}")
 
@@ -158,7 +158,7 @@ def card(name: str, version: str,
          output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file.")
          ) -> None:
     """Print (or write) the model card of a version."""
-    text = STATE.client().registry.card(name, version, format=format)
+    text = STATE.manager().registry.card(name, version, format=format)
     if output is None:
         out.print(text, markup=False, highlight=False)
     else:

@@ -23,7 +23,7 @@ def quickstart(
     better one to production, start the server and print what to try."""
     from rich.progress import Progress
 
-    client = STATE.client()
+    client = STATE.client(local_only=True)
     with Progress(transient=True, console=out.real, disable=as_json) as progress:
         task = progress.add_task("Training and registering", total=3)
         data_path, frame, target = _write_dataset(client.settings.home)

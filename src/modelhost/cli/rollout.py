@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from modelhost.entities import Deployment, DeploymentEvent
+    from modelhost.remote import RemoteRollouts
     from modelhost.rollout.service import RolloutService
 
 rollout_app = sub_app("Follow and move a model's rollout: status, events, promote, abort, "
@@ -24,8 +25,8 @@ _REASON_OPTION = typer.Option("", "--reason", help="Why, in words: kept with the
                               "and the audit entry.")
 
 
-def _service() -> RolloutService:
-    return STATE.client().rollouts
+def _service() -> RolloutService | RemoteRollouts:
+    return STATE.manager().rollouts
 
 
 @app.command("deploy")

@@ -45,7 +45,7 @@ def serve(
         "Default: MODELHOST_SSL_KEYFILE."),
 ) -> None:
     """Run the prediction and management server."""
-    settings = STATE.settings()
+    settings = STATE.settings(local_only=True)
     run_server(settings, host=host, port=port, workers=workers, log_level=log_level,
                overrides={"MODELHOST_SERVE_MODEL": model,
                           "MODELHOST_MAX_BATCH_SIZE": max_batch_size,
@@ -170,7 +170,7 @@ def predict(
     A version without a signature gets the file's columns as they are."""
     from modelhost.cli.inputs import read_input_file
 
-    registry = STATE.client().registry
+    registry = STATE.client(local_only=True).registry
     loaded = registry.load(name, version)
     emit(loaded.predict(read_input_file(input)).to_dict(), as_json=True)
 

@@ -207,6 +207,14 @@ class Lineage:
                 "git_commit": self.git_commit, "python_version": self.python_version,
                 "packages": dict(self.packages)}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Lineage:
+        return cls(run_id=data.get("run_id"),
+                   dataset_versions=tuple(data.get("dataset_versions") or ()),
+                   git_commit=data.get("git_commit"),
+                   python_version=data.get("python_version"),
+                   packages=dict(data.get("packages") or {}))
+
 
 @dataclass(frozen=True)
 class ModelVersion:
@@ -250,6 +258,26 @@ class ModelVersion:
             "created_at": self.created_at.isoformat(),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelVersion:
+        """The version a server sent (:meth:`to_dict`'s shape)."""
+        signature = data.get("signature")
+        sunset = data.get("sunset")
+        return cls(
+            model=str(data["model"]), version=str(data["version"]),
+            flavor=str(data["flavor"]), stage=Stage(data["stage"]),
+            artifact_digest=str(data["artifact_digest"]),
+            artifact_size=int(data["artifact_size"]),
+            signature=Signature.from_dict(signature) if signature else None,
+            input_example=data.get("input_example"),
+            metrics=dict(data.get("metrics") or {}), params=dict(data.get("params") or {}),
+            lineage=Lineage.from_dict(data.get("lineage") or {}),
+            flavor_meta=dict(data.get("flavor_meta") or {}),
+            tags=dict(data.get("tags") or {}), aliases=tuple(data.get("aliases") or ()),
+            description=str(data.get("description") or ""),
+            sunset=dt.date.fromisoformat(sunset) if sunset else None,
+            created_at=dt.datetime.fromisoformat(data["created_at"]))
+
 
 @dataclass(frozen=True)
 class Model:
@@ -268,6 +296,15 @@ class Model:
                 "production_version": self.production_version,
                 "created_at": self.created_at.isoformat(),
                 "updated_at": self.updated_at.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Model:
+        return cls(name=str(data["name"]), description=str(data.get("description") or ""),
+                   tags=dict(data.get("tags") or {}), aliases=dict(data.get("aliases") or {}),
+                   latest_version=data.get("latest_version"),
+                   production_version=data.get("production_version"),
+                   created_at=dt.datetime.fromisoformat(data["created_at"]),
+                   updated_at=dt.datetime.fromisoformat(data["updated_at"]))
 
 
 # --- deployments ----------------------------------------------------------------------
@@ -481,6 +518,13 @@ class StageChange:
         return {"model": self.model, "version": self.version,
                 "from_stage": self.from_stage.value, "to_stage": self.to_stage.value,
                 "reason": self.reason, "at": self.at.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StageChange:
+        return cls(model=str(data["model"]), version=str(data["version"]),
+                   from_stage=Stage(data["from_stage"]), to_stage=Stage(data["to_stage"]),
+                   reason=str(data.get("reason") or ""),
+                   at=dt.datetime.fromisoformat(data["at"]))
 
 
 # --- tracking -------------------------------------------------------------------------

@@ -65,6 +65,10 @@ class StageRequest(BaseModel):
     reason: str = ""
 
 
+class DeprecateRequest(BaseModel):
+    sunset: str
+
+
 class AliasRequest(BaseModel):
     version: str
 
@@ -283,6 +287,14 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
         changes = await call(registry.transition, name, version, body.stage,
                              reason=body.reason)
         return [c.to_dict() for c in changes]
+
+    @api.post("/v1/models/{name}/versions/{version}/deprecate", tags=["management"])
+    async def deprecate(name: str, version: str, body: DeprecateRequest) -> dict[str, Any]:
+        """Deprecate a version: it answers with `Deprecation` and `Sunset` headers, and
+        410 Gone after `sunset` (YYYY-MM-DD, today or later)."""
+        mv = await call(registry.deprecate, name, version, sunset=body.sunset)
+        data: dict[str, Any] = mv.to_dict()
+        return data
 
     @api.put("/v1/models/{name}/aliases/{alias}", tags=["management"])
     async def set_alias(name: str, alias: str, body: AliasRequest) -> dict[str, Any]:

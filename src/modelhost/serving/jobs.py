@@ -22,6 +22,7 @@ from starlette.datastructures import UploadFile
 
 from modelhost._actor import current_actor
 from modelhost.batch import JobService
+from modelhost.batch.jobs import file_format
 from modelhost.entities import Job
 from modelhost.errors import InvalidInputError, NotFoundError, UnsupportedMediaTypeError
 from modelhost.store.jobs import JobNotFoundError
@@ -29,7 +30,6 @@ from modelhost.store.jobs import JobNotFoundError
 READS_SCOPE_KEY = "modelhost.reads"
 """Set by the server to whether the caller's key may read every job (not only its own)."""
 
-_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _BODY_FIELDS = frozenset({"inputs", "input_uri"})
 
 
@@ -62,7 +62,7 @@ def install(api: FastAPI, service: JobService | None, *,
                 if set(form.keys()) - {"file"} or not isinstance(upload, UploadFile):
                     raise InvalidInputError("attach the data as 'file' (a .csv or .parquet "
                                             "file), and nothing else")
-                fmt = _format(upload.filename or "")
+                fmt = file_format(upload.filename or "")
                 data = await upload.read()
             job = await asyncio.to_thread(jobs().submit_file, name, ref, data, fmt)
         elif content_type in ("application/json", ""):
@@ -125,14 +125,6 @@ async def _visible(service: JobService, job_id: str, request: Request) -> Job:
     if not _reads(request) and job.submitted_by != current_actor().name:
         raise JobNotFoundError(job_id)
     return job
-
-
-def _format(filename: str) -> str:
-    suffix = filename[filename.rfind("."):].lower() if "." in filename else ""
-    fmt = _FORMATS.get(suffix)
-    if fmt is None:
-        raise InvalidInputError(f"the file must be .csv or .parquet, got {filename[:80]!r}")
-    return fmt
 
 
 def _json(raw: bytes) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class Action(str, Enum):
     DESCRIBE = "describe"
     STAGE = "stage"
     ALIAS = "alias"
+    DEPRECATE = "deprecate"
     CARD = "card"
     MONITORING = "monitoring"
     ALERTS = "alerts"
@@ -257,6 +258,8 @@ def _management(method: str, parts: list[str], n: int, name: str) -> Route | Non
             return Route(Protocol.MANAGEMENT, Action.CARD, _READ, name, ref)
         if n == 6 and parts[5] == "stage" and method == "POST":
             return Route(Protocol.MANAGEMENT, Action.STAGE, _DEPLOY, name, ref)
+        if n == 6 and parts[5] == "deprecate" and method == "POST":
+            return Route(Protocol.MANAGEMENT, Action.DEPRECATE, _DEPLOY, name, ref)
         return None
     if n == 5 and parts[3] == "aliases" and method in ("PUT", "DELETE"):
         return Route(Protocol.MANAGEMENT, Action.ALIAS, _DEPLOY, name)
