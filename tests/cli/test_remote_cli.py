@@ -142,9 +142,6 @@ def test_the_same_commands_give_the_same_answers_here_and_on_a_server(
         server: tuple[ServerProcess, dict[str, str]], files: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     process, keys = server
-    # Out of any git checkout: a local register records the commit it runs in, which an
-    # upload does not carry.
-    monkeypatch.chdir(tmp_path)
     answers: dict[str, list[tuple[int, Any, str]]] = {"local": [], "remote": []}
     for where in ("local", "remote"):
         if where == "local":

@@ -57,6 +57,27 @@ async def test_upload_a_model_file(sqlite_client: Client) -> None:
     assert sqlite_client.audit.list(limit=1)[0].action == "model.register"
 
 
+async def test_the_lineage_commit_is_the_uploaders_never_the_servers(
+        sqlite_client: Client) -> None:
+    # The server runs in this repository's checkout: its commit must not be recorded.
+    commit = "0123456789abcdef" * 2 + "01234567"
+    async with serve(sqlite_client) as (_, http):
+        bad = await http.post("/v1/models/iris/versions",
+                              files={"file": ("model.skops", _skops_bytes())},
+                              data={"input_example": EXAMPLE, "git_commit": "HEAD; rm"})
+        assert bad.status_code == 422 and "git_commit" in bad.json()["error"]["message"]
+        assert sqlite_client.registry.list_models() == []
+        given = await http.post("/v1/models/iris/versions",
+                                files={"file": ("model.skops", _skops_bytes())},
+                                data={"input_example": EXAMPLE, "git_commit": commit})
+        none = await http.post("/v1/models/iris/versions",
+                               files={"file": ("model.skops", _skops_bytes())},
+                               data={"input_example": EXAMPLE})
+        assert given.status_code == none.status_code == 201, (given.text, none.text)
+    assert sqlite_client.registry.get_version("iris", "1.0.0").lineage.git_commit == commit
+    assert sqlite_client.registry.get_version("iris", "1.0.1").lineage.git_commit is None
+
+
 async def test_upload_an_archive_and_a_folder(sqlite_client: Client) -> None:
     async with serve(sqlite_client) as (_, http):
         archive = _tgz({"m/model.skops": _skops_bytes()})

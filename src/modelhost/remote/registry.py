@@ -60,6 +60,9 @@ class RemoteRegistry:
             fields["version"] = version
         if input_example is not None:
             fields["input_example"] = json.dumps(_records(input_example), default=str)
+        commit = _git_commit()
+        if commit is not None:  # the lineage a local register would record
+            fields["git_commit"] = commit
         with tempfile.TemporaryFile() as upload:
             filename = _pack(source, upload)
             upload.seek(0)
@@ -96,6 +99,14 @@ class RemoteRegistry:
 
 def _versions(name: str) -> str:
     return path("v1", "models", name, "versions")
+
+
+def _git_commit() -> str | None:
+    # Imported here: modelhost.registry's package loads the whole registry (0.4 s),
+    # which a remote client does not need.
+    from modelhost.registry.environment import git_commit
+
+    return git_commit()
 
 
 def _pack(source: Path, into: Any) -> str:

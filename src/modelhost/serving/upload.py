@@ -4,7 +4,8 @@ The body is ``multipart/form-data`` with either one archive (``.tar.gz``, ``.tgz
 ``.tar``, ``.tar.bz2``, ``.tar.xz``, ``.zip``) of a model folder, one model file
 (``model.onnx``, ``model.skops``, an MLflow ``MLmodel`` folder needs the archive), or
 several files whose filenames are their paths inside the model folder. Optional fields:
-``flavor``, ``version``, ``force``, ``description``, ``input_example`` (JSON records).
+``flavor``, ``version``, ``force``, ``description``, ``input_example`` (JSON records),
+``git_commit`` (the uploader's commit, for the lineage).
 
 Uploads are unpacked by :mod:`modelhost.registry.uploads` (paths, links, sizes, counts
 checked) into a private temporary folder, registered through the same
@@ -16,6 +17,7 @@ a request cannot ask for it.
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +31,9 @@ from modelhost.errors import InvalidInputError, UnsupportedMediaTypeError
 from modelhost.registry import Registry
 from modelhost.registry.uploads import UploadLimits, is_archive, unpack_archive, write_files
 
-_FIELDS = frozenset({"file", "flavor", "version", "force", "description", "input_example"})
+_FIELDS = frozenset({"file", "flavor", "version", "force", "description", "input_example",
+                     "git_commit"})
+_COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 
 def install(api: FastAPI, registry: Registry, limits: UploadLimits) -> None:
@@ -42,6 +46,9 @@ def install(api: FastAPI, registry: Registry, limits: UploadLimits) -> None:
                                    "items": {"type": "string", "format": "binary"}},
                           "flavor": {"type": "string"}, "version": {"type": "string"},
                           "force": {"type": "boolean"}, "description": {"type": "string"},
+                          "git_commit": {"type": "string",
+                                         "description": "the commit the model was built "
+                                                        "from (lineage)"},
                           "input_example": {"type": "string",
                                             "description": "JSON list of records"}}}}}}})
     async def upload_version(name: str, request: Request) -> dict[str, Any]:
@@ -80,6 +87,12 @@ def _options(form: Any) -> dict[str, Any]:
         value = _field(form, key)
         if value is not None:
             options[key] = value
+    commit = _field(form, "git_commit")
+    if commit is not None:
+        if not _COMMIT.fullmatch(commit):
+            raise InvalidInputError("'git_commit' must be a full commit hash (40 or 64 "
+                                    "lowercase hex digits)")
+        options["git_commit"] = commit
     force = _field(form, "force")
     if force is not None:
         if force.lower() not in ("true", "false", "1", "0"):
@@ -111,4 +124,6 @@ def _register(registry: Registry, name: str, parts: Sequence[tuple[str, IO[bytes
         files = [p for p in path.rglob("*") if p.is_file()]
         if len(files) == 1:  # one model file, perhaps inside a folder: register the file
             path = files[0]
-        return registry.register(path=path, name=name, **options)
+        # The lineage's commit is the uploader's (a field), never the one the server
+        # happens to run in: the code folder is this private one, outside any checkout.
+        return registry.register(path=path, name=name, code_dir=root, **options)
