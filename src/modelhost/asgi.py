@@ -54,9 +54,14 @@ def server_options(settings: Settings) -> ServerOptions:
 
 def app_factory() -> ModelhostApp:
     """The ASGI app of one worker, configured from ``MODELHOST_*`` (uvicorn calls it)."""
+    return build_app(Settings())
+
+
+def build_app(settings: Settings) -> ModelhostApp:
+    """The server over the store of ``settings``, with every service it can have (a
+    stream consumer runs one without HTTP)."""
     from modelhost.serving import create_app
 
-    settings = Settings()
     client = Client(settings, migrate=False)
     return create_app(client.registry, options=server_options(settings), keys=client.keys,
                       audit=client.audit, predictions=client.predictions,

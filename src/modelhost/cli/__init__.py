@@ -14,6 +14,7 @@ from modelhost.cli import (  # noqa: F401  # registers commands
     rollout,
     security,
     serve,
+    stream,
     tracking,
     transfer,
 )

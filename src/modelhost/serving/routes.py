@@ -38,6 +38,7 @@ class Protocol(str, Enum):
     ADMIN = "admin"
     OPS = "ops"
     DOCS = "docs"
+    STREAM = "stream"  # events read from a stream (no HTTP route has it)
 
 
 class Action(str, Enum):
