@@ -103,3 +103,33 @@ def require_redis() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return REDIS_URL
+
+
+NATS_URL = os.environ.get("MODELHOST_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def require_nats() -> str:
+    """Ensure a NATS server with JetStream answers at ``NATS_URL`` (127.0.0.1:4222 by
+    default), starting the machine's ``nats-server -js`` if needed; return the URL."""
+    import shutil
+    import tempfile
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(NATS_URL)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 4222
+    binary = shutil.which("nats-server")
+    if not _port_open(host, port) and host in {"127.0.0.1", "localhost"} and binary:
+        store = tempfile.mkdtemp(prefix="modelhost-nats-")
+        subprocess.Popen([binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", store],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+        for _ in range(40):
+            if _port_open(host, port):
+                break
+            time.sleep(0.25)
+    if not _port_open(host, port):
+        message = f"NATS is not reachable on {host}:{port} and could not be started"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return NATS_URL

@@ -68,3 +68,21 @@ def test_redis_stream_uris() -> None:
             RedisStream.parse(bad)
     assert dead_letter_uri("redis://h:1/in") == "redis://h:1/in-dead"
     assert dead_letter_uri("redis://h:1/in?db=3") == "redis://h:1/in-dead?db=3"
+
+
+def test_nats_subject_uris_and_messages() -> None:
+    from modelhost.streams.events import message
+    from modelhost.streams.nats_streams import NatsSubject
+
+    where = NatsSubject.parse("nats://127.0.0.1:4222/orders.scored")
+    assert (where.url, where.subject) == ("nats://127.0.0.1:4222", "orders.scored")
+    for bad in ("nats://h:1/a.*", "nats://h:1/a.>", "nats://h:1/", "redis://h/s"):
+        with pytest.raises(InvalidInputError):
+            NatsSubject.parse(bad)
+    assert dead_letter_uri("nats://h:4222/orders") == "nats://h:4222/orders.dead"
+    key, value, headers = message({"key": "k1", "source_id": "7", "prediction": "1"})
+    assert (key, orjson.loads(value), headers) == (
+        "k1", {"key": "k1", "source_id": "7", "prediction": "1"}, {"key": "k1"})
+    key, value, headers = message(dead_letter_fields(Event("8", b"\xff", None), "a\nb"))
+    assert (key, value) == (None, b"\xff")
+    assert headers == {"key": "", "source_id": "8", "reason": "a b", "deliveries": "1"}

@@ -60,7 +60,7 @@ def stream(
     dead = dead_letter or dead_letter_uri(source)
     ends = (open_source(source, group=group, consumer=consumer_name,
                         claim_idle_ms=int(claim_idle * 1000),
-                        start="$" if from_now else "0"),
+                        start="$" if from_now else "0", in_flight=batch),
             open_sink(sink), open_sink(dead))
     if not as_json:
         out.print(f"Scoring {source} with {name} -> {sink} (dead letters: {dead}; group "

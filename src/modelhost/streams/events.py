@@ -10,6 +10,7 @@ sequence), the ``prediction`` (a list when the event held several rows), the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,3 +103,23 @@ def _jsonable(values: Any) -> list[Any]:
     if hasattr(values, "tolist"):
         values = values.tolist()
     return list(values)
+
+
+def message(fields: Mapping[str, bytes | str]) -> tuple[str | None, bytes, dict[str, str]]:
+    """A result or dead letter as a message of a broker that carries one value per
+    message (Kafka, NATS): (key, value, headers). A result's value is the JSON object of
+    its fields; a dead letter's is the event's original bytes, with the other fields as
+    headers."""
+    key = str(fields.get("key") or "") or None
+    body = fields.get("body")
+    if isinstance(body, bytes):
+        headers = {k: _header(v) for k, v in fields.items() if k != "body"}
+        return key, body, headers
+    value = orjson.dumps({k: v.decode() if isinstance(v, bytes) else v
+                          for k, v in fields.items()})
+    return key, value, {"key": key} if key else {}
+
+
+def _header(value: bytes | str) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return " ".join(text.split())  # a header holds one line
