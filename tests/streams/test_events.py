@@ -86,3 +86,14 @@ def test_nats_subject_uris_and_messages() -> None:
     key, value, headers = message(dead_letter_fields(Event("8", b"\xff", None), "a\nb"))
     assert (key, value) == (None, b"\xff")
     assert headers == {"key": "", "source_id": "8", "reason": "a b", "deliveries": "1"}
+
+
+def test_kafka_topic_uris() -> None:
+    from modelhost.streams.kafka_streams import KafkaTopic
+
+    where = KafkaTopic.parse("kafka://b1:9092,b2:9092/orders")
+    assert (where.servers, where.topic) == ("b1:9092,b2:9092", "orders")
+    for bad in ("kafka://b1:9092/", "kafka:///t", "kafka://b/a/b", "nats://b/t"):
+        with pytest.raises(InvalidInputError):
+            KafkaTopic.parse(bad)
+    assert dead_letter_uri("kafka://b:9092/orders") == "kafka://b:9092/orders-dead"
