@@ -63,8 +63,15 @@ def build_app(settings: Settings) -> ModelhostApp:
     from modelhost.serving import create_app
 
     client = Client(settings, migrate=False)
+    background = []
+    if settings.streams is not None:
+        from modelhost.streams.config import parse_streams
+        from modelhost.streams.task import StreamTask
+
+        background = [StreamTask(c)
+                      for c in parse_streams(settings.streams.get_secret_value())]
     return create_app(client.registry, options=server_options(settings), keys=client.keys,
                       audit=client.audit, predictions=client.predictions,
                       profiles=client.profiles, alerts=client.alert_store,
                       leases=client.leases, deployments=client.deployments,
-                      shadows=client.shadows, jobs=client.jobs)
+                      shadows=client.shadows, jobs=client.jobs, background=background)

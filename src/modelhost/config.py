@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     rollout_interval_s: float = Field(default=5.0, ge=0.1, le=3600,
                                       description="how often the rollout controller looks at "
                                                   "running rollouts")
+    streams: SecretStr | None = Field(
+        default=None, description="streams every server process scores: a JSON list of "
+                                  "{\"model\", \"source\", \"sink\"} objects (and "
+                                  "dead_letter, group, batch, max_attempts, claim_idle_s, "
+                                  "from_now), as the options of modelhost stream; kept "
+                                  "secret (URLs may hold passwords)")
 
     @property
     def resolved_db_url(self) -> str:
@@ -144,6 +150,20 @@ class Settings(BaseSettings):
             if not isinstance(parsed, dict):
                 raise ValueError("give a JSON object, such as {\"s3_additional_kwargs\": "
                                  "{\"ServerSideEncryption\": \"AES256\"}}")
+        return value
+
+    @field_validator("streams")
+    @classmethod
+    def _streams_are_a_json_list(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parsed = json.loads(value.get_secret_value())
+            except ValueError:
+                raise ValueError("not valid JSON (give a JSON list of objects)") from None
+            if not isinstance(parsed, list) or not all(isinstance(s, dict) for s in parsed):
+                raise ValueError("give a JSON list of objects, such as [{\"model\": "
+                                 "\"churn\", \"source\": \"redis://host:6379/events\", "
+                                 "\"sink\": \"redis://host:6379/scores\"}]")
         return value
 
     @property

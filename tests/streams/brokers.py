@@ -65,6 +65,9 @@ class RedisBroker:
     def pending(self, group: str = "modelhost") -> int:
         return int(self._r.xpending(self._stream("in"), group)["pending"])
 
+    def consumers(self, group: str = "modelhost") -> list[str]:
+        return [c["name"].decode() for c in self._r.xinfo_consumers(self._stream("in"), group)]
+
     def close(self) -> None:
         self._r.delete(*(self._stream(w) for w in ("in", "out", "dead")))
         self._r.close()

@@ -46,6 +46,10 @@ def serve(
 ) -> None:
     """Run the prediction and management server."""
     settings = STATE.settings(local_only=True)
+    if settings.streams is not None:  # a mistake in MODELHOST_STREAMS: exit 1 now
+        from modelhost.streams.config import parse_streams
+
+        parse_streams(settings.streams.get_secret_value())
     run_server(settings, host=host, port=port, workers=workers, log_level=log_level,
                overrides={"MODELHOST_SERVE_MODEL": model,
                           "MODELHOST_MAX_BATCH_SIZE": max_batch_size,

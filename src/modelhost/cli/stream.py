@@ -13,7 +13,8 @@ from modelhost.cli._app import JSON_OPTION, STATE, app, emit, out
 
 if TYPE_CHECKING:
     from modelhost.config import Settings
-    from modelhost.streams import Sink, Source, StreamOptions
+    from modelhost.streams import StreamOptions
+    from modelhost.streams.config import StreamConfig
     from modelhost.streams.consumer import Counts
 
 
@@ -43,6 +44,11 @@ def stream(
     idle_exit: float | None = typer.Option(None, "--idle-exit", min=0.0, help="Stop once "
                                            "no event came for this many seconds (a "
                                            "backfill; default: run until stopped)."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", min=1, max=65535,
+                                            help="Serve Prometheus metrics (the stream's "
+                                            "lag, events, latency) on this port."),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host",
+                                     help="Interface of --metrics-port."),
     from_now: bool = typer.Option(False, "--from-now", help="A new group starts with the "
                                   "events added from now (default: every event in the "
                                   "stream)."),
@@ -51,38 +57,51 @@ def stream(
     """Score a stream's events with the model's deployment (routing, validation,
     batching, monitoring as over HTTP) until stopped (Ctrl+C, SIGTERM): the events in
     flight are finished, written and acknowledged first."""
-    from modelhost.streams import StreamOptions, dead_letter_uri, open_sink, open_source
+    from modelhost.streams import StreamOptions, dead_letter_uri
+    from modelhost.streams.config import StreamConfig
 
     settings = STATE.settings()
     STATE.client().registry.get_model(name)  # an unknown model: exit 3 now
+    config = StreamConfig(model=name, source=source, sink=sink, dead_letter=dead_letter
+                          or dead_letter_uri(source), group=group, batch=batch,
+                          max_attempts=max_attempts, claim_idle_s=claim_idle,
+                          from_now=from_now)
     consumer_name = consumer or f"{socket.gethostname()}-{name}"
     options = StreamOptions(batch=batch, max_attempts=max_attempts, idle_exit_s=idle_exit)
-    dead = dead_letter or dead_letter_uri(source)
-    ends = (open_source(source, group=group, consumer=consumer_name,
-                        claim_idle_ms=int(claim_idle * 1000),
-                        start="$" if from_now else "0", in_flight=batch),
-            open_sink(sink), open_sink(dead))
+    _check_uris(config)
     if not as_json:
-        out.print(f"Scoring {source} with {name} -> {sink} (dead letters: {dead}; group "
-                  f"{group}, consumer {consumer_name}); Ctrl+C to stop", markup=False,
-                  highlight=False)
-    counts = asyncio.run(_run(settings, name, *ends, options))
+        out.print(f"Scoring {source} with {name} -> {sink} (dead letters: "
+                  f"{config.dead_letter}; group {group}, consumer {consumer_name}); "
+                  "Ctrl+C to stop", markup=False, highlight=False)
+    counts = asyncio.run(_run(settings, config, consumer_name, options,
+                              metrics=(metrics_host, metrics_port) if metrics_port else None))
     emit({"model": name, "scored": counts.scored, "dead_letters": counts.dead,
           "retries": counts.retries, "write_failures": counts.write_failures},
          as_json=as_json,
          table=f"Stopped: {counts.scored:,} events scored, {counts.dead:,} dead letters")
 
 
-async def _run(settings: Settings, name: str, source: Source, sink: Sink, dead: Sink,
-               options: StreamOptions) -> Counts:
+def _check_uris(config: StreamConfig) -> None:
+    """Every URI names a broker we know, before anything starts (exit 1 otherwise)."""
+    from modelhost.streams import open_sink, open_source
+
+    open_source(config.source, group=config.group, consumer="-")
+    for uri in (config.sink, config.dead_letter or ""):
+        open_sink(uri)
+
+
+async def _run(settings: Settings, config: StreamConfig, consumer_name: str,
+               options: StreamOptions, *, metrics: tuple[str, int] | None) -> Counts:
     from modelhost.asgi import build_app
-    from modelhost.streams import StreamConsumer
+    from modelhost.streams.task import consumer_for
 
     app = build_app(settings)
     async with app.running(wait_for_models=True):
-        server = app.server
-        consumer = StreamConsumer(name, source, sink, dead, server.predictor,
-                                  server.observers, options=options)
+        if metrics is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics[1], addr=metrics[0], registry=app.server.metrics.registry)
+        consumer = consumer_for(config, app.server, name=consumer_name, options=options)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, consumer.stop)

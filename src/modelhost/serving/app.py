@@ -55,7 +55,7 @@ from modelhost.serving.pool import ModelPool
 from modelhost.serving.predictor import Predictor, Trace
 from modelhost.serving.rollouts import RolloutLoop
 from modelhost.serving.routes import Action, ErrorShape, Protocol, Route, Routes
-from modelhost.serving.server import Server, ServerOptions
+from modelhost.serving.server import Background, Server, ServerOptions
 from modelhost.serving.shadow import ShadowRunner
 from modelhost.serving.watcher import RoutingWatcher
 from modelhost.store.alerts import AlertStore, LeaseStore
@@ -338,6 +338,7 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                shadows: ShadowStore | None = None,
                jobs: JobService | None = None,
                observers: Sequence[Observer] = (),
+               background: Sequence[Background] = (),
                today: Callable[[], dt.date] = dt.date.today,
                clock: Callable[[], float] = time.monotonic) -> ModelhostApp:
     """Build the server over a registry. Nothing is loaded until the lifespan starts.
@@ -356,7 +357,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     the ``/v1/jobs`` routes take asynchronous prediction jobs, and (with
     ``options.jobs.run``) every process runs them (on SQLite, with ``leases``, one).
     ``observers`` watch every answered prediction
-    request, after the metrics and the log (see ``observers.py``). ``today``
+    request, after the metrics and the log (see ``observers.py``); ``background``
+    runs beside the server in every process (stream consumers). ``today``
     dates sunsets; ``clock`` (monotonic seconds) times the retries of failed loads.
     """
     from modelhost.serving.api import build_api
@@ -421,6 +423,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
             rollout_loop.start()
         if job_worker is not None:
             job_worker.start()
+        for work in background:
+            await work.start(server)
         settling = asyncio.create_task(settle(), name="modelhost-settle")
         try:
             yield
@@ -428,6 +432,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
             settling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await settling
+            for work in background:  # drained while the models still answer
+                await work.stop()
             if rollout_loop is not None:
                 await rollout_loop.stop()
             if job_worker is not None:

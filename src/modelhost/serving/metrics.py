@@ -93,6 +93,16 @@ class Metrics:
         self.labelled_rows = Gauge("modelhost_labelled_rows", "Rows with feedback in the "
                                    "quality window.", labels, **health)
         self._health_children: set[tuple[Any, tuple[str, ...]]] = set()
+        # Streams scored by this server (modelhost stream, MODELHOST_STREAMS): the
+        # events of a consumer group not yet scored, and what became of those read.
+        stream_labels = ("model", "stream", "group")
+        self.stream_lag = Gauge("modelhost_stream_lag", "Events of a stream the consumer "
+                                "group has not finished: unread, or read and not yet "
+                                "acknowledged.", stream_labels,
+                                multiprocess_mode="livemax", registry=self.registry)
+        self.stream_events = Counter("modelhost_stream_events_total", "Events read from "
+                                     "a stream, by outcome (scored, dead_letter).",
+                                     (*stream_labels, "outcome"), registry=self.registry)
 
     def on_batch(self, model: str, version: str, rows: int, requests: int,
                  _seconds: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from modelhost.batch.worker import WorkerOptions
 from modelhost.monitoring import LogOptions
@@ -79,3 +79,13 @@ class Server:
     def knows(self, name: str | None) -> bool:
         """Whether ``name`` is a model of the routing table (one this server serves)."""
         return name is not None and name in self.watcher.table.models
+
+
+class Background(Protocol):
+    """Work that runs beside the server in each of its processes (a stream consumer):
+    started once the server's parts run, stopped (and drained) before they stop. It
+    never blocks the prediction path: it runs in its own tasks."""
+
+    async def start(self, server: Server) -> None: ...
+
+    async def stop(self) -> None: ...

@@ -90,7 +90,10 @@ class StreamConsumer:
     def __init__(self, model: str, source: Source, sink: Sink, dead_letters: Sink,
                  predictor: Predictor, observers: Observers, *,
                  options: StreamOptions | None = None,
-                 on_lag: Callable[[int], None] | None = None) -> None:
+                 on_lag: Callable[[int], None] | None = None,
+                 on_outcome: Callable[[str, int], None] | None = None) -> None:
+        """``on_lag(events)``: the group's lag, every few seconds; ``on_outcome(kind,
+        events)``: events acknowledged as ``scored`` or ``dead_letter``."""
         self.model = model
         self.source = source
         self.sink = sink
@@ -100,6 +103,7 @@ class StreamConsumer:
         self.options = options or StreamOptions()
         self.counts = Counts()
         self._on_lag = on_lag
+        self._on_outcome = on_outcome
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -149,6 +153,10 @@ class StreamConsumer:
             return
         self.counts.scored += len(results)
         self.counts.dead += len(dead)
+        if self._on_outcome is not None:
+            for kind, count in (("scored", len(results)), ("dead_letter", len(dead))):
+                if count:
+                    self._on_outcome(kind, count)
 
     async def _score(self, event: Event) -> _Outcome:
         attempts = self.options.max_attempts

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from urllib.parse import unquote, urlsplit
 
 from modelhost.errors import InvalidInputError, MissingDependencyError, StoreUnavailableError
 from modelhost.streams.events import Event, message
+
+log = logging.getLogger("modelhost.streams")
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,15 @@ async def _connect(url: str) -> Any:
         raise MissingDependencyError("NATS streams", "nats") from exc
     try:
         return await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3,
-                                  allow_reconnect=True)
+                                  allow_reconnect=True, error_cb=_log_error)
     except Exception as exc:  # nats raises its own kinds, and OSError
         raise StoreUnavailableError(f"NATS at {urlsplit(url).netloc}",
                                     type(exc).__name__) from exc
+
+
+async def _log_error(exc: Exception) -> None:
+    """nats-py's errors to our log, one line each (its default prints tracebacks)."""
+    log.warning("NATS: %s: %s", type(exc).__name__, exc)
 
 
 async def _stream_of(js: Any, subject: str) -> str:
