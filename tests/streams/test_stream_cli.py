@@ -73,19 +73,26 @@ def test_a_killed_consumer_loses_nothing_and_a_stopped_one_drains(
                            f"k{i % 13}") for i, row in enumerate(rows)])
     log = tmp_path / "stream.log"
 
-    first = _start(home, broker, log)
-    _wait(lambda: broker.count() >= 300, "the first results", log)
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
-    scored_before = broker.count()
-    assert scored_before < EVENTS - 1, "killed too late to prove anything"
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes.append(first := _start(home, broker, log))
+        _wait(lambda: broker.count() >= 300, "the first results", log)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        scored_before = broker.count()
+        assert scored_before < EVENTS - 1, "killed too late to prove anything"
 
-    second = _start(home, broker, log)
-    good = set(ids) - {ids[POISON_AT]}
-    _wait(lambda: {r["source_id"] for r in broker.results()} >= good
-          and len(broker.dead()) >= 1, "every event scored", log)
-    second.send_signal(signal.SIGTERM)
-    assert second.wait(30) == 0, log.read_text()[-4000:]
+        processes.append(second := _start(home, broker, log))
+        good = set(ids) - {ids[POISON_AT]}
+        _wait(lambda: {r["source_id"] for r in broker.results()} >= good
+              and len(broker.dead()) >= 1, "every event scored", log)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0, log.read_text()[-4000:]
+    finally:
+        for process in processes:  # whatever failed above, leave nothing running
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
 
     results = broker.results()
     seen = [r["source_id"] for r in results]

@@ -46,7 +46,7 @@ class Source(Protocol):
     async def open(self) -> None: ...
     async def read(self, count: int, block_ms: int) -> list[Event]: ...
     async def ack(self, events: Sequence[Event]) -> None: ...
-    def rewind(self) -> None: ...
+    async def rewind(self) -> None: ...
     async def lag(self) -> int | None: ...
     async def close(self) -> None: ...
 
@@ -111,21 +111,33 @@ class StreamConsumer:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Until :meth:`stop`: read, score, write, acknowledge."""
+        """Until :meth:`stop`: read, score, write, acknowledge. A batch is written while
+        the next one is read and scored (the writes stay in order: a batch's results
+        are written only once the batch before it is acknowledged)."""
         for end in (self.source, self.sink, self.dead_letters):
             await end.open()
         lag_task = asyncio.create_task(self._report_lag(), name="modelhost-stream-lag")
         idle_exit_s = self.options.idle_exit_s
         last_event = time.monotonic()
+        committing: asyncio.Task[bool] | None = None
         try:
             while not self._stopping.is_set():
                 events = await self.source.read(self.options.batch, self.options.block_ms)
                 if events:
-                    await self.process(events)
+                    outcomes = await self._score_all(events)
+                    if committing is not None and not await committing:
+                        # The batch before was not written: this one waits its turn too.
+                        await self.source.rewind()
+                        committing = None
+                        continue
+                    committing = asyncio.create_task(self._commit(events, outcomes))
                     last_event = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - last_event >= idle_exit_s:
                     break
         finally:
+            if committing is not None:
+                with contextlib.suppress(Exception):
+                    await committing
             lag_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lag_task
@@ -133,11 +145,17 @@ class StreamConsumer:
                 with contextlib.suppress(Exception):
                     await end.close()
 
-    async def process(self, events: Sequence[Event]) -> None:
-        """Score ``events``; write their results (in order), then their dead letters,
-        then acknowledge them. If a write fails, nothing is acknowledged: the events
-        are read again (scored again) after a pause."""
-        outcomes = await asyncio.gather(*(self._score(e) for e in events))
+    async def process(self, events: Sequence[Event]) -> bool:
+        """Score ``events``, then write and acknowledge them (see :meth:`_commit`)."""
+        return await self._commit(events, await self._score_all(events))
+
+    async def _score_all(self, events: Sequence[Event]) -> list[_Outcome]:
+        return await asyncio.gather(*(self._score(e) for e in events))
+
+    async def _commit(self, events: Sequence[Event], outcomes: Sequence[_Outcome]) -> bool:
+        """Write the results (in order), then the dead letters, then acknowledge the
+        events. If a write fails, nothing is acknowledged: the events are read again
+        (scored again) after a pause; returns whether it all went through."""
         results = [o.result for o in outcomes if o.result is not None]
         dead = [o.dead for o in outcomes if o.dead is not None]
         try:
@@ -148,15 +166,16 @@ class StreamConsumer:
             self.counts.write_failures += 1
             log.exception("writing the results of %d events failed; they will be read "
                           "again", len(events))
-            self.source.rewind()
+            await self.source.rewind()
             await asyncio.sleep(self.options.write_pause_s)
-            return
+            return False
         self.counts.scored += len(results)
         self.counts.dead += len(dead)
         if self._on_outcome is not None:
             for kind, count in (("scored", len(results)), ("dead_letter", len(dead))):
                 if count:
                     self._on_outcome(kind, count)
+        return True
 
     async def _score(self, event: Event) -> _Outcome:
         attempts = self.options.max_attempts

@@ -104,11 +104,8 @@ class KafkaSource:
         if offsets:
             await self._consumer.commit(offsets)
 
-    def rewind(self) -> None:
+    async def rewind(self) -> None:
         """Read again from the last commit (the results after it were not written)."""
-        asyncio.get_running_loop().create_task(self._seek_committed())
-
-    async def _seek_committed(self) -> None:
         for tp in self._consumer.assignment():
             committed = await self._consumer.committed(tp)
             if committed is None:

@@ -68,6 +68,7 @@ class RedisSource:
         self._start = start
         self._redis: Any = None
         self._own_pending = True  # first, what this consumer was handed before a restart
+        self._pending_from = "0"  # ...after the last of them already handed out again
         self._claim_from = "0-0"
 
     async def open(self) -> None:
@@ -89,8 +90,9 @@ class RedisSource:
         restart), then those of a consumer gone quiet, then new ones (waiting up to
         ``block_ms`` for some)."""
         if self._own_pending:
-            events = await self._read_group("0", count, block_ms=None)
+            events = await self._read_group(self._pending_from, count, block_ms=None)
             if events:
+                self._pending_from = events[-1].id
                 return await self._with_deliveries(events)
             self._own_pending = False
         claimed = await self._claim(count)
@@ -127,9 +129,10 @@ class RedisSource:
         times = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
         return [Event(e.id, e.body, e.key, max(1, times.get(e.id, 1))) for e in events]
 
-    def rewind(self) -> None:
+    async def rewind(self) -> None:
         """Read this consumer's pending events again (their results were not written)."""
         self._own_pending = True
+        self._pending_from = "0"
 
     async def ack(self, events: Sequence[Event]) -> None:
         if events:
