@@ -306,3 +306,25 @@ async def test_a_backfill_stops_once_the_stream_is_quiet(registered: Client,
         worker = consumer(app, streams, idle_exit_s=0.3)
         await asyncio.wait_for(worker.run(), 20)  # returns by itself
     assert worker.counts.scored == 40 and await pending(streams) == 0
+
+
+async def test_events_feed_drift_like_requests(registered: Client, streams: Streams) -> None:
+    X, y = iris()
+    registered.registry.attach_reference("iris", "1.0.0", X.assign(target=y),
+                                         source="iris")
+    shifted = X.assign(sepal_width=X["sepal_width"] + 2.0,
+                       petal_length=X["petal_length"] + 4.0)
+    await produce(streams, [(r, None) for r in shifted.to_dict(orient="records")])
+    async with server(registered) as app:
+        await run_until(consumer(app, streams), streams, results=150)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            with anyio_fail_after(20):
+                while True:
+                    body = (await http.get("/v1/models/iris/monitoring/drift")).json()
+                    if body["requests"] >= 150:
+                        break
+                    await asyncio.sleep(0.05)
+    assert (body["requests"], body["rows"]) == (150, 150)
+    drifted = {f["name"] for f in body["features"] if f["drifted"]}
+    assert drifted == {"sepal_width", "petal_length"}, body["features"]
