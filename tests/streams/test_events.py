@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from modelhost.errors import InvalidInputError, MalformedRequestError
-from modelhost.streams import dead_letter_uri
+from modelhost.streams import dead_letter_uri, open_source
 from modelhost.streams.events import Event, dead_letter_fields, parse, result_fields
 from modelhost.streams.redis_streams import RedisStream
 
@@ -97,3 +97,16 @@ def test_kafka_topic_uris() -> None:
         with pytest.raises(InvalidInputError):
             KafkaTopic.parse(bad)
     assert dead_letter_uri("kafka://b:9092/orders") == "kafka://b:9092/orders-dead"
+
+
+def test_a_streams_label_never_holds_credentials() -> None:
+    from modelhost.streams.uris import describe
+
+    assert describe("redis://user:secret@cache:6379/events?db=2") == "redis://cache:6379/events"
+    assert describe("rediss://:pw@cache/events") == "rediss://cache/events"
+    assert describe("kafka://b1:9092,b2:9092/orders") == "kafka://b1:9092,b2:9092/orders"
+    assert describe("nats://127.0.0.1:4222/a.b") == "nats://127.0.0.1:4222/a.b"
+    for bad in ("redis://:secret@h", "nats://u:secret@h:1/a.*", "mqtt://u:secret@h/t"):
+        with pytest.raises(InvalidInputError) as refused:
+            open_source(bad, group="g", consumer="c")
+        assert "secret" not in str(refused.value)

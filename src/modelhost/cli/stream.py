@@ -69,10 +69,13 @@ def stream(
     consumer_name = consumer or f"{socket.gethostname()}-{name}"
     options = StreamOptions(batch=batch, max_attempts=max_attempts, idle_exit_s=idle_exit)
     _check_uris(config)
-    if not as_json:
-        out.print(f"Scoring {source} with {name} -> {sink} (dead letters: "
-                  f"{config.dead_letter}; group {group}, consumer {consumer_name}); "
-                  "Ctrl+C to stop", markup=False, highlight=False)
+    if not as_json:  # the URIs without credentials: this line ends up in logs
+        from modelhost.streams.uris import describe
+
+        out.print(f"Scoring {describe(source)} with {name} -> {describe(sink)} (dead "
+                  f"letters: {describe(config.dead_letter or '')}; group {group}, "
+                  f"consumer {consumer_name}); Ctrl+C to stop", markup=False,
+                  highlight=False)
     counts = asyncio.run(_run(settings, config, consumer_name, options,
                               metrics=(metrics_host, metrics_port) if metrics_port else None))
     emit({"model": name, "scored": counts.scored, "dead_letters": counts.dead,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from modelhost.errors import InvalidInputError
 from modelhost.streams.consumer import Sink, Source, StreamConsumer, StreamOptions
 from modelhost.streams.events import Event
+from modelhost.streams.uris import describe
 
 __all__ = ["Event", "Sink", "Source", "StreamConsumer", "StreamOptions", "dead_letter_uri",
            "open_sink", "open_source"]
@@ -26,7 +27,7 @@ def _backend(uri: str) -> str:
     if backend is None:
         raise InvalidInputError(f"a stream is redis://host:port/STREAM (Redis Streams), "
                                 f"nats://host:port/SUBJECT (NATS JetStream) or "
-                                f"kafka://host:port/TOPIC (Kafka), got {uri[:120]!r}")
+                                f"kafka://host:port/TOPIC (Kafka), got {describe(uri)!r}")
     return backend
 
 

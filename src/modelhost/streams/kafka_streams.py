@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from modelhost.errors import InvalidInputError, MissingDependencyError, StoreUnavailableError
 from modelhost.streams.events import Event, message
+from modelhost.streams.uris import describe
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,12 @@ class KafkaTopic:
     def parse(cls, uri: str) -> KafkaTopic:
         parts = urlsplit(uri)
         topic = unquote(parts.path.lstrip("/"))
+        if "@" in parts.netloc:  # never echo what may be a password
+            raise InvalidInputError("a Kafka URI takes no user or password: "
+                                    "kafka://host:port/TOPIC")
         if parts.scheme != "kafka" or not parts.netloc or not topic or "/" in topic:
             raise InvalidInputError(f"a Kafka topic is kafka://host:port/TOPIC, got "
-                                    f"{uri[:120]!r}")
+                                    f"{describe(uri)!r}")
         return cls(parts.netloc, topic)
 
 

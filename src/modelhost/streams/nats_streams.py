@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from modelhost.errors import InvalidInputError, MissingDependencyError, StoreUnavailableError
 from modelhost.streams.events import Event, message
+from modelhost.streams.uris import describe
 
 log = logging.getLogger("modelhost.streams")
 
@@ -36,11 +37,11 @@ class NatsSubject:
         parts = urlsplit(uri)
         if parts.scheme not in ("nats", "tls"):
             raise InvalidInputError(f"a NATS subject is nats://host:port/SUBJECT, got "
-                                    f"{uri[:120]!r}")
+                                    f"{describe(uri)!r}")
         subject = unquote(parts.path.lstrip("/"))
         if not subject or not parts.hostname or not re.fullmatch(r"[^\s*>]+", subject):
             raise InvalidInputError(f"name the host and one subject (no wildcard): "
-                                    f"nats://host:port/SUBJECT, got {uri[:120]!r}")
+                                    f"nats://host:port/SUBJECT, got {describe(uri)!r}")
         return cls(f"{parts.scheme}://{parts.netloc}", subject)
 
 
@@ -53,7 +54,7 @@ async def _connect(url: str) -> Any:
         return await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3,
                                   allow_reconnect=True, error_cb=_log_error)
     except Exception as exc:  # nats raises its own kinds, and OSError
-        raise StoreUnavailableError(f"NATS at {urlsplit(url).netloc}",
+        raise StoreUnavailableError(f"NATS at {urlsplit(url).netloc.rsplit('@', 1)[-1]}",
                                     type(exc).__name__) from exc
 
 

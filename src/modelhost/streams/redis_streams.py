@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from modelhost.errors import InvalidInputError, MissingDependencyError, StoreUnavailableError
 from modelhost.streams.events import Event
+from modelhost.streams.uris import describe
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,11 @@ class RedisStream:
         parts = urlsplit(uri)
         if parts.scheme not in ("redis", "rediss"):
             raise InvalidInputError(f"a Redis stream is redis://host:port/STREAM, got "
-                                    f"{uri[:120]!r}")
+                                    f"{describe(uri)!r}")
         stream = unquote(parts.path.lstrip("/"))
         if not stream or not parts.hostname:
             raise InvalidInputError(f"name the host and the stream: redis://host:port/"
-                                    f"STREAM, got {uri[:120]!r}")
+                                    f"STREAM, got {describe(uri)!r}")
         db = parse_qs(parts.query).get("db", ["0"])[0]
         if not db.isdigit():
             raise InvalidInputError(f"?db= is a database number, got {db[:20]!r}")

@@ -10,25 +10,17 @@ import contextlib
 import logging
 import os
 import socket
-from urllib.parse import urlsplit
 
 from modelhost.serving.server import Server
 from modelhost.streams import dead_letter_uri, open_sink, open_source
 from modelhost.streams.config import StreamConfig
 from modelhost.streams.consumer import StreamConsumer, StreamOptions
+from modelhost.streams.uris import describe
 
 log = logging.getLogger("modelhost.streams")
 
 _PAUSE_S = (1.0, 30.0)
 _DRAIN_S = 30.0
-
-
-def describe(uri: str) -> str:
-    """A stream's URI without credentials or options: what metrics and logs show."""
-    parts = urlsplit(uri)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def consumer_for(config: StreamConfig, server: Server, *, name: str,
