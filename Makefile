@@ -30,10 +30,11 @@ constraints: install
 install: $(BIN)/.installed-$(EXTRAS)
 
 # Debian packages the tests need besides Python's: Chromium, which renders the monitoring
-# report (tests/monitoring/test_report_chromium.py), and Prometheus, which scrapes a real
-# server and evaluates the shipped rules and dashboard (tests/deploy/test_prometheus.py).
-# A no-op when they are installed; as root, or through sudo when there is one.
-SYSTEM_PACKAGES := chromium prometheus
+# report (tests/monitoring/test_report_chromium.py), Prometheus, which scrapes a real
+# server and evaluates the shipped rules and dashboard (tests/deploy/test_prometheus.py),
+# and the NATS server, which the stream tests start with JetStream when none runs
+# (tests/streams/). A no-op when they are installed; as root, or through sudo.
+SYSTEM_PACKAGES := chromium prometheus nats-server
 system-deps:
 	@missing=; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || \
 		missing="$$missing $$p"; done; \
