@@ -38,6 +38,8 @@ from modelhost.streams.events import Event, Payload, dead_letter_fields, parse, 
 
 log = logging.getLogger("modelhost.streams")
 
+_CLOSE_S = 5.0  # the longest a source or sink may take to close
+
 STREAM_ROUTE = Route(RouteProtocol.STREAM, Action.PREDICT, frozenset())
 """What the observers see as the route of an event (``protocol="stream"`` in metrics)."""
 
@@ -142,8 +144,10 @@ class StreamConsumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await lag_task
             for end in (self.source, self.sink, self.dead_letters):
+                # Bounded: a client saying goodbye to a broker that is gone (Kafka leaves
+                # its group) must not keep a stopping consumer alive.
                 with contextlib.suppress(Exception):
-                    await end.close()
+                    await asyncio.wait_for(end.close(), _CLOSE_S)
 
     async def process(self, events: Sequence[Event]) -> bool:
         """Score ``events``, then write and acknowledge them (see :meth:`_commit`)."""
