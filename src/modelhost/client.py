@@ -19,6 +19,7 @@ from modelhost.batch import JobService
 from modelhost.config import Settings
 from modelhost.entities import Deployment, Model, ModelVersion, Stage, StageChange
 from modelhost.errors import InvalidInputError
+from modelhost.features.service import Features
 from modelhost.registry import LoadedVersion, PredictionResult, Registry
 from modelhost.rollout.service import for_registry
 from modelhost.security import ApiKeys
@@ -26,6 +27,7 @@ from modelhost.store import Database, DatasetStore, ModelStore, TrackingStore
 from modelhost.store.alerts import AlertStore, LeaseStore
 from modelhost.store.audit import AuditStore
 from modelhost.store.deployments import DeploymentStore
+from modelhost.store.features import FeatureRepoStore
 from modelhost.store.jobs import JobStore
 from modelhost.store.keys import KeyStore
 from modelhost.store.monitoring import PredictionLogStore
@@ -117,6 +119,7 @@ class Client:
         self.deployments = DeploymentStore(self.db)
         self.shadows = ShadowStore(self.db)
         self.rollouts = for_registry(self.deployments, self.registry)
+        self.features = Features(FeatureRepoStore(self.db))
 
         self.jobs = JobService(jobs, self.registry, self.artifacts,
                                find_dataset=self.datasets.get,

@@ -6,6 +6,7 @@ from modelhost.cli import (  # noqa: F401  # registers commands
     batch,
     bench,
     db,
+    features,
     jobs,
     models,
     monitor,

@@ -247,7 +247,10 @@ def _feature(entry: Any, where: str) -> FeatureField:
     except ValueError:
         raise InvalidInputError(f"{where}.dtype must be one of "
                                 f"{', '.join(t.value for t in ColumnType)}") from None
-    return FeatureField(_name(entry, where), dtype, entry.get("default"))
+    default = entry.get("default")
+    if default is not None and not isinstance(default, (bool, int, float, str)):
+        raise InvalidInputError(f"{where}.default must be a number, a string or a boolean")
+    return FeatureField(_name(entry, where), dtype, default)
 
 
 def _view(entry: Any, where: str) -> FeatureView:
@@ -305,3 +308,31 @@ def names_of(features: Sequence[tuple[FeatureView, FeatureField]], *,
         raise InvalidInputError(f"the features {', '.join(twice)} come from more than one "
                                 "view: ask for full feature names (view__feature)")
     return names
+
+
+def repo_to_dict(repo: FeatureRepo) -> dict[str, Any]:
+    """The repository in the shape :func:`parse_repo` reads (TTLs in seconds)."""
+    return {
+        "entities": [{"name": e.name, "join_keys": list(e.join_keys),
+                      "description": e.description} for e in repo.entities.values()],
+        "feature_views": [{
+            "name": v.name, "entities": list(v.entities),
+            "schema": [{"name": f.name, "dtype": f.dtype.value, "default": f.default}
+                       for f in v.schema],
+            "source": {"path": v.source.path, "timestamp_field": v.source.timestamp_field,
+                       "created_timestamp_column": v.source.created_timestamp_column},
+            "ttl": v.ttl.total_seconds() if v.ttl else None,
+            "transformation": v.transformation, "on_missing": v.on_missing,
+            "description": v.description} for v in repo.views.values()],
+        "feature_services": [{"name": s.name, "features": list(s.features),
+                              "description": s.description}
+                             for s in repo.services.values()]}
+
+
+def canonical(repo: FeatureRepo) -> tuple[str, str]:
+    """(canonical JSON, its sha256): what a version stores, and how a change is told."""
+    import hashlib
+    import json
+
+    text = json.dumps(repo_to_dict(repo), sort_keys=True, separators=(",", ":"))
+    return text, hashlib.sha256(text.encode()).hexdigest()

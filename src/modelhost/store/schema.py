@@ -545,3 +545,19 @@ class JobRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(_tz(), nullable=True)
+
+
+# --- feature definitions --------------------------------------------------------------
+
+
+class FeatureRepoRow(Base):
+    """One version of the feature definitions (entities, views, services), as applied:
+    a new version only when they changed; never edited."""
+
+    __tablename__ = "feature_repos"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    definitions: Mapped[str] = mapped_column(Text)  # canonical JSON
+    applied_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(_tz())
