@@ -78,11 +78,11 @@ async def _stream_of(js: Any, subject: str) -> str:
 class NatsSource:
     def __init__(self, where: NatsSubject, *, group: str, claim_idle_ms: int = 30_000,
                  start: str = "0", in_flight: int = 256) -> None:
-        """``in_flight``: the consumer's batch. The group holds at most two batches
-        unacknowledged (one being written while the next is scored); the server hands
-        out no more until some are acknowledged, so that after a consumer died, its
-        messages come back (once ``claim_idle_ms`` passed) before any later one: the
-        order per key holds across a crash."""
+        """``in_flight``: the consumer's batch, and the most messages the group holds
+        unacknowledged: the server hands out no more until some are acknowledged. A
+        consumer that died holding a whole batch so blocks the later messages until
+        its own come back (once ``claim_idle_ms`` passed): the order per key holds
+        across the crash. (One that held fewer lets as many later messages pass.)"""
         self.where = where
         self.in_flight = in_flight
         self.group = re.sub(r"[^A-Za-z0-9_-]", "_", group)
@@ -101,7 +101,7 @@ class NatsSource:
         config = api.ConsumerConfig(durable_name=self.group, deliver_policy=policy,
                                     ack_policy=api.AckPolicy.EXPLICIT,
                                     ack_wait=self.claim_idle_ms / 1000.0, max_deliver=-1,
-                                    max_ack_pending=2 * self.in_flight,
+                                    max_ack_pending=self.in_flight,
                                     filter_subject=self.where.subject)
         self._sub = await js.pull_subscribe(self.where.subject, durable=self.group,
                                             stream=stream, config=config)
