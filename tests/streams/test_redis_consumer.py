@@ -162,18 +162,24 @@ async def test_events_that_cannot_be_scored_become_dead_letters_and_the_stream_g
     bad_row = {**good[0], "petal_width": "wide"}
     events: list[tuple[Any, str | None]] = [
         (good[0], "a"), (b"\xff not json", "b"), (bad_row, "c"), (good[1], None),
-        ({"inputs": [good[2]], "extra": 1}, "d"), (good[2], "e")]
+        ({"inputs": [good[2]], "extra": 1}, "d"), (good[2], "e"),
+        # Rows the predictor refuses, as it refuses them over HTTP.
+        ({"inputs": []}, "f"), ({"inputs": [1, 2]}, "g"),
+        ({"inputs": [good[0]], "params": [1]}, "h")]
     ids = await produce(streams, events)
     async with server(registered) as app:
         worker = consumer(app, streams)
-        await run_until(worker, streams, results=3, dead=3)
+        await run_until(worker, streams, results=3, dead=6)
     out = await entries(streams, "out")
     assert [e["source_id"] for e in out] == [ids[0], ids[3], ids[5]]
     redis = connect(streams.url)
     dead = await redis.xrange(f"{streams.name}-in-dead")
     await redis.aclose()
     letters = {f[b"source_id"].decode(): f for _, f in dead}
-    assert set(letters) == {ids[1], ids[2], ids[4]}
+    assert set(letters) == {ids[1], ids[2], ids[4], ids[6], ids[7], ids[8]}
+    assert b"params" in letters[ids[8]][b"reason"]
+    assert b"no rows" in letters[ids[6]][b"reason"]
+    assert b"expected a record" in letters[ids[7]][b"reason"]
     assert letters[ids[1]][b"body"] == b"\xff not json"  # the bytes as they came
     assert b"not valid JSON" in letters[ids[1]][b"reason"]
     assert b"petal_width" in letters[ids[2]][b"reason"]

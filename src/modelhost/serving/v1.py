@@ -32,7 +32,12 @@ def parse_v1(body: bytes, content_type: str | None) -> tuple[Any, dict[str, Any]
     if content_type is not None and content_type.split(";")[0].strip().lower() not in (
             "application/json", ""):
         raise UnsupportedMediaTypeError(content_type.split(";")[0], ["application/json"])
-    document = parse_json(body)
+    return v1_fields(parse_json(body))
+
+
+def v1_fields(document: Any) -> tuple[Any, dict[str, Any] | None]:
+    """The ``inputs`` and ``params`` of a parsed v1 body (a stream event's too); the
+    rows themselves are the predictor's to check."""
     if not isinstance(document, dict) or "inputs" not in document:
         raise InvalidInputError('the body must be a JSON object with "inputs" (a list of '
                                 'records or an object of columns) and optional "params"')

@@ -1,4 +1,4 @@
-"""Events in and results out, independent of the broker (pure code).
+"""Events in and results out, independent of the broker.
 
 An event's payload is one JSON record (one row of the v1 ``inputs``) or a v1 body with
 several rows (``{"inputs": [...], "params": {...}}``). Its result carries the event's
@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from modelhost.errors import InvalidInputError, MalformedRequestError
+from modelhost.serving.v1 import parse_json, v1_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,49 +31,23 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Payload:
-    """An event's rows, as the predictor takes them."""
+    """An event's rows, as the predictor takes them (records, or an object of columns:
+    the predictor checks them as it checks a request's)."""
 
-    inputs: list[dict[str, Any]]
-    params: dict[str, Any] | None
+    inputs: Any
+    params: Any
     single: bool  # one record: the result's prediction is a value, not a list
 
 
 def parse(body: bytes) -> Payload:
-    """The rows of an event. Raises MalformedRequestError (not JSON) and
-    InvalidInputError (JSON that is neither a record nor a v1 body)."""
-    if not body:
-        raise MalformedRequestError("the event is empty; send a JSON record or a v1 body")
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequestError(f"the event is not valid JSON: {exc.msg}") from None
-    if not isinstance(document, dict):
-        raise InvalidInputError("an event is a JSON object: one record, or a v1 body "
-                                '{"inputs": [...]}')
-    if "inputs" not in document:
+    """The rows of an event: one record, or a v1 body read by the HTTP path's own
+    parser (strict JSON, ``inputs`` and ``params`` only). Raises MalformedRequestError
+    (not JSON) and InvalidInputError (JSON of neither shape)."""
+    document = parse_json(body)
+    if isinstance(document, dict) and "inputs" not in document:
         return Payload([document], None, single=True)
-    unknown = set(document) - {"inputs", "params"}
-    if unknown:
-        raise InvalidInputError(f"unexpected field(s) {', '.join(sorted(unknown))} in a v1 "
-                                'body; use "inputs" and "params"')
-    inputs, params = document["inputs"], document.get("params")
-    if isinstance(inputs, dict):  # columns
-        inputs = _records(inputs)
-    if (not isinstance(inputs, list) or not inputs
-            or not all(isinstance(r, dict) for r in inputs)):
-        raise InvalidInputError('"inputs" must be a non-empty list of records or an object '
-                                "of columns")
-    if params is not None and not isinstance(params, dict):
-        raise InvalidInputError('"params" must be a JSON object')
+    inputs, params = v1_fields(document)
     return Payload(inputs, params, single=False)
-
-
-def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
-    lengths = {len(v) if isinstance(v, list) else -1 for v in columns.values()}
-    if len(lengths) != 1 or -1 in lengths:
-        raise InvalidInputError('the columns of "inputs" must be lists of one length')
-    n = lengths.pop()
-    return [{c: v[i] for c, v in columns.items()} for i in range(n)]
 
 
 def result_fields(event: Event, payload: Payload, *, version: str, request_id: str,
