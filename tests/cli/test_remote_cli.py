@@ -22,6 +22,7 @@ from tests.serving.server import ServerProcess, free_port, server_env
 
 from modelhost import Client, Settings
 from modelhost.cli import run
+from modelhost.errors import ModelLoadError
 
 pytestmark = pytest.mark.slow
 
@@ -212,6 +213,19 @@ def test_a_folder_is_uploaded_whole(server: tuple[ServerProcess, dict[str, str]]
     version = json.loads(out)
     assert (version["model"], version["version"], version["flavor"]) == (
         "iris-folder", "1.0.0", "sklearn")
+    # An input example with a missing value goes over as valid JSON (null), so the
+    # server judges the example itself, as a local register does: this model cannot
+    # predict a missing value, and says so (not "not a JSON list of records").
+    example = iris_example(rows=3)
+    example.loc[1, "petal_width"] = float("nan")
+    with Client(process.base_url, api_key=keys["deployer"]) as remote, \
+            pytest.raises(ModelLoadError, match="contains NaN"):
+        remote.registry.register(name="iris-folder", path=folder / "model.skops",
+                                 input_example=example)
+    with Client(Settings(home=tmp_path / "local")) as local, \
+            pytest.raises(ModelLoadError, match="contains NaN"):
+        local.registry.register(name="iris-folder", path=folder / "model.skops",
+                                input_example=example)
 
 
 def test_jobs_and_batch_run_on_the_server(server: tuple[ServerProcess, dict[str, str]],

@@ -59,7 +59,7 @@ class RemoteRegistry:
         if version is not None:
             fields["version"] = version
         if input_example is not None:
-            fields["input_example"] = json.dumps(_records(input_example), default=str)
+            fields["input_example"] = json.dumps(_records(input_example), allow_nan=False)
         commit = _git_commit()
         if commit is not None:  # the lineage a local register would record
             fields["git_commit"] = commit
@@ -125,19 +125,19 @@ def _pack(source: Path, into: Any) -> str:
 
 
 def _records(example: Any) -> list[dict[str, Any]]:
-    """An input example as the JSON records the upload route takes."""
-    if hasattr(example, "to_dict") and hasattr(example, "columns"):
-        records: list[dict[str, Any]] = example.to_dict(orient="records")
-        return records
+    """An input example as the JSON records the upload route takes, made JSON-able as
+    a local register makes it (missing values null, times ISO 8601, its first rows)."""
+    from modelhost.signature.examples import to_jsonable
+
     if isinstance(example, dict):
         if example and all(isinstance(v, list) for v in example.values()):
             import pandas as pd
 
-            frame_records: list[dict[str, Any]] = pd.DataFrame(example).to_dict(
-                orient="records")
-            return frame_records
-        return [example]
-    if isinstance(example, list) and all(isinstance(r, dict) for r in example):
-        return example
-    raise InvalidInputError("an input example is one record, a list of records, a dict "
-                            "of columns or a DataFrame")
+            example = pd.DataFrame(example)
+        else:
+            example = [example]
+    records = to_jsonable(example)
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InvalidInputError("an input example is one record, a list of records, a "
+                                "dict of columns or a DataFrame")
+    return records
