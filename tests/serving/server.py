@@ -116,15 +116,30 @@ class ServerProcess:
                 text += f"--- {stream} ---\n{data[-limit:]}\n"
         return text
 
+    @property
+    def workers(self) -> int:
+        if "--workers" in self.args:
+            return int(self.args[self.args.index("--workers") + 1])
+        return 1
+
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Poll GET /readyz until it answers 200; fail with the server's output if the
-        process exits or the deadline passes."""
+        process exits or the deadline passes.
+
+        Workers share one listening socket and each is ready on its own (each loads its
+        models after it starts listening): with several, one 200 may come from a ready
+        worker while the next connection lands on one still loading. So every poll is a
+        new connection, and a run of consecutive 200s is needed (12 per worker)."""
         import httpx
 
         assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         last = "no answer"
-        with httpx.Client(base_url=self.base_url, timeout=2.0, verify=self.verify) as http:
+        needed = 1 if self.workers == 1 else 12 * self.workers
+        in_a_row = 0
+        limits = httpx.Limits(max_keepalive_connections=0)  # a new connection each time
+        with httpx.Client(base_url=self.base_url, timeout=2.0, verify=self.verify,
+                          limits=limits) as http:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"the server exited with {self.proc.returncode} "
@@ -133,10 +148,16 @@ class ServerProcess:
                     response = http.get("/readyz")
                 except httpx.HTTPError as exc:
                     last = repr(exc)
+                    in_a_row = 0
                 else:
                     if response.status_code == 200:
-                        return
+                        in_a_row += 1
+                        if in_a_row >= needed:
+                            return
+                        time.sleep(0.01)
+                        continue
                     last = f"{response.status_code} {response.text}"
+                    in_a_row = 0
                 time.sleep(0.1)
         self.kill()
         raise AssertionError(f"the server was not ready after {timeout_s:.0f} s (last: "
