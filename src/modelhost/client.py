@@ -19,6 +19,7 @@ from modelhost.batch import JobService
 from modelhost.config import Settings
 from modelhost.entities import Deployment, Model, ModelVersion, Stage, StageChange
 from modelhost.errors import InvalidInputError
+from modelhost.features.online import open_online_store
 from modelhost.features.service import Features
 from modelhost.registry import LoadedVersion, PredictionResult, Registry
 from modelhost.rollout.service import for_registry
@@ -119,7 +120,8 @@ class Client:
         self.deployments = DeploymentStore(self.db)
         self.shadows = ShadowStore(self.db)
         self.rollouts = for_registry(self.deployments, self.registry)
-        self.features = Features(FeatureRepoStore(self.db))
+        self.features = Features(FeatureRepoStore(self.db), open_online=functools.partial(
+            open_online_store, settings.features_online, home=settings.home))
 
         self.jobs = JobService(jobs, self.registry, self.artifacts,
                                find_dataset=self.datasets.get,
@@ -168,6 +170,7 @@ class Client:
         return self.rollouts.deploy(name, version, strategy, options)
 
     def close(self) -> None:
+        self.features.close()
         self.db.dispose()
 
     def __enter__(self) -> Client:

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
                                   "encryption: {\"s3_additional_kwargs\": "
                                   "{\"ServerSideEncryption\": \"aws:kms\"}}")
     redis_url: str | None = None
+    features_online: str | None = Field(
+        default=None, description="the feature online store: redis://HOST:PORT/DB to share "
+                                  "it across replicas, or a SQLite file; default "
+                                  "$HOME/features-online.db")
     encryption_key: SecretStr | None = Field(
         default=None, description="encrypt artifacts at rest with this key (32 bytes, "
                                   "URL-safe base64: modelhost artifacts new-key)")

@@ -40,8 +40,8 @@ def point_in_time_join(entity_df: Any, source_df: Any, *, join_keys: Sequence[st
         raise InvalidInputError(f"the entity frame already has the column(s) "
                                 f"{', '.join(clash)}")
     left = entity_df[[*join_keys, event_timestamp]].copy()
-    left[event_timestamp] = _utc(left[event_timestamp], "the entity frame's "
-                                 f"{event_timestamp!r}")
+    left[event_timestamp] = as_utc_times(left[event_timestamp],
+                                         f"the entity frame's {event_timestamp!r}")
     if left[event_timestamp].isna().any():
         raise InvalidInputError(f"the entity frame's {event_timestamp!r} has empty values: "
                                 "every row needs the time of its label")
@@ -49,7 +49,7 @@ def point_in_time_join(entity_df: Any, source_df: Any, *, join_keys: Sequence[st
 
     right = source_df[[*join_keys, timestamp_field, *features,
                        *([created_column] if created_column else [])]].copy()
-    right[_TS] = _utc(right[timestamp_field], f"the source's {timestamp_field!r}")
+    right[_TS] = as_utc_times(right[timestamp_field], f"the source's {timestamp_field!r}")
     right = right[right[_TS].notna()]
     order = [_TS, *([created_column] if created_column else [])]
     right = right.sort_values(order, kind="mergesort")  # stable: the source's order last
@@ -100,7 +100,8 @@ def _require(frame: Any, columns: Sequence[str], what: str) -> None:
         raise InvalidInputError(f"{what} has no column(s) {', '.join(map(repr, missing))}")
 
 
-def _utc(values: Any, what: str) -> Any:
+def as_utc_times(values: Any, what: str) -> Any:
+    """``values`` as UTC times (naive ones are taken as UTC; text as ISO 8601)."""
     import pandas as pd
 
     text = values.dtype == object or pd.api.types.is_string_dtype(values.dtype)

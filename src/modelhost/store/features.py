@@ -47,6 +47,12 @@ class FeatureRepoStore:
                          after={"version": row.version, "digest": digest})
             return _stored(row), True
 
+    def audit_materialized(self, version: int, summary: list[dict[str, object]]) -> None:
+        """The audit entry of a materialization (the online store is not this database)."""
+        with self._db.session(write=True) as s:
+            audit.append(s, "features.materialize", f"features:{version}",
+                         after={"views": summary})
+
     def latest(self) -> StoredRepo | None:
         with self._db.session() as s:
             row = s.scalar(select(FeatureRepoRow)
