@@ -91,14 +91,19 @@ def _json(content: bytes) -> Any:
 
 def _error_classes() -> dict[str, type[ModelhostError]]:
     """code -> the class that introduces it (NotFoundError for ``not_found``, not one of
-    its subclasses): every error a server may answer with."""
+    its subclasses): every error a server may answer with. Where two classes introduce
+    one code (``model_load_failed``), the one of ``modelhost.errors`` wins, whatever
+    else happens to be imported: the answer must not depend on import order."""
     found: dict[str, type[ModelhostError]] = {"error": ModelhostError}
     pending: list[type[ModelhostError]] = [ModelhostError]
     while pending:
         cls = pending.pop()
         for sub in cls.__subclasses__():
-            if "code" in sub.__dict__:
-                found.setdefault(sub.__dict__["code"], sub)
+            code = sub.__dict__.get("code")
+            if code is not None and (code not in found or (
+                    sub.__module__ == ModelhostError.__module__
+                    and found[code].__module__ != ModelhostError.__module__)):
+                found[code] = sub
             pending.append(sub)
     return found
 
