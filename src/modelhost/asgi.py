@@ -74,4 +74,5 @@ def build_app(settings: Settings) -> ModelhostApp:
                       audit=client.audit, predictions=client.predictions,
                       profiles=client.profiles, alerts=client.alert_store,
                       leases=client.leases, deployments=client.deployments,
-                      shadows=client.shadows, jobs=client.jobs, background=background)
+                      shadows=client.shadows, jobs=client.jobs, features=client.features,
+                      background=background)

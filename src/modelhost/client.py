@@ -20,7 +20,7 @@ from modelhost.config import Settings
 from modelhost.entities import Deployment, Model, ModelVersion, Stage, StageChange
 from modelhost.errors import InvalidInputError
 from modelhost.features.online import open_online_store
-from modelhost.features.service import Features
+from modelhost.features.service import BoundVersion, Features
 from modelhost.registry import LoadedVersion, PredictionResult, Registry
 from modelhost.rollout.service import for_registry
 from modelhost.security import ApiKeys
@@ -106,9 +106,12 @@ class Client:
         self.artifacts_in_use = references
 
         self.profiles = ProfileStore(self.db)
+        self.features = Features(FeatureRepoStore(self.db), open_online=functools.partial(
+            open_online_store, settings.features_online, home=settings.home),
+            bound=self._bound_versions)
         self.registry = Registry(models, self.artifacts, today=today,
                                  trust_pickle=settings.trust_pickle, references=references,
-                                 profiles=self.profiles)
+                                 profiles=self.profiles, bind_features=self.features.bind)
         self.datasets = Datasets(datasets, self.artifacts, references=references)
         self.tracking = Tracker(runs, datasets=self.datasets, registry=self.registry,
                                 artifacts=self.artifacts, references=references)
@@ -120,14 +123,25 @@ class Client:
         self.deployments = DeploymentStore(self.db)
         self.shadows = ShadowStore(self.db)
         self.rollouts = for_registry(self.deployments, self.registry)
-        self.features = Features(FeatureRepoStore(self.db), open_online=functools.partial(
-            open_online_store, settings.features_online, home=settings.home))
 
         self.jobs = JobService(jobs, self.registry, self.artifacts,
                                find_dataset=self.datasets.get,
                                read_dataset=functools.partial(read_version, self.datasets))
         if migrate:
             self.db.ensure_current()
+
+    def _bound_versions(self) -> list[BoundVersion]:
+        """Staged and production versions bound to a feature service."""
+        found = []
+        for model in self.registry.list_models():
+            for mv in self.registry.list_versions(model.name):
+                lineage = mv.lineage
+                if (lineage.feature_service is not None and lineage.features_version
+                        and mv.stage in (Stage.STAGING, Stage.PRODUCTION)):
+                    found.append(BoundVersion(mv.model, mv.version, mv.stage.value,
+                                              lineage.feature_service,
+                                              lineage.features_version))
+        return found
 
     # The most used registry operations, by the names MLflow users look for.
 

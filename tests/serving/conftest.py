@@ -26,9 +26,10 @@ async def serve(client: Client, **options: Any) -> AsyncIterator[tuple[Modelhost
                                                                        httpx.AsyncClient]]:
     pool = options.pop("pool", PoolOptions(reload_interval_s=0.2))
     # Keys and audit log as `modelhost serve` wires them (used when options say auth=True).
+    extra = {k: options.pop(k) for k in ("features", "observers") if k in options}
     app = create_app(client.registry, options=ServerOptions(pool=pool, **options),
                      keys=client.keys, audit=client.audit,
-                     today=lambda: TODAY)
+                     today=lambda: TODAY, **extra)
     async with app.running():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:

@@ -79,6 +79,9 @@ def register(
     description: str = typer.Option("", "--description"),
     optimize: bool = typer.Option(False, "--optimize", help="Also convert a scikit-learn "
                                   "model to ONNX; serve it if it agrees and is faster."),
+    feature_service: str | None = typer.Option(
+        None, "--feature-service", help="The feature service the model was trained with "
+        "(latest definitions): the server looks its features up from the request's keys."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register a model file or folder, or a python import path, as a new version."""
@@ -90,7 +93,7 @@ def register(
     mv = STATE.manager().registry.register(
         target, name=name, path=source, flavor=flavor, version=version, force=force,
         trust_pickle=trust_pickle, input_example=example, description=description,
-        optimize=optimize)
+        optimize=optimize, feature_service=feature_service)
     emit(mv.to_dict(), as_json=as_json,
          table=f"Registered {mv.model} {mv.version} ({mv.flavor}, "
                f"sha256:{mv.artifact_digest[:12]})")

@@ -201,11 +201,16 @@ class Lineage:
     git_commit: str | None = None
     python_version: str | None = None
     packages: Mapping[str, str] = field(default_factory=dict)
+    # The feature service the model was trained with, and the version of the feature
+    # definitions it was read from: the server looks these features up for it.
+    feature_service: str | None = None
+    features_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "dataset_versions": list(self.dataset_versions),
                 "git_commit": self.git_commit, "python_version": self.python_version,
-                "packages": dict(self.packages)}
+                "packages": dict(self.packages), "feature_service": self.feature_service,
+                "features_version": self.features_version}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Lineage:
@@ -213,7 +218,9 @@ class Lineage:
                    dataset_versions=tuple(data.get("dataset_versions") or ()),
                    git_commit=data.get("git_commit"),
                    python_version=data.get("python_version"),
-                   packages=dict(data.get("packages") or {}))
+                   packages=dict(data.get("packages") or {}),
+                   feature_service=data.get("feature_service"),
+                   features_version=data.get("features_version"))
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelhost.errors import FileNotFoundInputError, InvalidInputError, NotFoundError
-from modelhost.features.definitions import FeatureRepo, canonical, parse_repo
+from modelhost.entities import Signature
+from modelhost.errors import (
+    ConflictError,
+    FileNotFoundInputError,
+    InvalidInputError,
+    NotFoundError,
+)
+from modelhost.features.definitions import FeatureRepo, canonical, names_of, parse_repo
 from modelhost.features.lookup import OnlineLookup, OnlineRow
 from modelhost.features.materialize import Materialized, Progress, materialize
 from modelhost.features.online import Freshness, OnlineStore
@@ -35,6 +41,32 @@ class AppliedRepo:
                 "feature_services": sorted(self.repo.services)}
 
 
+@dataclass(frozen=True)
+class BoundVersion:
+    model: str
+    version: str
+    stage: str
+    service: str
+    features_version: int
+
+
+class FeatureChangeError(ConflictError):
+    def __init__(self, bound: BoundVersion, what: str) -> None:
+        super().__init__(
+            f"the feature service {bound.service!r} serves {bound.model} {bound.version} "
+            f"({bound.stage}), and this change {what}; keep it as it is and define the new "
+            "features in a new service, register the model's next version with that one, "
+            "then retire this service")
+
+
+def _served(repo: FeatureRepo, service: str) -> tuple[Any, ...]:
+    """What a service gives a model: each feature's view, name, type, default and
+    policy, and each view's join keys, TTL and transformation."""
+    return tuple((view.name, repo.join_keys(view), view.ttl, view.on_missing,
+                  view.transformation, feature.name, feature.dtype, feature.default)
+                 for view, feature in repo.service_features(service))
+
+
 class NoFeaturesError(NotFoundError):
     def __init__(self, version: int | None = None) -> None:
         super().__init__("no feature definitions have been applied yet; run 'modelhost "
@@ -47,10 +79,14 @@ class Features:
     opens on first use (``open_online``) and closes with :meth:`close`."""
 
     def __init__(self, store: FeatureRepoStore,
-                 open_online: Callable[[], OnlineStore] | None = None) -> None:
+                 open_online: Callable[[], OnlineStore] | None = None,
+                 bound: Callable[[], Sequence[BoundVersion]] | None = None) -> None:
+        """``bound``: the staged and production model versions bound to a service (a
+        change that would break one of them is refused)."""
         self._store = store
         self._open_online = open_online
         self._online: OnlineStore | None = None
+        self.bound = bound
 
     @property
     def online(self) -> OnlineStore:
@@ -65,6 +101,12 @@ class Features:
             self._online.close()
             self._online = None
 
+    async def aclose(self) -> None:
+        """:meth:`close` from the event loop the online store was read in."""
+        if self._online is not None:
+            await self._online.aclose()
+            self._online = None
+
     def apply(self, definitions: str | Path | Mapping[str, Any] | FeatureRepo) -> AppliedRepo:
         """Check ``definitions`` (YAML text, a YAML file, a mapping or a repository) as
         a whole and store them as a new version if they differ from the latest."""
@@ -73,9 +115,23 @@ class Features:
                 raise FileNotFoundInputError(str(definitions))
             definitions = definitions.read_text(encoding="utf-8")
         repo = definitions if isinstance(definitions, FeatureRepo) else parse_repo(definitions)
+        self._check_bound(repo)
         text, digest = canonical(repo)
         stored, changed = self._store.apply(text, digest)
         return _applied(stored, changed)
+
+    def _check_bound(self, repo: FeatureRepo) -> None:
+        """Refuse definitions that would serve a bound version other features than it was
+        trained with (a feature or key gone, renamed or of another type)."""
+        if self.bound is None:
+            return
+        for bound in self.bound():
+            trained = _served(self.current(bound.features_version).repo, bound.service)
+            offered = _served(repo, bound.service) if bound.service in repo.services else None
+            if offered != trained:
+                raise FeatureChangeError(bound, "drops it" if offered is None else
+                                         "changes what it gives (features, types, keys, "
+                                         "TTL or policy)")
 
     def current(self, version: int | None = None) -> AppliedRepo:
         """The latest version of the definitions (or ``version``)."""
@@ -84,6 +140,24 @@ class Features:
             raise NoFeaturesError(version)
         return _applied(stored, False)
 
+
+    def bind(self, service: str, version: int | None, signature: Signature | None) -> int:
+        """Check that a model with ``signature`` can be served from ``service`` (of the
+        definitions' ``version``, the latest by default): the service exists and each
+        of its features is an input of the signature. Returns the version."""
+        applied = self.current(version)
+        names = names_of(applied.repo.service_features(service))
+        if signature is None or signature.is_tensor:
+            raise InvalidInputError(f"a model bound to the feature service {service!r} needs "
+                                    "a signature of columns (give an input example)")
+        inputs = {c.name for c in signature.columns}
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            raise InvalidInputError(
+                f"the feature service {service!r} (definitions version {applied.version}) "
+                f"gives {', '.join(missing)}, which the model's signature does not take; "
+                "train it on the service's training frame")
+        return applied.version
 
     def materialize(self, *, views: Sequence[str] = (), start: dt.datetime | None = None,
                     end: dt.datetime | None = None,

@@ -105,6 +105,9 @@ class PredictionResult:
         return result
 
 
+BindFeatures = Callable[[str, int | None, Signature | None], int]
+
+
 class Registry:
     """Registry use cases over a model store and an artifact store.
 
@@ -116,8 +119,11 @@ class Registry:
                  today: Callable[[], dt.date] = dt.date.today,
                  trust_pickle: bool = False,
                  references: Callable[[], set[str]] | None = None,
-                 profiles: ProfileStore | None = None) -> None:
+                 profiles: ProfileStore | None = None,
+                 bind_features: BindFeatures | None = None) -> None:
         self._models = models
+        # Checks a feature service against a signature; returns the definitions' version.
+        self._bind_features = bind_features
         self._profiles = profiles or ProfileStore(models.database)
         # Every artifact digest the metadata refers to (versions, datasets, run
         # artifacts): what a failed registration must not delete.
@@ -152,6 +158,8 @@ class Registry:
         reference_data: Any = None,
         reference_source: str = "the data given at registration",
         reference_optional: bool = False,
+        feature_service: str | None = None,
+        features_version: int | None = None,
     ) -> ModelVersion:
         """Register a new version of ``name`` from a Python object or a file/folder.
 
@@ -174,6 +182,11 @@ class Registry:
         profile, the baseline of drift (``reference_source`` says where it came from;
         with ``reference_optional``, data that does not fit the signature is left out
         instead of failing the registration).
+
+        ``feature_service`` binds the version to the feature service it was trained with
+        (of the definitions' ``features_version``, the latest by default): every feature
+        of the service must be an input of the signature, and the server looks them up
+        for requests that carry only the entities' join keys.
         """
         validate_name(name)
         explicit = SemVer.parse(version) if version is not None else None
@@ -220,6 +233,13 @@ class Registry:
                     log.info("%s: registered without a reference profile (%s)", name, exc)
             choose = functools.partial(choose_version, name=name, signature=signature,
                                        explicit=explicit, force=force)
+            if feature_service is not None:
+                if self._bind_features is None:
+                    raise InvalidInputError("this registry has no feature definitions")
+                features_version = self._bind_features(feature_service, features_version,
+                                                       signature)
+            elif features_version is not None:
+                raise InvalidInputError("features_version needs a feature_service")
             choose(latest)  # the rule, checked now; again inside the writing transaction
             self._models.check_lineage(run_id, dataset_refs)
             new = NewVersion(
@@ -232,7 +252,8 @@ class Registry:
                     git_commit=git_commit or environment.git_commit(
                         Path(code_dir) if code_dir is not None else None),
                     python_version=environment.python_version(),
-                    packages=environment.package_versions()),
+                    packages=environment.package_versions(),
+                    feature_service=feature_service, features_version=features_version),
                 metrics=clean_metrics, params=clean_params, tags=clean_tags,
                 description=description, reference=reference)
             tree = self._artifacts.put_tree(dest)

@@ -343,11 +343,7 @@ def _version_of(model: str, record: dict[str, Any]) -> NewVersion:
         signature=Signature.from_dict(record["signature"]) if record.get("signature")
         else None,
         input_example=record.get("input_example"),
-        lineage=Lineage(run_id=lineage.get("run_id"),
-                        dataset_versions=tuple(lineage.get("dataset_versions") or ()),
-                        git_commit=lineage.get("git_commit"),
-                        python_version=lineage.get("python_version"),
-                        packages=lineage.get("packages") or {}),
+        lineage=Lineage.from_dict(lineage),
         metrics=record.get("metrics") or {}, params=record.get("params") or {},
         tags=record.get("tags") or {}, description=record.get("description") or "",
         reference=None if not reference else NewReference(

@@ -38,7 +38,8 @@ class RemoteRegistry:
     def register(self, model: object = None, *, name: str, path: Path | str | None = None,
                  flavor: str | None = None, version: str | None = None,
                  force: bool = False, description: str = "", input_example: Any = None,
-                 trust_pickle: bool = False, optimize: bool = False) -> ModelVersion:
+                 trust_pickle: bool = False, optimize: bool = False,
+                 feature_service: str | None = None) -> ModelVersion:
         """Upload the model file or folder at ``path`` as a new version of ``name``."""
         if model is not None or path is None:
             raise InvalidInputError("a server registers model files: save the model (with "
@@ -56,6 +57,8 @@ class RemoteRegistry:
                                   "description": description}
         if flavor is not None:
             fields["flavor"] = flavor
+        if feature_service is not None:
+            fields["feature_service"] = feature_service
         if version is not None:
             fields["version"] = version
         if input_example is not None:

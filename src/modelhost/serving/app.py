@@ -26,6 +26,7 @@ from modelhost.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from modelhost.features.service import Features
 from modelhost.registry import Registry
 from modelhost.rollout.controller import Controller
 from modelhost.rollout.service import for_registry
@@ -33,6 +34,7 @@ from modelhost.security import ApiKeys, Permission, RateLimiter, allows
 from modelhost.serving import errors as http_errors
 from modelhost.serving import infer_v2, invocations, v1
 from modelhost.serving.cache import open_cache
+from modelhost.serving.features import binder
 from modelhost.serving.guard import MODELS_SCOPE_KEY, Guard
 from modelhost.serving.http import (
     ASGIApp,
@@ -337,6 +339,7 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                deployments: DeploymentStore | None = None,
                shadows: ShadowStore | None = None,
                jobs: JobService | None = None,
+               features: Features | None = None,
                observers: Sequence[Observer] = (),
                background: Sequence[Background] = (),
                today: Callable[[], dt.date] = dt.date.today,
@@ -356,6 +359,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     their shadow version, and with ``shadows`` the comparisons are stored. With ``jobs``
     the ``/v1/jobs`` routes take asynchronous prediction jobs, and (with
     ``options.jobs.run``) every process runs them (on SQLite, with ``leases``, one).
+    With ``features``, versions bound to a feature service look their features up in
+    its online store (see ``features.py``).
     ``observers`` watch every answered prediction
     request, after the metrics and the log (see ``observers.py``); ``background``
     runs beside the server in every process (stream consumers). ``today``
@@ -367,6 +372,7 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     metrics = Metrics()
     pool = ModelPool(registry, options=options.pool, on_batch=metrics.on_batch,
                      on_load=metrics.on_load, on_load_failed=metrics.on_load_failed,
+                     bind_features=binder(features) if features is not None else None,
                      clock=clock)
     watcher = RoutingWatcher(registry, interval_s=options.pool.reload_interval_s,
                              publish=pool.apply, only=options.model,
@@ -443,6 +449,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
             await pool.stop()
             await monitoring.stop()
             await cache.close()
+            if features is not None:
+                await features.aclose()
             if limiter is not None:
                 await limiter.close()
 

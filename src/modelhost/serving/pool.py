@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from modelhost.registry.scoring import Scorer
 from modelhost.rollout import Routing
 from modelhost.serving.batcher import AdaptiveBatcher
 from modelhost.serving.table import EMPTY_TABLE, RoutingTable
+
+if TYPE_CHECKING:
+    from modelhost.serving.features import FeatureBinding
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,8 @@ class ServedVersion:
     batcher: AdaptiveBatcher
     load_seconds: float = 0.0
     last_used: float = field(default_factory=time.monotonic)
+    # The feature lookups of a version bound to a feature service (None: no lookups).
+    features: FeatureBinding | None = None
     # The scorer's version and model, and their key, as plain attributes: read several
     # times per request.
     version: ModelVersion = field(init=False)
@@ -133,8 +138,10 @@ class ModelPool:
                  on_batch: Callable[[str, str, int, int, float], None] | None = None,
                  on_load: Callable[[str, str, float], None] | None = None,
                  on_load_failed: Callable[[str, str], None] | None = None,
+                 bind_features: Callable[[ModelVersion], FeatureBinding | None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._registry = registry
+        self._bind_features = bind_features
         self.options = options or PoolOptions()
         self._clock = clock
         self._on_batch = on_batch
@@ -345,6 +352,8 @@ class ModelPool:
                 on_batch(name, version, rows, requests, seconds)
 
         served = ServedVersion(scorer=scorer, batcher=None)  # type: ignore[arg-type]
+        if self._bind_features is not None:
+            served.features = self._bind_features(mv)
         served.batcher = AdaptiveBatcher(
             served.run_batch, combine=_combine, max_batch_size=self.options.max_batch_size,
             max_wait_ms=self.options.max_wait_ms, max_queue_rows=self.options.max_queue_rows,

@@ -63,6 +63,7 @@ class Prediction:
     arm: ArmRole | None = None
     cached: bool | None = None  # None: the model's answers are not cached
     inputs: Any = None  # the validated inputs, kept when an observer asks for them
+    features: list[dict[str, Any]] | None = None  # looked up (bound versions only)
 
 
 @dataclass
@@ -172,6 +173,9 @@ class Predictor:
             rows = self.check(payload, params)
         served = resolved.served
         scorer = served.scorer
+        features = None
+        if served.features is not None:  # the rows' features, before the cache's key
+            payload, features = await served.features.assemble(payload)
         key = None
         entry = self.watcher.table.models.get(served.version.model)
         if self.cache is not None and entry is not None and entry.cached:
@@ -182,7 +186,7 @@ class Predictor:
                 inputs = (scorer.prepare(payload, numeric_rows_only=True)
                           if self.keep_inputs else None)
                 return Prediction(served, data["p"], data.get("q"), rows, resolved.arm,
-                                  cached=True, inputs=inputs)
+                                  cached=True, inputs=inputs, features=features)
         # Inputs of several requests are combined into one model call: one shape for all.
         inputs = scorer.prepare(payload, numeric_rows_only=True)
         n = len(inputs) if hasattr(inputs, "__len__") and not isinstance(inputs, dict) else rows
@@ -206,7 +210,7 @@ class Predictor:
                               payload, params, predictions)
         return Prediction(served, predictions, probabilities, n, resolved.arm,
                           cached=False if key is not None else None,
-                          inputs=inputs if self.keep_inputs else None)
+                          inputs=inputs if self.keep_inputs else None, features=features)
 
     def _track(self, labels: tuple[str, str], rows: int) -> None:
         """Rows waiting for or inside the model. The gauge is a metric in shared memory

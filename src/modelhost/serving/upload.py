@@ -5,7 +5,8 @@ The body is ``multipart/form-data`` with either one archive (``.tar.gz``, ``.tgz
 (``model.onnx``, ``model.skops``, an MLflow ``MLmodel`` folder needs the archive), or
 several files whose filenames are their paths inside the model folder. Optional fields:
 ``flavor``, ``version``, ``force``, ``description``, ``input_example`` (JSON records),
-``git_commit`` (the uploader's commit, for the lineage).
+``git_commit`` (the uploader's commit, for the lineage), ``feature_service`` (the feature
+service it was trained with, of the latest definitions).
 
 Uploads are unpacked by :mod:`modelhost.registry.uploads` (paths, links, sizes, counts
 checked) into a private temporary folder, registered through the same
@@ -32,7 +33,7 @@ from modelhost.registry import Registry
 from modelhost.registry.uploads import UploadLimits, is_archive, unpack_archive, write_files
 
 _FIELDS = frozenset({"file", "flavor", "version", "force", "description", "input_example",
-                     "git_commit"})
+                     "git_commit", "feature_service"})
 _COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 
@@ -46,6 +47,9 @@ def install(api: FastAPI, registry: Registry, limits: UploadLimits) -> None:
                                    "items": {"type": "string", "format": "binary"}},
                           "flavor": {"type": "string"}, "version": {"type": "string"},
                           "force": {"type": "boolean"}, "description": {"type": "string"},
+                          "feature_service": {"type": "string",
+                                              "description": "the feature service the "
+                                                             "model was trained with"},
                           "git_commit": {"type": "string",
                                          "description": "the commit the model was built "
                                                         "from (lineage)"},
@@ -83,7 +87,7 @@ def _field(form: Any, key: str) -> str | None:
 
 def _options(form: Any) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    for key in ("flavor", "version", "description"):
+    for key in ("flavor", "version", "description", "feature_service"):
         value = _field(form, key)
         if value is not None:
             options[key] = value

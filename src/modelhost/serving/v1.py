@@ -28,11 +28,10 @@ def parse_json(body: bytes) -> Any:
         raise MalformedRequestError(f"the body is not valid JSON: {exc.msg}") from None
 
 
-def parse_v1(body: bytes, content_type: str | None) -> tuple[Any, dict[str, Any] | None]:
+def _content_type(content_type: str | None) -> None:
     if content_type is not None and content_type.split(";")[0].strip().lower() not in (
             "application/json", ""):
         raise UnsupportedMediaTypeError(content_type.split(";")[0], ["application/json"])
-    return v1_fields(parse_json(body))
 
 
 def v1_fields(document: Any) -> tuple[Any, dict[str, Any] | None]:
@@ -50,7 +49,13 @@ def v1_fields(document: Any) -> tuple[Any, dict[str, Any] | None]:
 
 async def predict(predictor: Predictor, name: str, ref: str | None, body: bytes,
                   headers: dict[str, str], request_id: str, trace: Trace) -> Reply:
-    payload, params = parse_v1(body, headers.get("content-type"))
+    _content_type(headers.get("content-type"))
+    document = parse_json(body)
+    # "return_features": echo the features a bound version looked up (see features.py).
+    echo = document.pop("return_features", False) if isinstance(document, dict) else False
+    if not isinstance(echo, bool):
+        raise InvalidInputError('"return_features" must be true or false')
+    payload, params = v1_fields(document)
     timeout_s = _timeout(headers)
     rows = predictor.check(payload, params)  # bad input never waits for a version
     pin = ref if ref is not None else (headers.get("x-model-version") or None)
@@ -58,16 +63,18 @@ async def predict(predictor: Predictor, name: str, ref: str | None, body: bytes,
         name, pin, headers.get("x-routing-key") or None)
     trace.prediction = result = await predictor.predict(resolved, payload, params,
                                                         timeout_s=timeout_s, rows=rows)
-    return Reply(200, _body(result, request_id), response_headers(result.served.version,
-                                                                 request_id))
+    return Reply(200, _body(result, request_id, echo),
+                 response_headers(result.served.version, request_id))
 
 
-def _body(result: Prediction, request_id: str) -> bytes:
+def _body(result: Prediction, request_id: str, echo: bool = False) -> bytes:
     mv = result.served.version
     document: dict[str, Any] = {"model": mv.model, "version": mv.version,
                                 "request_id": request_id, "predictions": result.predictions}
     if result.probabilities is not None:
         document["probabilities"] = result.probabilities
+    if echo:
+        document["features"] = result.features
     return orjson.dumps(document, option=_NUMPY)
 
 

@@ -540,11 +540,7 @@ class ModelStore:
             signature=Signature.from_dict(row.signature) if row.signature else None,
             input_example=row.input_example, metrics=dict(row.metrics or {}),
             params=dict(row.params or {}),
-            lineage=Lineage(run_id=lineage.get("run_id"),
-                            dataset_versions=tuple(lineage.get("dataset_versions", ())),
-                            git_commit=lineage.get("git_commit"),
-                            python_version=lineage.get("python_version"),
-                            packages=dict(lineage.get("packages", {}))),
+            lineage=Lineage.from_dict(lineage),
             flavor_meta=dict(row.flavor_meta or {}), tags=tags, aliases=aliases,
             description=row.description, sunset=row.sunset, created_at=as_utc(row.created_at))
 
