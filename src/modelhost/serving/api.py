@@ -4,6 +4,8 @@ prediction routes (answered by the fast path in ``app.py``)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from importlib import metadata
@@ -17,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelhost.batch import JobService
 from modelhost.errors import ModelhostError
+from modelhost.features.service import Features
 from modelhost.monitoring import FeedbackService
 from modelhost.monitoring.alerts import AlertService
 from modelhost.monitoring.drift import DriftService
@@ -24,7 +27,7 @@ from modelhost.registry.uploads import UploadLimits
 from modelhost.rollout.controller import Controller
 from modelhost.rollout.service import RolloutService
 from modelhost.security import ApiKeys
-from modelhost.serving import admin, docs, infer_v2, openapi, performance, upload
+from modelhost.serving import admin, docs, feature_routes, infer_v2, openapi, performance, upload
 from modelhost.serving import alerts as alert_routes
 from modelhost.serving import deployments as deployment_routes
 from modelhost.serving import drift as drift_routes
@@ -37,6 +40,8 @@ from modelhost.serving.routes import OPEN_PATHS, ErrorShape, Routes
 from modelhost.serving.server import Server
 from modelhost.store.audit import AuditStore
 from modelhost.store.monitoring import PredictionLogStore
+
+log = logging.getLogger(__name__)
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
@@ -81,6 +86,7 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
               rollouts: RolloutService | None = None,
               rollout_analysis: Controller | None = None,
               jobs: JobService | None = None,
+              features: Features | None = None,
               wake_jobs: Callable[[], None] = lambda: None) -> FastAPI:
     routes = Routes(pinned_model=server.options.model,
                     public_metrics=server.options.public_metrics)
@@ -154,8 +160,12 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
         ready, detail = server.readiness()
         return JSONResponse({"ready": ready, **detail}, 200 if ready else 503)
 
+    freshness = _FeatureFreshness(features, server.metrics) if features is not None else None
+
     @api.get("/metrics", tags=["operations"])
     async def metrics() -> Response:
+        if freshness is not None:
+            await freshness.refresh()
         body, content_type = server.metrics.exposition()
         return Response(body, media_type=content_type)
 
@@ -327,12 +337,40 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
     alert_routes.install(api, alerts)
     deployment_routes.install(api, rollouts, rollout_analysis)
     job_routes.install(api, jobs, wake=wake_jobs)
+    feature_routes.install(api, features)
     upload.install(api, registry, UploadLimits(max_bytes=server.options.limits.max_upload_bytes,
                                                max_files=server.options.limits.max_upload_files))
     openapi.install(api, registry,
                     open_paths=OPEN_PATHS if server.options.auth else None)
     return api
 
+
+
+class _FeatureFreshness:
+    """Sets the feature views' freshness gauges when metrics are scraped, from the online
+    store read at most every few seconds; a store that does not answer leaves them as
+    they were (the metrics never fail for it)."""
+
+    EVERY_S = 5.0
+
+    def __init__(self, features: Features, metrics: Any) -> None:
+        self._features = features
+        self._metrics = metrics
+        self._read_at = float("-inf")
+        self._until: dict[str, float] = {}
+
+    async def refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._read_at >= self.EVERY_S:
+            self._read_at = now
+            try:
+                found = await asyncio.to_thread(self._features.freshness)
+            except ModelhostError as exc:
+                log.warning("feature freshness not read: %s", exc.message)
+            else:
+                self._until = {v: f.materialized_until.timestamp() for v, f in found.items()}
+        wall = time.time()
+        self._metrics.publish_freshness({v: wall - t for v, t in self._until.items()})
 
 
 def _error_response(status: int, code: str, message: str, rid: str,

@@ -459,5 +459,6 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                     predictions=predictions if monitoring.log is not None else None,
                     drift=monitoring.drift, alerts=monitoring.alerts,
                     rollouts=rollouts, rollout_analysis=controller, jobs=jobs,
+                    features=features,
                     wake_jobs=job_worker.wake if job_worker is not None else lambda: None)
     return ModelhostApp(server, api, guard=guard)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -103,6 +103,11 @@ class Metrics:
         self.stream_events = Counter("modelhost_stream_events_total", "Events read from "
                                      "a stream, by outcome (scored, dead_letter).",
                                      (*stream_labels, "outcome"), registry=self.registry)
+        # The feature store: how old each view's online values may be (the end of its
+        # last materialization), read when metrics are scraped.
+        self.feature_freshness = Gauge("modelhost_feature_freshness_seconds", "Seconds "
+                                       "since the end of the feature view's last "
+                                       "materialization.", ("view",), **health)
 
     def on_batch(self, model: str, version: str, rows: int, requests: int,
                  _seconds: float) -> None:
@@ -151,6 +156,11 @@ class Metrics:
     def on_load(self, model: str, version: str, seconds: float) -> None:
         self.load_seconds.labels(model, version).observe(seconds)
         self.load_failed.labels(model, version).set(0)
+
+    def publish_freshness(self, ages: Mapping[str, float]) -> None:
+        """Seconds since the end of each feature view's last materialization."""
+        for view, age in ages.items():
+            self.feature_freshness.labels(view).set(age)
 
     def on_load_failed(self, model: str, version: str) -> None:
         self.load_failed.labels(model, version).set(1)

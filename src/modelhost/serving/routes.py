@@ -62,6 +62,7 @@ class Action(str, Enum):
     ALERTS = "alerts"
     DEPLOYMENTS = "deployments"
     JOBS = "jobs"
+    FEATURES = "features"
     KEYS = "keys"
     AUDIT = "audit"
     NOT_FOUND = "not_found"
@@ -275,7 +276,7 @@ def _management(method: str, parts: list[str], n: int, name: str) -> Route | Non
 
 def _v1_route(method: str, parts: list[str], n: int) -> Route | None:
     """/v1/... outside /v1/models/{name}: the model list, keys, the audit log, feedback,
-    alerts and deployments."""
+    alerts, jobs, features and deployments."""
     second = parts[1] if n > 1 else ""
     if second == "keys" or second == "audit":
         # The whole namespace is the admin's, whatever follows: a made-up spelling under
@@ -297,6 +298,15 @@ def _v1_route(method: str, parts: list[str], n: int) -> Route | None:
         # /v1/jobs[/{id}[/result|/rejects]]: a predictor reads its own jobs, a viewer
         # every job (the route checks whose it is).
         return Route(Protocol.V1, Action.JOBS, _PREDICT_OR_READ)
+    if second == "features" and n <= 5:
+        # /v1/features[/freshness|/services/{name}/online]: deployers apply definitions,
+        # viewers (and predicting clients) read them and the online values.
+        if n == 2 and method == "POST":
+            return Route(Protocol.MANAGEMENT, Action.FEATURES, _DEPLOY)
+        if method in _READ_METHODS or (n == 5 and method == "POST"):
+            return Route(Protocol.MANAGEMENT, Action.FEATURES, _PREDICT_OR_READ)
+        if method in _WRITE_METHODS:
+            return Route(Protocol.MANAGEMENT, Action.FEATURES, _DEPLOY)
     if second == "deployments" and n in (3, 4):
         # /v1/deployments/{name}[/rollout|/rollback|/events]: deployers change rollouts,
         # viewers read them.
