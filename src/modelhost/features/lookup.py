@@ -20,6 +20,7 @@ import orjson
 from modelhost.errors import InvalidInputError
 from modelhost.features.definitions import FeatureField, FeatureRepo, FeatureView, names_of
 from modelhost.features.online import OnlineStore, Stored, entity_key
+from modelhost.features.transform import transform
 
 
 class FeatureMissingError(InvalidInputError):
@@ -60,6 +61,7 @@ class OnlineLookup:
             views[view.name] = view
         self._parts = [_ViewPart(views[v], repo.join_keys(views[v]), tuple(fs),
                                  _ttl_seconds(views[v])) for v, fs in parts.items()]
+        self._transformed = [p for p in self._parts if p.view.transformation is not None]
         # The join keys a request must carry, in the order the views name them.
         self.entity_columns = list(dict.fromkeys(k for p in self._parts for k in p.join_keys))
 
@@ -106,7 +108,25 @@ class OnlineLookup:
                     values[name] = (feature.default if decoded is None
                                     else decoded.get(feature.name))
             rows.append(OnlineRow(values, missing, stale))
+        for part in self._transformed:
+            self._transform(part, rows)
         return rows
+
+    @staticmethod
+    def _transform(part: _ViewPart, rows: list[OnlineRow]) -> None:
+        """The view's transformation on these rows' values of it (see transform.py)."""
+        import pandas as pd
+
+        assert part.view.transformation is not None
+        features = {name: feature.name for feature, name in part.fields}
+        given = pd.DataFrame([{features[n]: r.values[n] for n in features} for r in rows],
+                             columns=list(features.values()))
+        result = transform(part.view.transformation, given, list(features.values()),
+                           part.view.name)
+        for i, row in enumerate(result.to_dict(orient="records")):
+            for name, feature in features.items():
+                value = row[feature]
+                rows[i].values[name] = None if _missing(value) else _plain(value)
 
     def read(self, store: OnlineStore, entities: Sequence[Mapping[str, Any]], *,
              now: dt.datetime | None = None) -> list[OnlineRow]:
@@ -133,6 +153,14 @@ class OnlineLookup:
                                          for k in self.entity_columns)
                         raise FeatureMissingError(
                             f"row {i}: the feature {ref} has {kind} for {keys}")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # NaN
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value  # a numpy scalar
 
 
 def _ttl_seconds(view: FeatureView) -> float | None:

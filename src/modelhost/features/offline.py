@@ -17,6 +17,7 @@ from typing import Any
 
 from modelhost.errors import InvalidInputError
 from modelhost.features.definitions import FeatureRepo, FileSource, names_of
+from modelhost.features.transform import transform
 
 _ROW = "__modelhost_row"
 _TS = "__modelhost_feature_ts"
@@ -91,7 +92,21 @@ def training_frame(entity_df: Any, repo: FeatureRepo, service: str, *,
             names=[names[i] for i in positions], timestamp_field=view.source.timestamp_field,
             created_column=view.source.created_timestamp_column, ttl=view.ttl,
             event_timestamp=event_timestamp)
+        if view.transformation is not None:
+            frame = _transformed(frame, view.transformation, view_name,
+                                 {names[i]: wanted[i][1].name for i in positions})
     return frame
+
+
+def _transformed(frame: Any, target: str, view: str, columns: dict[str, str]) -> Any:
+    """``frame`` with the columns of one view (``{column: feature name}``) replaced by
+    what the view's transformation makes of them (it sees the features' own names)."""
+    given = frame[list(columns)].rename(columns=columns)
+    result = transform(target, given, list(columns.values()), view)
+    out = frame.copy()
+    for column, feature in columns.items():
+        out[column] = result[feature].to_numpy()
+    return out
 
 
 def _require(frame: Any, columns: Sequence[str], what: str) -> None:
