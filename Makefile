@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= dev
 
-.PHONY: install constraints system-deps demo test lint typecheck unit bench clean
+.PHONY: install constraints system-deps feast-env demo test lint typecheck unit bench clean
 
 # constraints.txt pins every package at the versions the last green CI run installed, so
 # that a release elsewhere cannot change what a fresh machine installs.
@@ -48,6 +48,19 @@ system-deps:
 		$$sudo apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; }
 
+# Feast, for the feature store's adapter test (tests/features/test_feast.py, which runs
+# it beside ours) and benchmarks/features: in an environment of its own, because Feast
+# pins its own dependencies, as a team that runs it already has.
+FEAST_VENV ?= .feast-venv
+FEAST_PINS := tests/features/feast_side/constraints.txt
+$(FEAST_VENV)/.installed: $(FEAST_PINS) | $(BIN)/.installed-$(EXTRAS)
+	$(BIN)/uv venv --quiet --allow-existing --python $(BIN)/python $(FEAST_VENV)
+	$(BIN)/uv pip install --quiet --python $(FEAST_VENV)/bin/python -c $(FEAST_PINS) \
+		'feast[redis]==0.67.0'
+	touch $@
+
+feast-env: $(FEAST_VENV)/.installed
+
 demo: install
 	$(BIN)/modelhost quickstart
 
@@ -61,11 +74,11 @@ typecheck: install
 unit: install
 	$(BIN)/python -m pytest --cov --cov-report=term
 
-test: system-deps lint typecheck unit
+test: system-deps feast-env lint typecheck unit
 
 bench: install
 	$(BIN)/python benchmarks/signature/bench_validator.py
 	$(BIN)/python benchmarks/registry/bench_register.py
 
 clean:
-	rm -rf $(VENV) .modelhost .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(FEAST_VENV) .modelhost .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from modelhost.cli._app import JSON_OPTION, STATE, app, emit, make_table, out, sub_app
+from modelhost.cli._app import JSON_OPTION, STATE, app, emit, err, make_table, out, sub_app
 
 if TYPE_CHECKING:
     from modelhost.features import FeatureView
@@ -19,11 +19,21 @@ app.add_typer(features_app, name="features")
 
 @features_app.command("apply")
 def apply(path: Path = typer.Argument(..., help="A YAML file of entities, feature_views "
-                                      "and feature_services."),
+                                      "and feature_services, or a Feast repository."),
           as_json: bool = JSON_OPTION) -> None:
     """Check the definitions as a whole and store them as a new version (nothing
-    changes when they are those of the latest version)."""
-    applied = STATE.client().features.apply(path)
+    changes when they are those of the latest version). A folder with a
+    feature_store.yaml is read as a Feast repository (its files are read, never run)."""
+    skipped: list[str] = []
+    source: Any = path
+    if path.is_dir():
+        from modelhost.features.feast_repo import read_feast_repo
+
+        imported = read_feast_repo(path)
+        source, skipped = imported.repo, imported.skipped
+    applied = STATE.client().features.apply(source)
+    for line in skipped:
+        err.print(f"left out: {line}", markup=False, highlight=False)
     repo = applied.repo
     emit(applied.to_dict(), as_json=as_json, table=(
         f"Applied feature definitions version {applied.version}: "

@@ -111,9 +111,14 @@ class Features:
         """Check ``definitions`` (YAML text, a YAML file, a mapping or a repository) as
         a whole and store them as a new version if they differ from the latest."""
         if isinstance(definitions, Path):
-            if not definitions.is_file():
+            if definitions.is_dir():  # a Feast repository (see feast_repo.py)
+                from modelhost.features.feast_repo import read_feast_repo
+
+                definitions = read_feast_repo(definitions).repo
+            elif not definitions.is_file():
                 raise FileNotFoundInputError(str(definitions))
-            definitions = definitions.read_text(encoding="utf-8")
+            else:
+                definitions = definitions.read_text(encoding="utf-8")
         repo = definitions if isinstance(definitions, FeatureRepo) else parse_repo(definitions)
         self._check_bound(repo)
         text, digest = canonical(repo)
