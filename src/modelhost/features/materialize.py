@@ -93,7 +93,7 @@ def _latest_rows(view: FeatureView, join_keys: Sequence[str], since: dt.datetime
     if since is not None:
         inside &= times > pd.Timestamp(since)
     frame = frame.loc[inside.to_numpy()].copy()
-    frame["__ts"] = times[inside].to_numpy()
+    frame["__ts"] = times[inside]  # aligned on the index; to_numpy() would box each time
     order = ["__ts", *([source.created_timestamp_column]
                        if source.created_timestamp_column else [])]
     frame = frame.sort_values(order, kind="mergesort")  # stable: the source's order last
@@ -115,8 +115,9 @@ def _write(store: OnlineStore, view: FeatureView, join_keys: Sequence[str], late
                .astype("int64") / 1e6).tolist()
     columns = [_plain_column(latest[n]) for n in names]
     # orjson writes every float exactly (pandas' to_json rounds to 15 digits at most);
-    # NaN is written as null.
-    values = [orjson.dumps(dict(zip(names, row, strict=True)), default=str)
+    # NaN is written as null. Decoded to text: orjson's bytes keep their whole buffer
+    # (~8 KiB each), so a million of them took 9 GiB.
+    values = [orjson.dumps(dict(zip(names, row, strict=True)), default=str).decode()
               for row in zip(*columns, strict=True)]
     for begin in range(0, total, CHUNK_ROWS):
         stop = min(total, begin + CHUNK_ROWS)

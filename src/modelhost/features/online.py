@@ -26,7 +26,7 @@ import orjson
 
 from modelhost.errors import InvalidInputError
 
-Stored = tuple[float, bytes]  # (event time in epoch seconds, the values as a JSON object)
+Stored = tuple[float, str | bytes]  # (event time in epoch seconds, the values as JSON)
 
 
 def entity_key(values: Iterable[Any]) -> str:
@@ -74,7 +74,7 @@ class OnlineStore(ABC):
     where: str  # for messages: the store's kind and place, never a password
 
     @abstractmethod
-    def write(self, view: str, rows: Sequence[tuple[str, float, bytes]]) -> None:
+    def write(self, view: str, rows: Sequence[tuple[str, float, str | bytes]]) -> None:
         """Store (entity key, event time, values) rows of ``view``; a row older than what
         is stored for its key is ignored."""
 

@@ -48,7 +48,7 @@ class RedisOnlineStore(OnlineStore):
     def _key(self, view: str, entity: str) -> str:
         return f"{self._prefix}{view}:{entity}"
 
-    def write(self, view: str, rows: Sequence[tuple[str, float, bytes]]) -> None:
+    def write(self, view: str, rows: Sequence[tuple[str, float, str | bytes]]) -> None:
         try:
             if self._script is None:
                 self._script = self._sync.register_script(_WRITE)

@@ -16,17 +16,21 @@ from pathlib import Path
 from modelhost.errors import StoreUnavailableError
 from modelhost.features.online import Freshness, OnlineStore, Stored
 
+# A rowid table with a unique index, not a WITHOUT ROWID table keyed by (view, key): its
+# rows (the values of 20 features are ~450 bytes) are too large for one (SQLite's advice
+# is under a twentieth of a page), and a million of them were written 2x slower.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS feature_values (
+CREATE TABLE IF NOT EXISTS feature_rows (
     view TEXT NOT NULL, entity_key TEXT NOT NULL, event_ts REAL NOT NULL,
-    feature_values BLOB NOT NULL, PRIMARY KEY (view, entity_key)) WITHOUT ROWID;
+    feature_values TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS feature_rows_key ON feature_rows (view, entity_key);
 CREATE TABLE IF NOT EXISTS feature_freshness (view TEXT PRIMARY KEY, record BLOB NOT NULL);
 """
 _UPSERT = """
-INSERT INTO feature_values (view, entity_key, event_ts, feature_values) VALUES (?, ?, ?, ?)
+INSERT INTO feature_rows (view, entity_key, event_ts, feature_values) VALUES (?, ?, ?, ?)
 ON CONFLICT (view, entity_key) DO UPDATE
 SET event_ts = excluded.event_ts, feature_values = excluded.feature_values
-WHERE excluded.event_ts >= feature_values.event_ts
+WHERE excluded.event_ts >= feature_rows.event_ts
 """
 _CHUNK = 400  # pairs per SELECT: two parameters each, under SQLite's limit of 999
 
@@ -42,11 +46,12 @@ class SQLiteOnlineStore(OnlineStore):
                                        isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: the key index, hot
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreUnavailableError(self.where, type(exc).__name__) from None
 
-    def write(self, view: str, rows: Sequence[tuple[str, float, bytes]]) -> None:
+    def write(self, view: str, rows: Sequence[tuple[str, float, str | bytes]]) -> None:
         with self._lock, self._transaction():
             self._db.executemany(_UPSERT, [(view, k, ts, v) for k, ts, v in rows])
 
@@ -58,11 +63,11 @@ class SQLiteOnlineStore(OnlineStore):
                     chunk = lookups[start:start + _CHUNK]
                     if len(chunk) == 1:
                         sql = ("SELECT view, entity_key, event_ts, feature_values FROM "
-                               "feature_values WHERE view = ? AND entity_key = ?")
+                               "feature_rows WHERE view = ? AND entity_key = ?")
                     else:
                         marks = ",".join(["(?, ?)"] * len(chunk))  # placeholders only
                         sql = ("SELECT view, entity_key, event_ts, feature_values FROM "  # noqa: S608
-                               f"feature_values WHERE (view, entity_key) IN (VALUES {marks})")
+                               f"feature_rows WHERE (view, entity_key) IN (VALUES {marks})")
                     params = [p for pair in chunk for p in pair]
                     for view, key, ts, values in self._db.execute(sql, params):
                         found[(view, key)] = (ts, values)
