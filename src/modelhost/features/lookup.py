@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from modelhost.entities import ColumnType
 from modelhost.errors import InvalidInputError
 from modelhost.features.definitions import FeatureField, FeatureRepo, FeatureView, names_of
 from modelhost.features.online import OnlineStore, Stored, entity_key
@@ -108,33 +109,50 @@ class OnlineLookup:
                     values[name] = (feature.default if decoded is None
                                     else decoded.get(feature.name))
             rows.append(OnlineRow(values, missing, stale))
+        return rows
+
+    def transform(self, rows: list[OnlineRow]) -> list[OnlineRow]:
+        """Each view's transformation on the rows' values of it (see transform.py), in
+        place; after :meth:`enforce`, so that a refused row is refused for what it
+        lacks, not for what the transformation made of a null."""
         for part in self._transformed:
-            self._transform(part, rows)
+            self._transform_part(part, rows)
         return rows
 
     @staticmethod
-    def _transform(part: _ViewPart, rows: list[OnlineRow]) -> None:
-        """The view's transformation on these rows' values of it (see transform.py)."""
+    def _transform_part(part: _ViewPart, rows: list[OnlineRow]) -> None:
         import pandas as pd
 
         assert part.view.transformation is not None
         features = {name: feature.name for feature, name in part.fields}
         given = pd.DataFrame([{features[n]: r.values[n] for n in features} for r in rows],
                              columns=list(features.values()))
+        for feature, _ in part.fields:  # nulls as NaN in numbers, as in a training frame
+            if feature.dtype in _NUMBERS:
+                given[feature.name] = pd.to_numeric(given[feature.name])
         result = transform(part.view.transformation, given, list(features.values()),
                            part.view.name)
+        whole = {name for feature, name in part.fields if feature.dtype in _WHOLE}
         for i, row in enumerate(result.to_dict(orient="records")):
-            for name, feature in features.items():
-                value = row[feature]
-                rows[i].values[name] = None if _missing(value) else _plain(value)
+            for name, feature_name in features.items():
+                value = row[feature_name]
+                if _missing(value):
+                    value = None
+                else:
+                    value = _plain(value)
+                    if name in whole and isinstance(value, float) and value.is_integer():
+                        value = int(value)  # a long that a NaN elsewhere made a float
+                rows[i].values[name] = value
 
     def read(self, store: OnlineStore, entities: Sequence[Mapping[str, Any]], *,
              now: dt.datetime | None = None) -> list[OnlineRow]:
+        """The rows, transformed (nothing refused: missing and stale are marked)."""
         stored = store.read(self.lookups(entities))
-        return self.assemble(entities, stored, now=_seconds(now))
+        return self.transform(self.assemble(entities, stored, now=_seconds(now)))
 
     async def aread(self, store: OnlineStore, entities: Sequence[Mapping[str, Any]], *,
                     now: dt.datetime | None = None) -> list[OnlineRow]:
+        """The rows as stored (call :meth:`enforce`, then :meth:`transform`)."""
         stored = await store.aread(self.lookups(entities))
         return self.assemble(entities, stored, now=_seconds(now))
 
@@ -153,6 +171,10 @@ class OnlineLookup:
                                          for k in self.entity_columns)
                         raise FeatureMissingError(
                             f"row {i}: the feature {ref} has {kind} for {keys}")
+
+
+_WHOLE = frozenset({ColumnType.LONG, ColumnType.INTEGER})
+_NUMBERS = _WHOLE | {ColumnType.DOUBLE, ColumnType.FLOAT}
 
 
 def _missing(value: Any) -> bool:

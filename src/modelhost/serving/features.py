@@ -45,6 +45,7 @@ class FeatureBinding:
                     f"{', '.join(self.lookup.entity_columns)} and the request's own fields")
         found = await self.lookup.aread(self.store, records)
         self.lookup.enforce(found, records)
+        self.lookup.transform(found)
         rows = []
         for record, row in zip(records, found, strict=True):
             assembled = {k: v for k, v in record.items() if k not in self._keys_only}
