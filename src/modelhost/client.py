@@ -108,7 +108,8 @@ class Client:
         self.profiles = ProfileStore(self.db)
         self.features = Features(FeatureRepoStore(self.db), open_online=functools.partial(
             open_online_store, settings.features_online, home=settings.home),
-            bound=self._bound_versions)
+            bound=self._bound_versions,
+            offline_db=settings.features_offline_db or settings.resolved_db_url)
         self.registry = Registry(models, self.artifacts, today=today,
                                  trust_pickle=settings.trust_pickle, references=references,
                                  profiles=self.profiles, bind_features=self.features.bind)

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
                                   "encryption: {\"s3_additional_kwargs\": "
                                   "{\"ServerSideEncryption\": \"aws:kms\"}}")
     redis_url: str | None = None
+    features_offline_db: str | None = Field(
+        default=None, description="the database feature views with a table source are "
+                                  "read from (a SQLAlchemy URL); default the registry's")
     features_online: str | None = Field(
         default=None, description="the feature online store: redis://HOST:PORT/DB to share "
                                   "it across replicas, or a SQLite file; default "

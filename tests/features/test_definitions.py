@@ -65,7 +65,7 @@ def test_a_ttl_that_does_not_parse_is_refused(value: object) -> None:
     (("on_missing: default", "on_missing: guess"), "reject or default"),
     (("{name: spend_30d", "{name: orders_7d"), "orders_7d used twice"),
     (("{name: spend_30d", "{name: customer_id"), "customer_id used twice"),
-    (("path: data/customer_stats.parquet, ", ""), "source.path"),
+    (("path: data/customer_stats.parquet, ", ""), "source needs one of path"),
     (("    on_missing: default", "    colour: blue"), "unknown field"),
     (("name: churn_v1", "name: 1churn"), "name of letters"),
 ])

@@ -58,7 +58,8 @@ def list_features(version: int | None = typer.Option(None, "--version", min=1,
     out.print(f"version {applied.version} (applied by {applied.applied_by}, "
               f"{applied.created_at:%Y-%m-%d %H:%M} UTC)", markup=False, highlight=False)
     out.print(make_table("VIEW", "ENTITIES", "FEATURES", "TTL", "SOURCE", rows=[
-        (v.name, ",".join(v.entities), len(v.schema), _ttl(v), v.source.path)
+        (v.name, ",".join(v.entities), len(v.schema), _ttl(v),
+         getattr(v.source, "path", None) or f"table {getattr(v.source, 'table', '')}")
         for v in repo.views.values()]))
     out.print(make_table("SERVICE", "FEATURES", rows=[
         (s.name, ", ".join(s.features)) for s in repo.services.values()]))

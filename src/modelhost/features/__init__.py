@@ -12,10 +12,12 @@ from modelhost.features.definitions import (
     FeatureService,
     FeatureView,
     FileSource,
+    TableSource,
     parse_repo,
     parse_ttl,
 )
 from modelhost.features.offline import point_in_time_join, training_frame
 
 __all__ = ["Entity", "FeatureField", "FeatureRepo", "FeatureService", "FeatureView",
-           "FileSource", "parse_repo", "parse_ttl", "point_in_time_join", "training_frame"]
+           "FileSource", "TableSource", "parse_repo", "parse_ttl", "point_in_time_join",
+           "training_frame"]

@@ -37,6 +37,7 @@ from modelhost.entities import ColumnType
 from modelhost.errors import InvalidInputError
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_TABLE = re.compile(r"([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}")
 _TTL = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 ON_MISSING = ("reject", "default")
@@ -94,11 +95,25 @@ class FileSource:
 
 
 @dataclass(frozen=True)
+class TableSource:
+    """A table (``name`` or ``schema.name``) of the offline database: PostgreSQL or any
+    database SQLAlchemy reaches (``MODELHOST_FEATURES_OFFLINE_DB``, by default the
+    registry's), with the same time columns as a file source."""
+
+    table: str
+    timestamp_field: str = "event_timestamp"
+    created_timestamp_column: str | None = None
+
+
+Source = FileSource | TableSource
+
+
+@dataclass(frozen=True)
 class FeatureView:
     name: str
     entities: tuple[str, ...]
     schema: tuple[FeatureField, ...]
-    source: FileSource
+    source: Source
     ttl: dt.timedelta | None = None
     transformation: str | None = None  # "package.module:function", run on the frame
     on_missing: str = "reject"
@@ -261,9 +276,17 @@ def _view(entry: Any, where: str) -> FeatureView:
     if not isinstance(schema, list) or not schema:
         raise InvalidInputError(f"{where}.schema must be a non-empty list of features")
     source = _mapping(entry.get("source"), f"{where}.source")
-    _known(source, f"{where}.source", {"path", "timestamp_field", "created_timestamp_column"})
-    if not isinstance(source.get("path"), str) or not source["path"]:
+    _known(source, f"{where}.source", {"path", "table", "timestamp_field",
+                                        "created_timestamp_column"})
+    if ("path" in source) == ("table" in source):
+        raise InvalidInputError(f"{where}.source needs one of path (files) or table (a "
+                                "table of the offline database)")
+    if "path" in source and (not isinstance(source["path"], str) or not source["path"]):
         raise InvalidInputError(f"{where}.source.path must name the source's files")
+    if "table" in source and (not isinstance(source["table"], str)
+                              or not _TABLE.fullmatch(source["table"])):
+        raise InvalidInputError(f"{where}.source.table must be a table name, or "
+                                "schema.name")
     on_missing = str(entry.get("on_missing", "reject"))
     if on_missing not in ON_MISSING:
         raise InvalidInputError(f"{where}.on_missing must be reject or default")
@@ -279,11 +302,12 @@ def _view(entry: Any, where: str) -> FeatureView:
     return FeatureView(
         name=_name(entry, where), entities=_names(entry, where, "entities"),
         schema=tuple(_feature(f, f"{where}.schema[{i}]") for i, f in enumerate(schema)),
-        source=FileSource(source["path"],
-                          _name(source, f"{where}.source", "timestamp_field")
-                          if "timestamp_field" in source else "event_timestamp",
-                          _name(source, f"{where}.source", "created_timestamp_column")
-                          if source.get("created_timestamp_column") else None),
+        source=(FileSource if "path" in source else TableSource)(
+            source["path"] if "path" in source else source["table"],
+            _name(source, f"{where}.source", "timestamp_field")
+            if "timestamp_field" in source else "event_timestamp",
+            _name(source, f"{where}.source", "created_timestamp_column")
+            if source.get("created_timestamp_column") else None),
         ttl=ttl, transformation=transformation, on_missing=on_missing,
         description=str(entry.get("description") or ""))
 
@@ -319,7 +343,9 @@ def repo_to_dict(repo: FeatureRepo) -> dict[str, Any]:
             "name": v.name, "entities": list(v.entities),
             "schema": [{"name": f.name, "dtype": f.dtype.value, "default": f.default}
                        for f in v.schema],
-            "source": {"path": v.source.path, "timestamp_field": v.source.timestamp_field,
+            "source": {**({"path": v.source.path} if isinstance(v.source, FileSource)
+                          else {"table": v.source.table}),
+                       "timestamp_field": v.source.timestamp_field,
                        "created_timestamp_column": v.source.created_timestamp_column},
             "ttl": v.ttl.total_seconds() if v.ttl else None,
             "transformation": v.transformation, "on_missing": v.on_missing,

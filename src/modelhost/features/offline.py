@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from modelhost.errors import InvalidInputError
-from modelhost.features.definitions import FeatureRepo, FileSource, names_of
+from modelhost.features.definitions import FeatureRepo, Source, names_of
 from modelhost.features.transform import transform
 
 _ROW = "__modelhost_row"
@@ -74,7 +74,7 @@ def point_in_time_join(entity_df: Any, source_df: Any, *, join_keys: Sequence[st
 
 
 def training_frame(entity_df: Any, repo: FeatureRepo, service: str, *,
-                   read_source: Callable[[FileSource], Any], full_feature_names: bool = False,
+                   read_source: Callable[[Source], Any], full_feature_names: bool = False,
                    event_timestamp: str = "event_timestamp") -> Any:
     """``entity_df`` with the features of ``service``, each view joined point in time
     from its source (``read_source`` reads a view's files into a DataFrame)."""

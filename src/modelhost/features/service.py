@@ -4,6 +4,7 @@ database (with its audit entry); applying the same definitions again changes not
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,10 +18,17 @@ from modelhost.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from modelhost.features.definitions import FeatureRepo, canonical, names_of, parse_repo
+from modelhost.features.definitions import (
+    FeatureRepo,
+    Source,
+    canonical,
+    names_of,
+    parse_repo,
+)
 from modelhost.features.lookup import OnlineLookup, OnlineRow
 from modelhost.features.materialize import Materialized, Progress, materialize
 from modelhost.features.online import Freshness, OnlineStore
+from modelhost.features.sources import read_source, read_view
 from modelhost.store.features import FeatureRepoStore, StoredRepo
 
 
@@ -80,10 +88,13 @@ class Features:
 
     def __init__(self, store: FeatureRepoStore,
                  open_online: Callable[[], OnlineStore] | None = None,
-                 bound: Callable[[], Sequence[BoundVersion]] | None = None) -> None:
+                 bound: Callable[[], Sequence[BoundVersion]] | None = None,
+                 offline_db: str | None = None) -> None:
         """``bound``: the staged and production model versions bound to a service (a
-        change that would break one of them is refused)."""
+        change that would break one of them is refused). ``offline_db``: the SQLAlchemy
+        URL that table sources are read from."""
         self._store = store
+        self.offline_db = offline_db
         self._open_online = open_online
         self._online: OnlineStore | None = None
         self.bound = bound
@@ -171,9 +182,15 @@ class Features:
         ``(start, end]`` into the online store; see :mod:`modelhost.features.materialize`."""
         applied = self.current()
         done = materialize(applied.repo, self.online, views=views, start=start, end=end,
-                           progress=progress)
+                           progress=progress, read=functools.partial(
+                               read_view, database=self.offline_db))
         self._store.audit_materialized(applied.version, [m.to_dict() for m in done])
         return done
+
+    def read_source(self, source: Source) -> Any:
+        """A view's source as a DataFrame (``training_frame``'s ``read_source``): its
+        files, or its table of the offline database."""
+        return read_source(source, database=self.offline_db)
 
     def freshness(self) -> dict[str, Freshness]:
         """Each view's last materialization."""

@@ -1,6 +1,6 @@
 """Reading a feature view's source: Parquet or CSV, as one file, a folder of files, a glob
-or an fsspec URL (``s3://bucket/stats/*.parquet``). A relative path is read from the
-current folder, as every command reads its files."""
+or an fsspec URL (``s3://bucket/stats/*.parquet``), or a table of the offline database.
+A relative path is read from the current folder, as every command reads its files."""
 
 from __future__ import annotations
 
@@ -8,28 +8,41 @@ from collections.abc import Sequence
 from typing import Any
 
 from modelhost.errors import FileNotFoundInputError, InvalidInputError, MissingDependencyError
-from modelhost.features.definitions import FeatureView, FileSource
+from modelhost.features.definitions import FeatureView, Source, TableSource
 
 _FORMATS = (".parquet", ".pq", ".csv")
 
 
-def read_source(source: FileSource, columns: Sequence[str] | None = None) -> Any:
-    """The source's rows as one DataFrame (only ``columns`` when given)."""
+def read_source(source: Source, columns: Sequence[str] | None = None, *,
+                database: str | None = None) -> Any:
+    """The source's rows as one DataFrame (only ``columns`` when given). A table source
+    is read from ``database`` (a SQLAlchemy URL: the offline database)."""
     import pandas as pd
 
+    if isinstance(source, TableSource):
+        from modelhost.store.feature_tables import MissingColumnsError, read_table
+
+        if database is None:
+            raise InvalidInputError(f"the table {source.table!r} is read from the offline "
+                                    "database: read it through Client().features")
+        try:
+            return read_table(database, source.table, columns)
+        except MissingColumnsError as exc:
+            raise _MissingColumnsError(exc.columns) from None
     files = _files(source.path)
     frames = [_read(fs, path, columns) for fs, path in files]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-def read_view(view: FeatureView, join_keys: Sequence[str]) -> Any:
+def read_view(view: FeatureView, join_keys: Sequence[str], *,
+              database: str | None = None) -> Any:
     """The columns of ``view`` its source must hold (keys, times, features), checked."""
     source = view.source
     wanted = [*join_keys, source.timestamp_field,
               *([source.created_timestamp_column] if source.created_timestamp_column else []),
               *(f.name for f in view.schema)]
     try:
-        return read_source(source, columns=list(dict.fromkeys(wanted)))
+        return read_source(source, columns=list(dict.fromkeys(wanted)), database=database)
     except _MissingColumnsError as exc:
         raise InvalidInputError(f"feature view {view.name!r}: its source has no column(s) "
                                 f"{', '.join(map(repr, exc.columns))}") from None
