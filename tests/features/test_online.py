@@ -34,6 +34,7 @@ from modelhost.features.online import (
 )
 from modelhost.features.online_redis import RedisOnlineStore
 from modelhost.features.online_sqlite import SQLiteOnlineStore
+from tests.features.test_offline import generated as offline_generated
 from tests.services import require_redis
 
 T0 = pd.Timestamp("2026-11-01", tz="UTC")
@@ -60,16 +61,9 @@ feature_services:
 
 def generated(seed: int, rows: int = 3000, keys: int = 60) -> pd.DataFrame:
     """Rows in random order on an hourly grid (times repeat), with late corrections (a
-    later ``created`` for the same time) and some missing values."""
-    rng = np.random.default_rng(seed)
-    hours = rng.integers(0, 10 * 24, rows)
-    return pd.DataFrame({
-        "customer_id": rng.integers(0, keys, rows),
-        "region": rng.choice(["eu", "us"], rows),
-        "event_timestamp": T0 + pd.to_timedelta(hours, unit="h"),
-        "created": T0 + pd.to_timedelta(hours * 60 + rng.integers(0, 600, rows), unit="min"),
-        "orders": rng.integers(0, 50, rows),
-        "spend": np.where(rng.random(rows) < 0.1, np.nan, rng.random(rows) * 100)})
+    later ``created`` for the same time) and some missing values: the offline tests'."""
+    _, source = offline_generated(seed, rows=rows, keys=keys)
+    return source
 
 
 @pytest.fixture
