@@ -9,6 +9,7 @@ policy; bad requests are refused with 422 and change nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,18 @@ from modelhost import Client, Settings
 from modelhost.errors import ConflictError, InvalidInputError
 from modelhost.features import training_frame
 from modelhost.features.sources import read_source
+from modelhost.serving import MonitorOptions, PoolOptions, ServerOptions, create_app
 from modelhost.serving.observers import Observation
+from modelhost.streams import StreamConsumer, StreamOptions, open_sink, open_source
 from tests.services import require_redis
 from tests.serving.conftest import serve
+from tests.streams.test_redis_consumer import (  # noqa: F401 - streams is a fixture
+    Streams,
+    entries,
+    produce,
+    run_until,
+    streams,
+)
 
 pytestmark = pytest.mark.anyio
 NOW = pd.Timestamp.now(tz="UTC").floor("s")
@@ -219,3 +229,26 @@ def test_a_change_that_would_break_a_served_version_is_refused(client: Client) -
     client.registry.transition("churn", "1.0.0", "archived")
     assert client.features.apply(DEFINITIONS.replace(
         "features: [activity, support]", "features: [activity]")).version == 3
+
+
+async def test_stream_events_carry_keys_as_requests_do(client: Client,
+                                                       streams: Streams) -> None:  # noqa: F811
+    model, _ = train(client)
+    customers = [0, 1, 4, 25]
+    expected = offline_features(client, customers)
+    await produce(streams, [({"customer_id": c}, str(c)) for c in customers]
+                  + [({"customer_id": 4040}, "unknown")])
+    app = create_app(client.registry, features=client.features, options=ServerOptions(
+        pool=PoolOptions(reload_interval_s=0.2),
+        monitor=MonitorOptions(alerts=False, rollouts=False)))
+    async with app.running():
+        worker = StreamConsumer(
+            "churn", open_source(streams.uri("in"), group="g", consumer="c1"),
+            open_sink(streams.uri("out")), open_sink(streams.uri("in-dead")),
+            app.server.predictor, app.server.observers,
+            options=StreamOptions(block_ms=20, retry_pause_s=0.01, write_pause_s=0.01))
+        await run_until(worker, streams, results=4, dead=1)
+    out = await entries(streams, "out")
+    assert [json.loads(e["prediction"]) for e in out] == model.predict(expected).tolist()
+    (letter,) = await entries(streams, "in-dead")
+    assert "activity:orders has no value for customer_id=4040" in letter["reason"]
