@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from modelhost import Client, Settings
-from modelhost.errors import InvalidInputError
+from modelhost.errors import InvalidInputError, StoreUnavailableError
 from modelhost.features import parse_repo, training_frame
 from modelhost.features.definitions import repo_to_dict
 from tests.features.test_online import DEFINITIONS, T0, generated
@@ -94,3 +94,14 @@ def test_bad_tables_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         with pytest.raises(InvalidInputError, match=r"its source has no column.*'created'"):
             client.features.materialize(views=["stats"], end=end)
         assert client.features.freshness() == {}
+    # The offline database's own setting is named, and a server that does not answer
+    # is said so, without its URL.
+    for url, error, said in (
+            ("not a url", InvalidInputError,
+             "MODELHOST_FEATURES_OFFLINE_DB is not a valid database URL"),
+            ("postgresql+psycopg://postgres:secret@127.0.0.1:1/test", StoreUnavailableError,
+             "the offline database is unavailable: cannot connect to the database server")):
+        with Client(Settings(home=tmp_path / "home", features_offline_db=url)) as client, \
+                pytest.raises(error, match=said) as caught:
+            client.features.materialize(views=["stats"], end=end)
+        assert "secret" not in caught.value.message

@@ -86,8 +86,8 @@ class Database:
     def engine(self) -> Engine:
         with self._lock:
             if self._engine is None:
-                self._engine = _create_engine(self.url, busy_timeout_s=self._busy_timeout_s,
-                                              connect_timeout_s=self._connect_timeout_s)
+                self._engine = create_engine_for(self.url, busy_timeout_s=self._busy_timeout_s,
+                                                 connect_timeout_s=self._connect_timeout_s)
                 self._sessions = sessionmaker(self._engine, expire_on_commit=False)
                 self._write_sessions = sessionmaker(
                     self._engine.execution_options(modelhost_write=True),
@@ -201,7 +201,8 @@ def _safe_rollback(session: Session) -> None:
         log.debug("rollback failed", exc_info=True)
 
 
-def translate_operational(exc: Exception) -> StoreUnavailableError:
+def translate_operational(exc: Exception,
+                          what: str = "the metadata database") -> StoreUnavailableError:
     """A short, secret-free reason for a database that is locked, down or unreachable."""
     text_ = str(getattr(exc, "orig", exc)).lower()
     if "locked" in text_ or "busy" in text_ or "lock timeout" in text_:
@@ -214,14 +215,18 @@ def translate_operational(exc: Exception) -> StoreUnavailableError:
         reason = "the database file is damaged or is not a modelhost database"
     else:
         reason = "the database rejected the operation"
-    return StoreUnavailableError("the metadata database", reason)
+    return StoreUnavailableError(what, reason)
 
 
-def _create_engine(url: str, *, busy_timeout_s: float, connect_timeout_s: float) -> Engine:
+def create_engine_for(url: str, *, busy_timeout_s: float, connect_timeout_s: float,
+                      setting: str = "MODELHOST_DB_URL",
+                      what: str = "the metadata database") -> Engine:
+    """An engine for ``url`` (SQLite with WAL and a busy timeout, PostgreSQL through
+    psycopg with a lock timeout); errors name ``setting`` and ``what``."""
     try:
         parsed = make_url(url)
     except SQLAlchemyError as exc:
-        raise InvalidInputError("MODELHOST_DB_URL is not a valid database URL") from exc
+        raise InvalidInputError(f"{setting} is not a valid database URL") from exc
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
     if backend == "sqlite":
@@ -231,7 +236,7 @@ def _create_engine(url: str, *, busy_timeout_s: float, connect_timeout_s: float)
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreUnavailableError(
-                    "the metadata database",
+                    what,
                     f"its folder cannot be created ({exc.strerror or type(exc).__name__})",
                 ) from exc
         kwargs["connect_args"] = {"timeout": busy_timeout_s, "check_same_thread": False}

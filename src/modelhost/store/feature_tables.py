@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import column, inspect, select, table
 from sqlalchemy.exc import SQLAlchemyError
 
-from modelhost.errors import InvalidInputError, StoreUnavailableError
-from modelhost.store.database import _create_engine
+from modelhost.errors import InvalidInputError
+from modelhost.store.database import create_engine_for, translate_operational
+
+_WHAT = "the offline database"
 
 
 class MissingColumnsError(InvalidInputError):
@@ -29,7 +31,8 @@ def read_table(url: str, name: str, columns: Sequence[str] | None = None) -> Any
     import pandas as pd
 
     schema, _, bare = name.rpartition(".")
-    engine = _create_engine(url, busy_timeout_s=30.0, connect_timeout_s=10.0)
+    engine = create_engine_for(url, busy_timeout_s=30.0, connect_timeout_s=10.0,
+                               setting="MODELHOST_FEATURES_OFFLINE_DB", what=_WHAT)
     try:
         with engine.connect() as conn:
             found = inspect(conn)
@@ -44,7 +47,6 @@ def read_table(url: str, name: str, columns: Sequence[str] | None = None) -> Any
             result = conn.execute(select(*source.columns))
             return pd.DataFrame(result.fetchall(), columns=list(columns))
     except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        raise StoreUnavailableError("the offline database", type(cause).__name__) from None
+        raise translate_operational(exc, _WHAT) from None
     finally:
         engine.dispose()
