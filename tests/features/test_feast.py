@@ -114,6 +114,7 @@ def test_the_definitions_are_read_without_running_them(tmp_path: Path) -> None:
     with Client(Settings(home=tmp_path / "home")) as client:
         applied = client.features.apply(tmp_path)
         assert applied.version == 1 and applied.repo == repo
+        assert applied.left_out == tuple(found.skipped)
 
 
 def test_the_command_applies_a_feast_repository(tmp_path: Path,

@@ -24,15 +24,8 @@ def apply(path: Path = typer.Argument(..., help="A YAML file of entities, featur
     """Check the definitions as a whole and store them as a new version (nothing
     changes when they are those of the latest version). A folder with a
     feature_store.yaml is read as a Feast repository (its files are read, never run)."""
-    skipped: list[str] = []
-    source: Any = path
-    if path.is_dir():
-        from modelhost.features.feast_repo import read_feast_repo
-
-        imported = read_feast_repo(path)
-        source, skipped = imported.repo, imported.skipped
-    applied = STATE.client().features.apply(source)
-    for line in skipped:
+    applied = STATE.client().features.apply(path)
+    for line in applied.left_out:
         err.print(f"left out: {line}", markup=False, highlight=False)
     repo = applied.repo
     emit(applied.to_dict(), as_json=as_json, table=(

@@ -40,10 +40,13 @@ class AppliedRepo:
     digest: str
     applied_by: str
     created_at: dt.datetime
+    # What a Feast repository held that has no counterpart here (see feast_repo.py).
+    left_out: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "changed": self.changed, "digest": self.digest,
                 "applied_by": self.applied_by, "created_at": self.created_at.isoformat(),
+                "left_out": list(self.left_out),
                 "entities": sorted(self.repo.entities),
                 "feature_views": sorted(self.repo.views),
                 "feature_services": sorted(self.repo.services)}
@@ -121,11 +124,13 @@ class Features:
     def apply(self, definitions: str | Path | Mapping[str, Any] | FeatureRepo) -> AppliedRepo:
         """Check ``definitions`` (YAML text, a YAML file, a mapping or a repository) as
         a whole and store them as a new version if they differ from the latest."""
+        left_out: list[str] = []
         if isinstance(definitions, Path):
             if definitions.is_dir():  # a Feast repository (see feast_repo.py)
                 from modelhost.features.feast_repo import read_feast_repo
 
-                definitions = read_feast_repo(definitions).repo
+                imported = read_feast_repo(definitions)
+                definitions, left_out = imported.repo, imported.skipped
             elif not definitions.is_file():
                 raise FileNotFoundInputError(str(definitions))
             else:
@@ -134,7 +139,7 @@ class Features:
         self._check_bound(repo)
         text, digest = canonical(repo)
         stored, changed = self._store.apply(text, digest)
-        return _applied(stored, changed)
+        return _applied(stored, changed, tuple(left_out))
 
     def _check_bound(self, repo: FeatureRepo) -> None:
         """Refuse definitions that would serve a bound version other features than it was
@@ -202,9 +207,10 @@ class Features:
         """The values of ``service``'s features for each entity (its join keys), as
         serving finds them: with the state of each (fresh, stale, missing)."""
         lookup = OnlineLookup(self.current(version).repo, service)
-        return lookup.read(self.online, entities, now=now)
+        return lookup.transform(lookup.read(self.online, entities, now=now))
 
 
-def _applied(stored: StoredRepo, changed: bool) -> AppliedRepo:
+def _applied(stored: StoredRepo, changed: bool, left_out: tuple[str, ...] = ()
+             ) -> AppliedRepo:
     return AppliedRepo(stored.version, changed, parse_repo(json.loads(stored.definitions)),
-                       stored.digest, stored.applied_by, stored.created_at)
+                       stored.digest, stored.applied_by, stored.created_at, left_out)
