@@ -146,13 +146,14 @@ class OnlineLookup:
 
     def read(self, store: OnlineStore, entities: Sequence[Mapping[str, Any]], *,
              now: dt.datetime | None = None) -> list[OnlineRow]:
-        """The rows, transformed (nothing refused: missing and stale are marked)."""
+        """The rows as stored, missing and stale values marked (then, as serving does,
+        :meth:`enforce` and :meth:`transform`)."""
         stored = store.read(self.lookups(entities))
-        return self.transform(self.assemble(entities, stored, now=_seconds(now)))
+        return self.assemble(entities, stored, now=_seconds(now))
 
     async def aread(self, store: OnlineStore, entities: Sequence[Mapping[str, Any]], *,
                     now: dt.datetime | None = None) -> list[OnlineRow]:
-        """The rows as stored (call :meth:`enforce`, then :meth:`transform`)."""
+        """:meth:`read` from the event loop."""
         stored = await store.aread(self.lookups(entities))
         return self.assemble(entities, stored, now=_seconds(now))
 

@@ -4,8 +4,6 @@ prediction routes (answered by the fast path in ``app.py``)."""
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from importlib import metadata
@@ -40,8 +38,6 @@ from modelhost.serving.routes import OPEN_PATHS, ErrorShape, Routes
 from modelhost.serving.server import Server
 from modelhost.store.audit import AuditStore
 from modelhost.store.monitoring import PredictionLogStore
-
-log = logging.getLogger(__name__)
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
@@ -160,7 +156,8 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
         ready, detail = server.readiness()
         return JSONResponse({"ready": ready, **detail}, 200 if ready else 503)
 
-    freshness = _FeatureFreshness(features, server.metrics) if features is not None else None
+    freshness = (feature_routes.Freshness(features, server.metrics)
+                 if features is not None else None)
 
     @api.get("/metrics", tags=["operations"])
     async def metrics() -> Response:
@@ -344,33 +341,6 @@ def build_api(server: Server, *, lifespan: Lifespan, keys: ApiKeys | None = None
                     open_paths=OPEN_PATHS if server.options.auth else None)
     return api
 
-
-
-class _FeatureFreshness:
-    """Sets the feature views' freshness gauges when metrics are scraped, from the online
-    store read at most every few seconds; a store that does not answer leaves them as
-    they were (the metrics never fail for it)."""
-
-    EVERY_S = 5.0
-
-    def __init__(self, features: Features, metrics: Any) -> None:
-        self._features = features
-        self._metrics = metrics
-        self._read_at = float("-inf")
-        self._until: dict[str, float] = {}
-
-    async def refresh(self) -> None:
-        now = time.monotonic()
-        if now - self._read_at >= self.EVERY_S:
-            self._read_at = now
-            try:
-                found = await asyncio.to_thread(self._features.freshness)
-            except ModelhostError as exc:
-                log.warning("feature freshness not read: %s", exc.message)
-            else:
-                self._until = {v: f.materialized_until.timestamp() for v, f in found.items()}
-        wall = time.time()
-        self._metrics.publish_freshness({v: wall - t for v, t in self._until.items()})
 
 
 def _error_response(status: int, code: str, message: str, rid: str,

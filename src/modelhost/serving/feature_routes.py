@@ -3,22 +3,32 @@
 ``viewer`` reads (the definitions, the freshness of each view, a service's online values
 for some entities); ``deployer`` applies new definitions, as ``modelhost features apply``
 does: checked as a whole, a new version only when they changed, refused (409) when they
-would change what a staged or production version is served.
+would change what a staged or production version is served. :class:`Freshness` sets
+the freshness gauges of ``/metrics``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelhost.errors import InvalidInputError, MalformedRequestError, NotFoundError
+from modelhost.errors import (
+    InvalidInputError,
+    MalformedRequestError,
+    ModelhostError,
+    NotFoundError,
+)
 from modelhost.features.definitions import repo_to_dict
 from modelhost.features.service import Features
+from modelhost.serving.metrics import Metrics
 
+log = logging.getLogger(__name__)
 _YAML = ("application/yaml", "application/x-yaml", "text/yaml")
 
 
@@ -78,3 +88,30 @@ def install(api: FastAPI, features: Features | None) -> None:
         rows = await asyncio.to_thread(service().get_online, name, body.entities)
         return {"service": name, "rows": [{"entity": e, **r.to_dict()}
                                           for e, r in zip(body.entities, rows, strict=True)]}
+
+
+class Freshness:
+    """Sets the feature views' freshness gauges when metrics are scraped, from the online
+    store read at most every few seconds; a store that does not answer leaves them as
+    they were (the metrics never fail for it)."""
+
+    EVERY_S = 5.0
+
+    def __init__(self, features: Features, metrics: Metrics) -> None:
+        self._features = features
+        self._metrics = metrics
+        self._read_at = float("-inf")
+        self._until: dict[str, float] = {}
+
+    async def refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._read_at >= self.EVERY_S:
+            self._read_at = now
+            try:
+                found = await asyncio.to_thread(self._features.freshness)
+            except ModelhostError as exc:
+                log.warning("feature freshness not read: %s", exc.message)
+            else:
+                self._until = {v: f.materialized_until.timestamp() for v, f in found.items()}
+        wall = time.time()
+        self._metrics.publish_freshness({v: wall - t for v, t in self._until.items()})
