@@ -75,4 +75,5 @@ def build_app(settings: Settings) -> ModelhostApp:
                       profiles=client.profiles, alerts=client.alert_store,
                       leases=client.leases, deployments=client.deployments,
                       shadows=client.shadows, jobs=client.jobs, features=client.features,
+                      runs=client.run_store, datasets=client.dataset_store,
                       background=background)

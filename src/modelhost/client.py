@@ -96,6 +96,7 @@ class Client:
                                        settings.encryption_old_keys)
         models, datasets, runs = ModelStore(self.db), DatasetStore(self.db), TrackingStore(self.db)
         jobs = JobStore(self.db)
+        self.run_store, self.dataset_store = runs, datasets  # what the console reads
 
         def references() -> set[str]:
             return (models.artifact_digests() | datasets.digests() | runs.artifact_digests()

@@ -81,7 +81,8 @@ def _print_summary(results: list[dict[str, Any]], best: dict[str, Any], *, port:
                   f"curl -s -X POST {url}/v1/models/{MODEL_NAME}/versions/{other}/predict "
                   f"-H 'Content-Type: application/json' -d '{body}'",
                   f"{mh} bench {MODEL_NAME} --url {url} --concurrency 16 --duration 5",
-                  f"open {url}/docs"]
+                  f"open {url}/ui      # the web console",
+                  f"open {url}/docs    # the API's documentation"]
     else:
         lines.append(f"{mh} serve        # then POST to /v1/models/breast-cancer/predict")
     for line in lines:

@@ -137,8 +137,9 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         address = f"[{host}]" if ":" in host and not host.startswith("[") else host
         scheme = "https" if tls else "http"
-        err.print(f"modelhost serving on {scheme}://{address}:{sock.getsockname()[1]} with "
-                  f"{workers} worker(s); docs at /docs; Ctrl+C stops", highlight=False)
+        base = f"{scheme}://{address}:{sock.getsockname()[1]}"
+        err.print(f"modelhost serving on {base} with {workers} worker(s); console at "
+                  f"{base}/ui, API docs at /docs; Ctrl+C stops", highlight=False)
         if auth == "off":
             where = ("bound to loopback" if is_loopback(host)
                      else "turned off by MODELHOST_AUTH=off")

@@ -42,9 +42,17 @@ def render_html(report: Report) -> str:
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
-        "<main>", _header(r), _traffic(r), _drift(r), _distributions(r), _quality(r),
-        _numbers(r), _footer(r), "</main>", "</body>", "</html>"]
+        "<main>", render_sections(r), "</main>", "</body>", "</html>"]
     return "\n".join(p for p in parts if p) + "\n"
+
+
+def render_sections(report: Report) -> str:
+    """The report's sections without the page around them (the web console shows them
+    in its own page, styled by :data:`REPORT_CSS`)."""
+    r = report
+    parts = [_header(r), _traffic(r), _drift(r), _distributions(r), _quality(r),
+             _numbers(r), _footer(r)]
+    return "\n".join(p for p in parts if p)
 
 
 def _header(r: Report) -> str:
@@ -182,8 +190,8 @@ def _distributions(r: Report) -> str:
         cards.append(_distribution_card(r.prediction, prediction=True))
     more = (f" The {len(shown)} features that drifted most of {len(r.features)} are "
             "drawn; the drift table lists all." if len(shown) < len(r.features) else "")
-    legend = (f'<span class="key" style="background:{_REFERENCE}"></span>reference '
-              f'<span class="key" style="background:{_LIVE}"></span>live')
+    legend = ('<span class="key ref"></span>reference '
+              '<span class="key live"></span>live')
     return (f'<section id="distributions"><h2>Distributions</h2><p class="note">{legend}. '
             "Numeric columns as histograms on the reference's bins (a bar's area is its "
             "share of rows; live values outside the reference's range are counted in the "
@@ -778,6 +786,7 @@ tr.drifted td{background:#fef2f2}tr.drifted td:first-child{color:var(--bad);font
 .badge.bad{background:#fee2e2;color:var(--bad)}.badge.good{background:#dcfce7;color:var(--good)}
 .badge.muted{background:#f1f5f9;color:var(--muted)}
 .key{display:inline-block;width:10px;height:10px;margin:0 4px 0 8px;vertical-align:-1px}
+.key.ref{background:#94a3b8}.key.live{background:#2563eb}
 code{font:12.5px ui-monospace,"DejaVu Sans Mono",monospace;background:#f1f5f9;
 padding:1px 4px;border-radius:4px}
 .callout{background:#fffbeb;border:1px solid #fde68a;border-radius:8px;padding:10px 14px}
@@ -787,3 +796,7 @@ footer{margin-top:28px;color:var(--muted);font-size:12px}
 @media (max-width:900px){.tiles{grid-template-columns:repeat(3,1fr)}
 .grid,.grid.small,.grid.three{grid-template-columns:1fr}}
 """
+
+
+REPORT_CSS = _CSS
+"""The report's style sheet (the web console serves it beside its own)."""

@@ -105,6 +105,11 @@ class ApiKeys:
     def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
         return self._store.list(include_revoked=include_revoked)
 
+    def find(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The key record and its stored secret hash (which signs console sessions), or
+        None."""
+        return self._store.find(key_id)
+
     def revoke(self, key_id: str) -> ApiKey:
         key = self._store.revoke(key_id)
         with self._lock:  # effective at once in this process

@@ -62,10 +62,12 @@ from modelhost.serving.shadow import ShadowRunner
 from modelhost.serving.watcher import RoutingWatcher
 from modelhost.store.alerts import AlertStore, LeaseStore
 from modelhost.store.audit import AuditStore
+from modelhost.store.datasets import DatasetStore
 from modelhost.store.deployments import DeploymentStore
 from modelhost.store.monitoring import PredictionLogStore
 from modelhost.store.profiles import ProfileStore
 from modelhost.store.shadows import ShadowStore
+from modelhost.store.tracking import TrackingStore
 
 log = logging.getLogger(__name__)
 
@@ -340,6 +342,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                shadows: ShadowStore | None = None,
                jobs: JobService | None = None,
                features: Features | None = None,
+               runs: TrackingStore | None = None,
+               datasets: DatasetStore | None = None,
                observers: Sequence[Observer] = (),
                background: Sequence[Background] = (),
                today: Callable[[], dt.date] = dt.date.today,
@@ -360,12 +364,15 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     the ``/v1/jobs`` routes take asynchronous prediction jobs, and (with
     ``options.jobs.run``) every process runs them (on SQLite, with ``leases``, one).
     With ``features``, versions bound to a feature service look their features up in
-    its online store (see ``features.py``).
+    its online store (see ``features.py``). The web console at ``/ui`` shows all of it,
+    and ``runs`` and ``datasets`` too.
     ``observers`` watch every answered prediction
     request, after the metrics and the log (see ``observers.py``); ``background``
     runs beside the server in every process (stream consumers). ``today``
     dates sunsets; ``clock`` (monotonic seconds) times the retries of failed loads.
     """
+    from modelhost.security.sessions import Sessions
+    from modelhost.serving import console
     from modelhost.serving.api import build_api
 
     options = options or ServerOptions()
@@ -461,4 +468,11 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                     rollouts=rollouts, rollout_analysis=controller, jobs=jobs,
                     features=features,
                     wake_jobs=job_worker.wake if job_worker is not None else lambda: None)
+    console.install(api, console.ConsoleServices(
+        registry=registry, auth=options.auth,
+        sessions=Sessions(keys) if keys is not None else None, keys=keys, audit=audit,
+        rollouts=rollouts, analysis=controller, profiles=profiles,
+        monitoring=((monitoring.drift, predictions)
+                    if monitoring.drift is not None and predictions is not None else None),
+        alerts=monitoring.alerts, runs=runs, datasets=datasets))
     return ModelhostApp(server, api, guard=guard)

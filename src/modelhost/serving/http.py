@@ -117,6 +117,16 @@ _DOCS_POLICY = ("default-src 'none'; script-src 'self'{scripts}; "
                 "form-action 'self'; frame-ancestors 'none'")
 
 
+CONSOLE = "/ui"
+CONSOLE_ASSETS = "/ui/static/"
+# The console loads its scripts and styles from this server only: no inline script, no
+# inline style, no eval (htmx is configured not to need them), forms post here only.
+_CONSOLE_CSP = (b"content-security-policy",
+                b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' "
+                b"data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+                b"frame-ancestors 'none'")
+
+
 def docs_policy(inline_scripts: Iterable[str] = ()) -> tuple[bytes, bytes]:
     """The content security policy header of the documentation pages: this origin only,
     plus exactly the given inline scripts (allowed by their SHA-256)."""
@@ -134,6 +144,10 @@ def security_headers(path: str) -> tuple[tuple[bytes, bytes], ...]:
         return _SECURITY_HEADERS
     if path.startswith(DOCS_ASSETS):
         return (*(h for h in _SECURITY_HEADERS if h is not _NO_STORE), _CSP)
+    if path == CONSOLE or path.startswith(CONSOLE + "/"):
+        if path.startswith(CONSOLE_ASSETS):
+            return (*(h for h in _SECURITY_HEADERS if h is not _NO_STORE), _CONSOLE_CSP)
+        return (*_SECURITY_HEADERS, _CONSOLE_CSP)
     return (*_SECURITY_HEADERS, _CSP)
 
 

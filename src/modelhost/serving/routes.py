@@ -38,6 +38,7 @@ class Protocol(str, Enum):
     ADMIN = "admin"
     OPS = "ops"
     DOCS = "docs"
+    CONSOLE = "console"  # the web console under /ui (it checks its own session)
     STREAM = "stream"  # events read from a stream (no HTTP route has it)
 
 
@@ -52,6 +53,7 @@ class Action(str, Enum):
     HEALTH = "health"
     METRICS = "metrics"
     DOCS = "docs"
+    CONSOLE = "console"
     LIST = "list"
     DESCRIBE = "describe"
     STAGE = "stage"
@@ -325,10 +327,15 @@ _OPEN_ROUTES = {
     "version": Route(Protocol.MLFLOW, Action.METADATA, _OPEN),
 }
 _DOCS = Route(Protocol.DOCS, Action.DOCS, _READ)
+# Open to the front: the console signs people in itself (a session cookie, not a key
+# header) and checks each page's role (serving/console/pages.py).
+_CONSOLE = Route(Protocol.CONSOLE, Action.CONSOLE, _OPEN)
 
 
 def _other_route(method: str, parts: list[str], n: int) -> Route | None:
-    """Operations probes and the documentation."""
+    """Operations probes, the documentation and the web console."""
+    if n and parts[0] == "ui":
+        return _CONSOLE
     if n == 1 and parts[0] in _OPEN_ROUTES:
         # Open whatever the method: the framework answers 405 to anything but GET.
         return _OPEN_ROUTES[parts[0]]

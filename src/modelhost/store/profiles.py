@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session
 
 from modelhost._utils import as_utc, utcnow
@@ -129,6 +129,19 @@ class ProfileStore:
                     t.model == model, t.version == version, t.width_s == width_s,
                     t.start >= start, t.start < end).order_by(t.start)):
                 yield as_utc(row.start), row.digest, row.counts
+
+    def headers(self, *, width_s: int, start: dt.datetime, end: dt.datetime,
+                size: int) -> Iterator[tuple[str, str, bytes]]:
+        """(model, version, the first ``size`` bytes of the counts) of every model's
+        windows of ``width_s`` starting in [start, end): what an overview of all models
+        reads (their request and error counts) without the histograms."""
+        t = ProfileWindowRow
+        start, end = start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
+        with self._db.session() as s:
+            for row in s.execute(select(t.model, t.version, func.substr(t.counts, 1, size))
+                                 .where(t.width_s == width_s, t.start >= start,
+                                        t.start < end)):
+                yield row[0], row[1], bytes(row[2])
 
     def prune(self, *, minutes_before: dt.datetime, hours_before: dt.datetime) -> int:
         """Delete minute windows that started before ``minutes_before`` and hour windows

@@ -1,0 +1,103 @@
+"""Browser sessions of the web console, made from API keys.
+
+A person signs in with an API key; the browser then holds a session token, never the key:
+``<key id>.<expiry>.<signature>``, where the signature is an HMAC of the id and expiry
+keyed with the key's stored hash. So a session
+
+- needs no secret of its own and no session table: every worker and replica checks it
+  against the key record they already share;
+- ends when its key is revoked or expires (checked on every use), or at its own expiry;
+- cannot be made from what the browser holds: the HMAC key is the hash the server keeps,
+  which a token does not reveal.
+
+The CSRF token of a session is a second HMAC under the same key: a form holds it, and a
+page of another site can neither read nor compute it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+
+from modelhost._utils import utcnow
+from modelhost.errors import UnauthorizedError
+from modelhost.security.keys import ApiKeys, Principal
+from modelhost.security.roles import Role
+
+_TOKEN = re.compile(r"^([0-9a-f]{12})\.([0-9]{1,12})\.([0-9a-f]{64})$")
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in browser: who it acts as, until when, and its CSRF token."""
+
+    principal: Principal
+    token: str
+    expires_at: dt.datetime
+    csrf: str
+
+
+class Sessions:
+    """Issue and check console sessions.
+
+    Args:
+        keys: authenticates the key given at sign-in; its records' stored hashes sign
+            the sessions.
+        ttl: how long a session lasts (at most until its key expires).
+    """
+
+    def __init__(self, keys: ApiKeys, *, ttl: dt.timedelta = dt.timedelta(hours=8)) -> None:
+        self._keys = keys
+        self._ttl = ttl
+
+    def sign_in(self, api_key: str) -> Session:
+        """A new session for a valid key; raises UnauthorizedError otherwise."""
+        principal = self._keys.authenticate(api_key.strip())
+        found = self._keys.find(principal.key_id)
+        if found is None:  # revoked and deleted between the two reads
+            raise UnauthorizedError()
+        key, stored_hash = found
+        expires = utcnow() + self._ttl
+        if key.expires_at is not None:
+            expires = min(expires, key.expires_at)
+        stamp = int(expires.timestamp())
+        signature = _sign(stored_hash, "session", principal.key_id, stamp)
+        token = f"{principal.key_id}.{stamp}.{signature}"
+        return Session(principal, token, expires,
+                       _sign(stored_hash, "csrf", principal.key_id, stamp))
+
+    def check(self, token: str | None) -> Session:
+        """The session of a token; raises UnauthorizedError when it is malformed, forged,
+        expired, or its key is revoked or expired."""
+        match = _TOKEN.fullmatch(token or "")
+        if match is None:
+            raise UnauthorizedError()
+        key_id, stamp_text, signature = match.groups()
+        stamp = int(stamp_text)
+        now = utcnow()
+        found = self._keys.find(key_id)
+        if found is None:
+            raise UnauthorizedError()
+        key, stored_hash = found
+        if not hmac.compare_digest(signature, _sign(stored_hash, "session", key_id, stamp)):
+            raise UnauthorizedError()
+        if stamp <= now.timestamp() or not key.active(now):
+            raise UnauthorizedError()
+        principal = Principal(key_id=key.id, name=key.name, role=Role(key.role),
+                              models=key.models, rate_limit=key.rate_limit)
+        return Session(principal, token or "",
+                       dt.datetime.fromtimestamp(stamp, dt.timezone.utc),
+                       _sign(stored_hash, "csrf", key_id, stamp))
+
+
+def csrf_matches(session: Session, presented: str | None) -> bool:
+    """Whether a form's CSRF token is the session's (in constant time)."""
+    return bool(presented) and hmac.compare_digest(session.csrf, presented or "")
+
+
+def _sign(stored_hash: str, purpose: str, key_id: str, stamp: int) -> str:
+    message = f"modelhost-console:{purpose}:{key_id}:{stamp}".encode()
+    return hmac.new(stored_hash.encode(), message, hashlib.sha256).hexdigest()
