@@ -29,15 +29,18 @@ constraints: install
 
 install: $(BIN)/.installed-$(EXTRAS)
 
-# Debian packages the tests need besides Python's: Chromium, which renders the monitoring
-# report (tests/monitoring/test_report_chromium.py), Prometheus, which scrapes a real
-# server and evaluates the shipped rules and dashboard (tests/deploy/test_prometheus.py),
-# and the NATS server, which the stream tests start with JetStream when none runs
-# (tests/streams/). A no-op when they are installed; as root, or through sudo.
-SYSTEM_PACKAGES := chromium prometheus nats-server
+# Debian packages the tests need besides Python's, each as package:command: Chromium,
+# which renders the monitoring report (tests/monitoring/test_report_chromium.py), and
+# with its chromedriver runs the web console's browser tests (tests/serving/console/),
+# Prometheus, which scrapes a real server and evaluates the shipped rules and dashboard
+# (tests/deploy/test_prometheus.py), and the NATS server, which the stream tests start
+# with JetStream when none runs (tests/streams/). A no-op when they are installed; as
+# root, or through sudo.
+SYSTEM_PACKAGES := chromium:chromium chromium-driver:chromedriver prometheus:prometheus \
+	nats-server:nats-server
 system-deps:
-	@missing=; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || \
-		missing="$$missing $$p"; done; \
+	@missing=; for pair in $(SYSTEM_PACKAGES); do command -v $${pair#*:} >/dev/null 2>&1 || \
+		missing="$$missing $${pair%%:*}"; done; \
 	[ -z "$$missing" ] || { \
 		if [ "$$(id -u)" = 0 ]; then sudo=; \
 		elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
