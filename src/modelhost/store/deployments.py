@@ -96,7 +96,7 @@ class DeploymentStore:
     def events(self, model: str, *, limit: int = 1000) -> list[DeploymentEvent]:
         """The model's events, newest last (the last ``limit``)."""
         with self._db.session() as s:
-            _facts(s, model, lock=False)  # ModelNotFoundError
+            lock_model(s, model, lock=False)  # ModelNotFoundError
             rows = list(s.scalars(select(DeploymentEventRow)
                                   .where(DeploymentEventRow.model == model)
                                   .order_by(DeploymentEventRow.id.desc()).limit(limit)))
@@ -152,8 +152,10 @@ class DeploymentStore:
 
 def _facts(s: Any, model: str, *, lock: bool) -> ModelFacts:
     row = lock_model(s, model, lock=lock)
-    stages = {semver_of(v): Stage(v.stage) for v in s.scalars(
-        select(ModelVersionRow).where(ModelVersionRow.model_id == row.id))}
+    v = ModelVersionRow  # the numbers and stages only: not the versions' JSON columns
+    stages = {f"{major}.{minor}.{patch}": Stage(stage) for major, minor, patch, stage in
+              s.execute(select(v.major, v.minor, v.patch, v.stage)
+                        .where(v.model_id == row.id))}
     return ModelFacts(model=model, stages=stages, now=utcnow())
 
 

@@ -8,11 +8,12 @@ database; this module turns the resulting integrity errors into modelhost errors
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, cast, literal, null, select, text, union_all
+from sqlalchemy import Integer, String, and_, cast, func, literal, null, select, text, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -103,9 +104,42 @@ class ModelStore:
     # --- reads ----------------------------------------------------------------------
 
     def list_models(self) -> list[Model]:
+        """Every model, in four reads whatever their number (not four per model), of the
+        columns a :class:`Model` needs only."""
+        m, v = ModelRow, ModelVersionRow
         with self._db.session() as s:
-            rows = s.scalars(select(ModelRow).order_by(ModelRow.name)).all()
-            return [self._model(s, row) for row in rows]
+            rows = s.execute(select(m.id, m.name, m.description, m.created_at, m.updated_at)
+                             .order_by(m.name)).all()
+            tags: dict[int, dict[str, str]] = defaultdict(dict)
+            for model_id, key, value in s.execute(
+                    select(ModelTagRow.model_id, ModelTagRow.key, ModelTagRow.value)):
+                tags[model_id][key] = value
+            aliases: dict[int, dict[str, str]] = defaultdict(dict)
+            for model_id, alias, major, minor, patch in s.execute(
+                    select(AliasRow.model_id, AliasRow.alias, v.major, v.minor, v.patch)
+                    .join(v, AliasRow.version_id == v.id).order_by(AliasRow.alias)):
+                aliases[model_id][alias] = f"{major}.{minor}.{patch}"
+            # Each model's latest version (the highest number) and production version.
+            rank = func.row_number().over(
+                partition_by=v.model_id,
+                order_by=(v.major.desc(), v.minor.desc(), v.patch.desc())).label("n")
+            ranked = select(v.model_id, v.major, v.minor, v.patch, v.stage, rank).subquery()
+            latest: dict[int, str] = {}
+            production: dict[int, str] = {}
+            for model_id, major, minor, patch, stage, n in s.execute(
+                    select(ranked).where(
+                        (ranked.c.n == 1) | (ranked.c.stage == Stage.PRODUCTION.value))):
+                number = f"{major}.{minor}.{patch}"
+                if n == 1:
+                    latest[model_id] = number
+                if stage == Stage.PRODUCTION.value:
+                    production[model_id] = number
+            return [Model(name=name, description=description, tags=tags.get(model_id, {}),
+                          aliases=aliases.get(model_id, {}),
+                          latest_version=latest.get(model_id),
+                          production_version=production.get(model_id),
+                          created_at=as_utc(created), updated_at=as_utc(updated))
+                    for model_id, name, description, created, updated in rows]
 
     def get_model(self, name: str) -> Model:
         with self._db.session() as s:
@@ -118,7 +152,19 @@ class ModelStore:
                 select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)
                 .order_by(ModelVersionRow.major, ModelVersionRow.minor, ModelVersionRow.patch)
             ).all()
-            return [self._version(s, model, row) for row in rows]
+            # Tags and aliases of all the versions in one read each (not two per version).
+            tags: dict[int, dict[str, str]] = defaultdict(dict)
+            for t in s.scalars(select(VersionTagRow).join(
+                    ModelVersionRow, VersionTagRow.version_id == ModelVersionRow.id)
+                    .where(ModelVersionRow.model_id == model.id)):
+                tags[t.version_id][t.key] = t.value
+            aliases: dict[int, list[str]] = defaultdict(list)
+            for version_id, alias in s.execute(
+                    select(AliasRow.version_id, AliasRow.alias)
+                    .where(AliasRow.model_id == model.id).order_by(AliasRow.alias)):
+                aliases[version_id].append(alias)
+            return [self._version(s, model, row, tags=tags.get(row.id, {}),
+                                  aliases=tuple(aliases.get(row.id, ()))) for row in rows]
 
     def get_version(self, name: str, version: str) -> ModelVersion:
         with self._db.session() as s:
@@ -527,11 +573,17 @@ class ModelStore:
                      created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
 
     @staticmethod
-    def _version(s: Session, model: ModelRow, row: ModelVersionRow) -> ModelVersion:
-        tags = {t.key: t.value for t in s.scalars(
-            select(VersionTagRow).where(VersionTagRow.version_id == row.id))}
-        aliases = tuple(s.scalars(select(AliasRow.alias).where(
-            AliasRow.version_id == row.id).order_by(AliasRow.alias)))
+    def _version(s: Session, model: ModelRow, row: ModelVersionRow, *,
+                 tags: Mapping[str, str] | None = None,
+                 aliases: tuple[str, ...] | None = None) -> ModelVersion:
+        """The version of ``row``; its ``tags`` and ``aliases`` are read unless given
+        (a list of versions reads them all at once)."""
+        if tags is None:
+            tags = {t.key: t.value for t in s.scalars(
+                select(VersionTagRow).where(VersionTagRow.version_id == row.id))}
+        if aliases is None:
+            aliases = tuple(s.scalars(select(AliasRow.alias).where(
+                AliasRow.version_id == row.id).order_by(AliasRow.alias)))
         lineage = dict(row.lineage or {})
         return ModelVersion(
             model=model.name, version=_semver(row), flavor=row.flavor,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -115,7 +117,7 @@ class TrackingStore:
                 if exp is None:
                     raise ExperimentNotFoundError(experiment)
                 q = q.where(RunRow.experiment_id == exp.id)
-            return [self._run(s, row) for row in s.scalars(q)]
+            return self._runs(s, s.scalars(q).all())
 
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         with self._db.session(write=True) as s:
@@ -203,25 +205,50 @@ class TrackingStore:
 
     @staticmethod
     def _run(s: Session, row: RunRow) -> Run:
-        experiment = s.get(ExperimentRow, row.experiment_id)
-        assert experiment is not None
-        params = {p.key: p.value for p in s.scalars(
-            select(RunParamRow).where(RunParamRow.run_id == row.id))}
-        metrics: dict[str, float] = {}
-        for m in s.scalars(select(RunMetricRow).where(RunMetricRow.run_id == row.id)
-                           .order_by(RunMetricRow.step, RunMetricRow.id)):
-            metrics[m.key] = m.value  # ordered by step: the last one wins
-        tags = {t.key: t.value for t in s.scalars(
-            select(RunTagRow).where(RunTagRow.run_id == row.id))}
-        artifacts = {a.path: a.digest for a in s.scalars(
-            select(RunArtifactRow).where(RunArtifactRow.run_id == row.id))}
-        datasets = tuple(f"{n}@{v}" for n, v in s.execute(
-            select(DatasetRow.name, DatasetVersionRow.version)
-            .join(DatasetVersionRow, DatasetVersionRow.dataset_id == DatasetRow.id)
-            .join(RunDatasetRow, RunDatasetRow.dataset_version_id == DatasetVersionRow.id)
-            .where(RunDatasetRow.run_id == row.id).order_by(DatasetRow.name)).all())
-        return Run(run_id=row.id, experiment=experiment.name, name=row.name,
-                   status=RunStatus(row.status), start_time=as_utc(row.start_time),
-                   end_time=as_utc(row.end_time) if row.end_time else None, params=params,
-                   metrics=metrics, tags=tags, git_commit=row.git_commit,
-                   artifacts=artifacts, datasets=datasets)
+        return TrackingStore._runs(s, [row])[0]
+
+    @staticmethod
+    def _runs(s: Session, rows: Sequence[RunRow]) -> list[Run]:
+        """The runs of ``rows``, with a fixed number of reads for all of them (each read
+        takes every run at once), in the order given."""
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
+        experiments = {e.id: e.name for e in s.scalars(select(ExperimentRow).where(
+            ExperimentRow.id.in_({row.experiment_id for row in rows})))}
+
+        def by_run(statement: Any) -> dict[str, dict[str, Any]]:
+            found: dict[str, dict[str, Any]] = defaultdict(dict)
+            for run_id, key, value in s.execute(statement):
+                found[run_id][key] = value
+            return found
+
+        params = by_run(select(RunParamRow.run_id, RunParamRow.key, RunParamRow.value)
+                        .where(RunParamRow.run_id.in_(ids)))
+        tags = by_run(select(RunTagRow.run_id, RunTagRow.key, RunTagRow.value)
+                      .where(RunTagRow.run_id.in_(ids)))
+        artifacts = by_run(select(RunArtifactRow.run_id, RunArtifactRow.path,
+                                  RunArtifactRow.digest).where(RunArtifactRow.run_id.in_(ids)))
+        # Each metric's latest value: the one of the highest step (the last logged of
+        # that step), picked by the database rather than by reading every point.
+        m = RunMetricRow
+        order = func.row_number().over(partition_by=(m.run_id, m.key),
+                                       order_by=(m.step.desc(), m.id.desc())).label("n")
+        ranked = select(m.run_id, m.key, m.value, order).where(m.run_id.in_(ids)).subquery()
+        metrics = by_run(select(ranked.c.run_id, ranked.c.key, ranked.c.value)
+                         .where(ranked.c.n == 1).order_by(ranked.c.key))
+        datasets: dict[str, list[str]] = defaultdict(list)
+        for run_id, name, version in s.execute(
+                select(RunDatasetRow.run_id, DatasetRow.name, DatasetVersionRow.version)
+                .join(DatasetVersionRow, DatasetVersionRow.dataset_id == DatasetRow.id)
+                .join(RunDatasetRow, RunDatasetRow.dataset_version_id == DatasetVersionRow.id)
+                .where(RunDatasetRow.run_id.in_(ids)).order_by(DatasetRow.name)):
+            datasets[run_id].append(f"{name}@{version}")
+        return [Run(run_id=row.id, experiment=experiments[row.experiment_id], name=row.name,
+                    status=RunStatus(row.status), start_time=as_utc(row.start_time),
+                    end_time=as_utc(row.end_time) if row.end_time else None,
+                    params=params.get(row.id, {}),
+                    metrics={k: float(v) for k, v in metrics.get(row.id, {}).items()},
+                    tags=tags.get(row.id, {}), git_commit=row.git_commit,
+                    artifacts=artifacts.get(row.id, {}),
+                    datasets=tuple(datasets.get(row.id, ()))) for row in rows]
