@@ -33,17 +33,18 @@ from modelhost import Client
 pytestmark = pytest.mark.slow
 
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
-# Each page and the element that says it rendered.
+# Each page and the element (a CSS selector) that says it rendered.
 PAGES = [
-    ("models", "/ui/models", "models"),
-    ("model", "/ui/models/iris", "versions"),
-    ("compare", "/ui/models/iris/compare?a=1.0.0&b=1.1.0", "metric-diff"),
-    ("deployment", "/ui/deployments/iris", "events"),
-    ("monitoring", "/ui/monitoring/iris?window=1h", "report"),
-    ("runs", "/ui/runs", "runs"),
-    ("audit", "/ui/audit", "chain"),
-    ("keys", "/ui/keys", "keys"),
-    ("not-found", "/ui/models/no-such-model", "error"),
+    ("models", "/ui/models", "#models"),
+    ("model", "/ui/models/iris", "#versions"),
+    ("compare", "/ui/models/iris/compare?a=1.0.0&b=1.1.0", "#metric-diff"),
+    ("deployment", "/ui/deployments/iris", "#events"),
+    ("monitoring", "/ui/monitoring/iris?window=1h", "#report"),
+    ("runs", "/ui/runs", "#runs"),
+    ("run-compare", "/ui/runs/compare?run={run_a}&run={run_b}", "#metric-charts"),
+    ("audit", "/ui/audit", '#chain[data-verified="ok"]'),  # loaded after the page
+    ("keys", "/ui/keys", "#keys"),
+    ("not-found", "/ui/models/no-such-model", "#error"),
 ]
 
 
@@ -78,11 +79,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data = root / "iris.csv"
     X.assign(target=y).to_csv(data, index=False)
     with client.tracking.start_run("iris-tuning", name="lr-c1") as run:
+        run_a = run.run_id
         run.log_dataset(data, name="iris-train")
         run.log_params({"C": "1.0", "solver": "lbfgs"})
         for step in range(8):
             run.log_metric("loss", 1.0 / (step + 1), step=step)
     with client.tracking.start_run("iris-tuning", name="lr-c005") as run:
+        run_b = run.run_id
         run.log_params({"C": "0.05", "solver": "lbfgs"})
         for step in range(8):
             run.log_metric("loss", 1.4 / (step + 1), step=step)
@@ -103,7 +106,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 response = http.post("/v1/models/iris/predict", json={"inputs": rows},
                                      headers={"X-Routing-Key": f"user-{i}"})
                 assert response.status_code == 200, response.text
-        yield {"url": server.base_url, "keys": keys, "server": server}
+        yield {"url": server.base_url, "keys": keys, "server": server,
+               "runs": {"run_a": run_a, "run_b": run_b}}
     finally:
         server.kill()
 
@@ -156,9 +160,12 @@ def _size(driver: Any, width: int, height: int) -> None:
 def _check_page(driver: Any, url: str, path: str, marker: str, *,
                 status: int = 200) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(url + path)
-    assert driver.find_element(By.ID, marker).is_displayed()
+    WebDriverWait(driver, 20).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, marker)
+        and d.find_element(By.CSS_SELECTOR, marker).is_displayed())
     problems = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
                 and not (status == 404 and "404" in e["message"]
                          and path in e["message"])]
@@ -188,6 +195,7 @@ def test_every_page_loads_cleanly_at_both_sizes(site: dict[str, Any], browser: A
     for size, (width, height) in SIZES.items():
         _size(browser, width, height)
         for name, path, marker in PAGES:
+            path = path.format(**site["runs"])
             _check_page(browser, url, path, marker,
                         status=404 if name == "not-found" else 200)
             if shots and size == "desktop":

@@ -368,6 +368,9 @@ async def test_every_page_answers_an_admin(site: Site) -> None:
         assert 'id="candidate">1.0.1' in deployment and 'id="action-rollback"' in deployment
         keys = assert_page(await admin.get("/ui/keys"))
         assert all(site.ids[role] in keys for role in site.ids)
+        # The audit page loads the chain's verification afterwards, as a fragment.
+        verified = assert_page(await admin.get("/ui/audit/verify"))
+        assert 'data-verified="ok"' in verified and "The hash chain verifies" in verified
         assert all(s not in keys for s in site.secrets.values())
 
 
@@ -625,3 +628,16 @@ async def test_with_auth_off_there_is_no_login(site: Site) -> None:
         assert evil.headers["location"] == "/ui/models"
         assert_page(await local.get("/ui/audit"))
         assert_page(await local.get("/ui/keys"))
+
+
+async def test_a_model_page_shows_its_newest_versions_unless_asked_for_all(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelhost.serving.console import pages
+
+    monkeypatch.setattr(pages, "_VERSIONS_SHOWN", 1)
+    async with browsers(site.client, "viewer", site=site) as (viewer,):
+        newest = assert_page(await viewer.get("/ui/models/iris"))
+        assert 'id="more-versions"' in newest and "?version=1.0.1" in newest
+        assert "?version=1.0.0\"" not in newest
+        every = assert_page(await viewer.get("/ui/models/iris?all=1"))
+        assert 'id="more-versions"' not in every and "?version=1.0.0\"" in every

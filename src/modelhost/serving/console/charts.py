@@ -55,6 +55,9 @@ def lines(series: Sequence[tuple[str, Sequence[tuple[int, float]]]], *, title: s
     if y0 == y1:
         pad = abs(y0) * 0.05 or 1.0
         y0, y1 = y0 - pad, y1 + pad
+    y_step = nice_step((y1 - y0) / 4)
+    y0, y1 = math.floor(y0 / y_step) * y_step, math.ceil(y1 / y_step) * y_step
+    x_step = max(1.0, nice_step((x1 - x0) / 6))  # steps are whole numbers
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def px(x: float) -> float:
@@ -64,13 +67,11 @@ def lines(series: Sequence[tuple[str, Sequence[tuple[int, float]]]], *, title: s
         return top + (1 - (y - y0) / (y1 - y0)) * plot_h
 
     parts = [head]
-    for k in range(5):
-        y = y0 + (y1 - y0) * k / 4
+    for y in _range(y0, y1, y_step):
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" '
                      f'y1="{py(y):.1f}" y2="{py(y):.1f}"/>'
                      f'<text class="yl" x="{left - 6}" y="{py(y) + 4:.1f}">{y:.4g}</text>')
-    for k in range(5):
-        x = x0 + (x1 - x0) * k / 4
+    for x in _range(math.ceil(x0 / x_step) * x_step, x1, x_step):
         parts.append(f'<text class="xl" x="{px(x):.1f}" y="{height - 8}">{x:.4g}</text>')
     for i, (label, pts) in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
@@ -85,3 +86,17 @@ def lines(series: Sequence[tuple[str, Sequence[tuple[int, float]]]], *, title: s
                          f'</circle>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def nice_step(raw: float) -> float:
+    """The smallest of 1, 2, 2.5 or 5 times a power of ten that is at least ``raw``."""
+    if raw <= 0 or not math.isfinite(raw):
+        return 1.0
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    return next(m * magnitude for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * magnitude >= raw)
+
+
+def _range(start: float, stop: float, step: float) -> list[float]:
+    """start, start + step, ... up to stop (inclusive, within rounding)."""
+    count = math.floor((stop - start) / step + 1e-9) + 1
+    return [round(start + i * step, 12) for i in range(max(count, 0))]

@@ -62,6 +62,7 @@ _STATIC = {"htmx.min.js": "text/javascript", "console.js": "text/javascript",
 _WINDOWS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(days=1),
             "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 _RUNS_SHOWN = 200
+_VERSIONS_SHOWN = 50
 
 
 @dataclass(frozen=True)
@@ -277,8 +278,12 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
             raise NotFoundError(f"model {name!r} has no version {chosen!r}")
         card = (await asyncio.to_thread(s.registry.card, name, current.version)
                 if current is not None else "")
+        # The newest versions only, unless asked for all: a model may have hundreds.
+        every = request.query_params.get("all") == "1"
+        shown = versions if every else versions[:_VERSIONS_SHOWN]
         return render(request, who, "model.html", columns=views.signature_columns,
-                      current=current, card=card, **data)
+                      current=current, card=card, model=data["model"],
+                      history=data["history"], versions=shown, total=len(versions))
 
     @api.get(PREFIX + "/models/{name}/compare", include_in_schema=False)
     @page()
@@ -300,13 +305,12 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
 
     async def deployment_context(name: str) -> dict[str, Any]:
         service = rollouts()
-        m = await asyncio.to_thread(s.registry.get_model, name)  # 404 for an unknown model
-        d = await asyncio.to_thread(service.status, name)
+        d = await asyncio.to_thread(service.status, name)  # 404 for an unknown model
         events = await asyncio.to_thread(service.events, name)
         analysis = (await asyncio.to_thread(s.analysis.analysis, name)
                     if s.analysis is not None and d.state.running else None)
         return {"name": name, "d": d, "events": list(reversed(events))[:100],
-                "analysis": analysis, "traffic": views.traffic_split(d, m),
+                "analysis": analysis, "traffic": views.traffic_split(d),
                 "split": charts.split_bar, "actions": ACTIONS}
 
     @api.get(PREFIX + "/deployments/{name}", include_in_schema=False)
@@ -416,11 +420,18 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
     async def audit(request: Request, who: Viewer, action: str = "") -> Response:
         if s.audit is None:
             raise NotFoundError("the audit log is not available on this server")
-        store = s.audit
-        entries = await asyncio.to_thread(store.list, limit=200, action=action or None)
-        verified = await asyncio.to_thread(store.verify)
-        return render(request, who, "audit.html", entries=entries, verified=verified,
-                      action=action)
+        entries = await asyncio.to_thread(s.audit.list, limit=200, action=action or None)
+        return render(request, who, "audit.html", entries=entries, action=action)
+
+    @api.get(PREFIX + "/audit/verify", include_in_schema=False)
+    @page(Permission.ADMIN)
+    async def audit_verify(request: Request, who: Viewer) -> Response:
+        """The chain's verification, which reads and hashes every entry: a fragment the
+        audit page loads after it shows, so that the page stays fast as the log grows."""
+        if s.audit is None:
+            raise NotFoundError("the audit log is not available on this server")
+        verified = await asyncio.to_thread(s.audit.verify)
+        return render(request, who, "audit_verify.html", verified=verified)
 
     @api.get(PREFIX + "/keys", include_in_schema=False)
     @page(Permission.ADMIN)
