@@ -62,7 +62,7 @@ def _need(program: str) -> str:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A served, populated registry and the keys of each role."""
-    from sklearn.datasets import load_iris
+    from sklearn.datasets import load_iris, load_wine
     from sklearn.linear_model import LogisticRegression
 
     root = tmp_path_factory.mktemp("console")
@@ -73,6 +73,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         client.register_model(LogisticRegression(C=C, max_iter=500).fit(X, y), name="iris",
                               version=version, input_example=X.head(3),
                               metrics={"accuracy": accuracy}, reference_data=X)
+    wine_X, wine_y = load_wine(return_X_y=True, as_frame=True)  # a second model to list
+    client.register_model(LogisticRegression(max_iter=5000).fit(wine_X, wine_y), name="wine",
+                          input_example=wine_X.head(3), metrics={"accuracy": 0.96},
+                          description="Wine cultivar from 13 chemical measurements")
+    client.transition_stage("wine", "1.0.0", "staging")
+    client.transition_stage("wine", "1.0.0", "production")
     client.transition_stage("iris", "1.0.0", "staging")
     client.transition_stage("iris", "1.0.0", "production")
     client.registry.set_tags("iris", {"team": "fraud"})

@@ -38,6 +38,8 @@ from modelhost.errors import (
     NotFoundError,
     UnauthorizedError,
 )
+from modelhost.monitoring.alerts import AlertService
+from modelhost.monitoring.drift import DriftService
 from modelhost.monitoring.report import build_report
 from modelhost.monitoring.report_html import REPORT_CSS, render_sections
 from modelhost.registry import Registry
@@ -49,6 +51,7 @@ from modelhost.serving.console import charts, views
 from modelhost.serving.errors import status_for
 from modelhost.store.audit import AuditStore
 from modelhost.store.datasets import DatasetStore
+from modelhost.store.monitoring import PredictionLogStore
 from modelhost.store.profiles import ProfileStore
 from modelhost.store.tracking import TrackingStore
 
@@ -78,8 +81,8 @@ class ConsoleServices:
     rollouts: RolloutService | None = None
     analysis: Controller | None = None
     profiles: ProfileStore | None = None
-    monitoring: Any = None  # (DriftService, PredictionLogStore) when monitoring is on
-    alerts: Any = None  # monitoring.alerts.AlertService
+    monitoring: tuple[DriftService, PredictionLogStore] | None = None  # when it is on
+    alerts: AlertService | None = None
     runs: TrackingStore | None = None
     datasets: DatasetStore | None = None
 
@@ -92,6 +95,7 @@ class Viewer:
     principal: Principal | None
     csrf: str
     new_csrf_cookie: str | None = None
+    session: Session | None = None  # auth on: the signed-in session
 
     def can(self, permission: Permission) -> bool:
         return self.principal is None or allows(self.principal.role, permission)
@@ -124,7 +128,7 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
     env = _environment()
     s = services
 
-    def viewer(request: Request) -> Viewer:
+    async def viewer(request: Request) -> Viewer:
         if not s.auth:
             token = request.cookies.get(CSRF_COOKIE) or ""
             if len(token) == 43:
@@ -132,12 +136,13 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
             token = secrets.token_urlsafe(32)
             return Viewer(None, token, new_csrf_cookie=token)
         assert s.sessions is not None
-        try:
-            session = s.sessions.check(request.cookies.get(SESSION_COOKIE))
+        try:  # it reads the key's record: off the event loop, which serves predictions
+            session = await asyncio.to_thread(s.sessions.check,
+                                              request.cookies.get(SESSION_COOKIE))
         except UnauthorizedError:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise _SignInNeeded(f"{PREFIX}/login?next={quote(target, safe='')}") from None
-        return _session_viewer(session)
+        return Viewer(session.principal, session.csrf, session=session)
 
     def render(request: Request, who: Viewer | None, template: str, *, status: int = 200,
                **context: Any) -> HTMLResponse:
@@ -165,7 +170,7 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
             async def run(request: Request, *args: Any, **kwargs: Any) -> Response:
                 who: Viewer | None = None
                 try:
-                    who = viewer(request)
+                    who = await viewer(request)
                     if not who.can(permission):
                         raise ForbiddenError(f"the {who.principal.role.value} role does "  # type: ignore[union-attr]
                                              f"not allow this page or action")
@@ -194,11 +199,11 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
         """The posted form, after checking its CSRF token (403: nothing changes)."""
         data = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         token = data.pop("csrf", "")
-        if who.principal is None:
-            ok = bool(token) and secrets.compare_digest(
-                token, request.cookies.get(CSRF_COOKIE) or "")
-        else:
-            ok = who.principal is not None and _csrf_ok(s, request, token)
+        if who.session is not None:  # auth on: the session's own token
+            ok = csrf_matches(who.session, token)
+        else:  # auth off: the token of the cookie this browser was given
+            ok = (bool(token) and who.new_csrf_cookie is None
+                  and secrets.compare_digest(token, who.csrf))
         if not ok:
             raise ForbiddenError("the form's security token is missing or wrong; reload "
                                  "the page and try again")
@@ -465,20 +470,6 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
     @page()
     async def not_found(request: Request, who: Viewer, rest: str) -> Response:
         raise NotFoundError("there is no console page here")
-
-
-def _session_viewer(session: Session) -> Viewer:
-    return Viewer(session.principal, session.csrf)
-
-
-def _csrf_ok(s: ConsoleServices, request: Request, token: str) -> bool:
-    if s.sessions is None:
-        return False
-    try:
-        session = s.sessions.check(request.cookies.get(SESSION_COOKIE))
-    except UnauthorizedError:
-        return False
-    return csrf_matches(session, token)
 
 
 def _audit_sign_in(audit: AuditStore | None, request: Request, principal: Principal | None,
