@@ -58,3 +58,12 @@ def test_runs_are_read_in_a_fixed_number_of_statements(db_url: str) -> None:
     assert all(r.metrics == {"loss": 0.2, "acc": 0.99} for r in runs)
     assert store.list_runs("exp-1", limit=100) == [r for r in runs if r.experiment == "exp-1"]
     db.dispose()
+
+
+def test_experiment_names_are_every_experiment_sorted(db_url: str) -> None:
+    db = Database(db_url)
+    store = TrackingStore(db)
+    for name in ("zeta", "alpha", "mid"):
+        store.create_run(name)
+    assert store.experiment_names() == ["alpha", "mid", "zeta"]
+    db.dispose()

@@ -109,6 +109,11 @@ class TrackingStore:
             row = s.get(RunRow, run_id) if isinstance(run_id, str) else None
             return self._run(s, row if row is not None else self._run_by_prefix(s, run_id))
 
+    def experiment_names(self) -> list[str]:
+        """Every experiment's name, sorted."""
+        with self._db.session() as s:
+            return list(s.scalars(select(ExperimentRow.name).order_by(ExperimentRow.name)))
+
     def list_runs(self, experiment: str | None = None, *, limit: int = 100) -> list[Run]:
         with self._db.session() as s:
             q = select(RunRow).order_by(RunRow.start_time.desc()).limit(limit)

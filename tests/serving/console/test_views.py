@@ -65,3 +65,44 @@ def test_version_comparison_flags_changed_columns(a: dict[str, str], b: dict[str
     assert [d.name for d in differences if d.changed] == changed
     missing = [d for d in differences if d.name == "y"]
     assert not missing or missing[0].a == "—"
+
+
+def _live(analysis: dict[str, object]) -> str:
+    """The deployment's live part rendered with ``analysis`` (what the controller says)."""
+    from modelhost.serving.console.pages import PREFIX, Viewer, _environment
+
+    d = Deployment(model="m", state=RolloutState.PROGRESSING, strategy=Strategy.AB,
+                   stable="1.0.0", candidate="1.1.0", candidate_weight=0.5)
+    return _environment().get_template("deployment_live.html").render(
+        viewer=Viewer(None, "t"), path="/ui/deployments/m", prefix=PREFIX, name="m", d=d,
+        events=[], analysis=analysis, traffic=views.traffic_split(d),
+        split=charts.split_bar, actions=())
+
+
+ARMS = [{"role": "stable", "version": "1.0.0", "requests": 500, "errors": 0,
+         "error_rate": 0.0, "p50_ms": 1.0, "p99_ms": 3.0, "labelled": 400,
+         "metric": {"name": "accuracy", "value": 0.9}},
+        {"role": "candidate", "version": "1.1.0", "requests": 500, "errors": 1,
+         "error_rate": 0.002, "p50_ms": 1.1, "p99_ms": 3.5, "labelled": 410,
+         "metric": {"name": "accuracy", "value": 0.95}}]
+
+
+def test_an_ab_test_shows_its_lift_interval_and_decision() -> None:
+    ab = {"method": "msprt", "metric": "accuracy", "lift": 0.05, "ci": [0.012, 0.088],
+          "p_value": 0.001, "always_valid_p": 0.004, "decision": "candidate_better",
+          "samples": {"stable": 400, "candidate": 410}}
+    html = _live({"arms": ARMS, "verdict": None, "ab": ab, "shadow": None})
+    assert "A/B: candidate_better" in html and "lift (candidate − stable) +0.0500" in html
+    assert "[0.0120, 0.0880]" in html and "labelled rows 400 / 410" in html
+    waiting = _live({"arms": ARMS, "verdict": None, "shadow": None,
+                     "ab": {**ab, "samples": {"stable": 0, "candidate": 0}}})
+    assert "no labelled rows yet on either arm" in waiting and "+0.0500" not in waiting
+
+
+def test_a_shadow_shows_its_agreement_in_words() -> None:
+    shadow = {"version": "1.1.0", "fraction": 0.1, "requests": 30, "rows_compared": 150,
+              "agreement_rate": 0.98, "errors": 0}
+    html = _live({"arms": ARMS, "verdict": None, "ab": None, "shadow": shadow})
+    assert "gets a copy of 10% of the requests" in html
+    assert "<th>agreement rate</th><td class=\"n\">98.0%</td>" in html
+    assert "rows compared" in html and "{" not in html.split('id="shadow"')[1][:400]

@@ -393,9 +393,9 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
     @page()
     async def runs(request: Request, who: Viewer, experiment: str = "") -> Response:
         store = tracking()
-        every = await asyncio.to_thread(store.list_runs, None, limit=_RUNS_SHOWN)
-        shown = (await asyncio.to_thread(store.list_runs, experiment, limit=_RUNS_SHOWN)
-                 if experiment else every)
+        experiments = await asyncio.to_thread(store.experiment_names)
+        shown = await asyncio.to_thread(store.list_runs, experiment or None,
+                                        limit=_RUNS_SHOWN)
         datasets: list[tuple[str, list[Any]]] = []
         if s.datasets is not None:
             store_d = s.datasets
@@ -404,7 +404,7 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
                         for n in names[:100]]
         metric_names = sorted({k for r in shown for k in r.metrics})[:6]
         return render(request, who, "runs.html", runs=shown, experiment=experiment,
-                      experiments=views.experiments_of(every), metric_names=metric_names,
+                      experiments=experiments, metric_names=metric_names,
                       datasets=datasets)
 
     @api.get(PREFIX + "/runs/compare", include_in_schema=False)

@@ -5,7 +5,7 @@ pages call these in a worker thread."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,7 +184,3 @@ def compare_runs(runs: Sequence[Run],
         histories[key] = [(r.run_id, [(p.step, p.value) for p in history(r.run_id, key)])
                           for r in runs if key in r.metrics]
     return RunComparison(tuple(runs), params, metrics, histories)
-
-
-def experiments_of(runs: Iterable[Run]) -> list[str]:
-    return sorted({r.experiment for r in runs})
