@@ -52,6 +52,16 @@ def server_options(settings: Settings) -> ServerOptions:
             max_attempts=settings.jobs_max_attempts)))
 
 
+def console_secret(settings: Settings) -> bytes:
+    """What signs the web console's sessions: ``MODELHOST_CONSOLE_SECRET``, else the
+    random secret kept in the home folder (shared by the server's workers)."""
+    from modelhost.security.sessions import load_or_create_secret
+
+    if settings.console_secret is not None:
+        return settings.console_secret.get_secret_value().encode()
+    return load_or_create_secret(settings.home / "console-secret")
+
+
 def app_factory() -> ModelhostApp:
     """The ASGI app of one worker, configured from ``MODELHOST_*`` (uvicorn calls it)."""
     return build_app(Settings())
@@ -76,4 +86,5 @@ def build_app(settings: Settings) -> ModelhostApp:
                       leases=client.leases, deployments=client.deployments,
                       shadows=client.shadows, jobs=client.jobs, features=client.features,
                       runs=client.run_store, datasets=client.dataset_store,
+                      console_secret=console_secret(settings),
                       background=background)

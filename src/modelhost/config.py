@@ -38,6 +38,10 @@ class Settings(BaseSettings):
         default=None, description="the feature online store: redis://HOST:PORT/DB to share "
                                   "it across replicas, or a SQLite file; default "
                                   "$HOME/features-online.db")
+    console_secret: SecretStr | None = Field(
+        default=None, description="signs the web console's sessions; the same on every "
+                                  "replica (default: a random one kept in "
+                                  "$HOME/console-secret)")
     encryption_key: SecretStr | None = Field(
         default=None, description="encrypt artifacts at rest with this key (32 bytes, "
                                   "URL-safe base64: modelhost artifacts new-key)")
@@ -157,6 +161,14 @@ class Settings(BaseSettings):
             if not isinstance(parsed, dict):
                 raise ValueError("give a JSON object, such as {\"s3_additional_kwargs\": "
                                  "{\"ServerSideEncryption\": \"AES256\"}}")
+        return value
+
+    @field_validator("console_secret")
+    @classmethod
+    def _console_secret_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("give at least 16 characters, such as the output of "
+                             "'python -c \"import secrets; print(secrets.token_urlsafe(32))\"'")
         return value
 
     @field_validator("streams")

@@ -140,6 +140,14 @@ def test_settings_are_real_settings_and_secrets_stay_in_the_secret() -> None:
         assert not key.startswith("MODELHOST_") or key in known, f"{key} is no setting"
     assert secrets["MODELHOST_DB_URL"] == DB_URL
     assert not any("secret" in str(value) for value in settings.values())
+    # The console's session secret: one for every replica, made at install when not
+    # given (a valid setting), and the given one when it is.
+    made = secrets["MODELHOST_CONSOLE_SECRET"]
+    assert len(made) == 48 and made.isalnum()
+    Settings(console_secret=made)
+    given = render({"secrets": {"MODELHOST_DB_URL": DB_URL,
+                                "MODELHOST_CONSOLE_SECRET": "s" * 40}})
+    assert given["Secret"]["stringData"]["MODELHOST_CONSOLE_SECRET"] == "s" * 40
     # Serving HTTPS in the pod: the certificate mounted where the settings say, and the
     # probes speak HTTPS.
     assert settings["MODELHOST_SSL_CERTFILE"] == "/etc/modelhost/tls/tls.crt"

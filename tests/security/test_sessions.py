@@ -1,14 +1,16 @@
-"""Console sessions made from API keys: ``<key id>.<expiry>.<HMAC>`` signed with the key's
-stored hash. A round trip gives the key's principal back; a forged, tampered, foreign or
-malformed token, an expired session, a revoked or expired key are all refused the same
-way; the token reveals neither the key nor its hash; CSRF tokens match only their own
-session."""
+"""Console sessions made from API keys: ``<key id>.<expiry>.<HMAC>`` signed with the
+server's console secret and the key's stored hash. A round trip gives the key's principal
+back; a forged (even from a copy of the database), tampered, foreign or malformed token,
+an expired session, a revoked or expired key are all refused the same way; the token
+reveals neither the key nor its hash; CSRF tokens match only their own session."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import hmac
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -18,12 +20,20 @@ from modelhost._utils import utcnow
 from modelhost.errors import UnauthorizedError
 from modelhost.security import Role
 from modelhost.security.keys import hash_secret
-from modelhost.security.sessions import Session, Sessions, csrf_matches
+from modelhost.security.sessions import (
+    Session,
+    Sessions,
+    csrf_matches,
+    load_or_create_secret,
+    tokens_match,
+)
+
+SECRET = b"a test console secret of 32 byte"
 
 
 @pytest.fixture
 def sessions(client: Client) -> Sessions:
-    return Sessions(client.keys)
+    return Sessions(client.keys, secret=SECRET)
 
 
 def refused(sessions: Sessions, token: str | None) -> None:
@@ -58,7 +68,7 @@ def test_a_session_round_trips_to_its_keys_principal(client: Client,
     assert checked.token == session.token and checked.csrf == session.csrf
     assert checked.expires_at == dt.datetime.fromtimestamp(int(stamp), dt.timezone.utc)
     # Another Sessions over the same keys (another worker or replica) accepts it too.
-    assert Sessions(client.keys).check(session.token).principal == session.principal
+    assert Sessions(client.keys, secret=SECRET).check(session.token).principal == session.principal
 
 
 def test_a_session_is_refused_for_a_bad_key(client: Client, sessions: Sessions) -> None:
@@ -75,11 +85,17 @@ def test_a_forged_signature_is_refused(client: Client, sessions: Sessions) -> No
     flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
     refused(sessions, f"{key_id}.{stamp}.{flipped}")
     refused(sessions, f"{key_id}.{stamp}.{'0' * 64}")
-    # Signed with what a browser could know (the id, the secret) instead of the hash.
+    # Signed with what a browser could know (the id, the key) or with what a copy of the
+    # database holds (the key's stored hash, alone or as the old scheme used it).
     message = f"modelhost-console:session:{key_id}:{stamp}".encode()
-    for guess in (created.secret, key_id, ""):
+    stored = client.keys.find(key_id)
+    assert stored is not None
+    for guess in (created.secret, key_id, "", stored[1]):
         forged = hmac.new(guess.encode(), message, hashlib.sha256).hexdigest()
         refused(sessions, f"{key_id}.{stamp}.{forged}")
+        derived = hmac.new(guess.encode(), stored[1].encode(), hashlib.sha256).digest()
+        refused(sessions, f"{key_id}.{stamp}."
+                          f"{hmac.new(derived, message, hashlib.sha256).hexdigest()}")
     # The CSRF token is not a session signature.
     csrf = sessions.check(f"{key_id}.{stamp}.{signature}").csrf
     refused(sessions, f"{key_id}.{stamp}.{csrf}")
@@ -150,11 +166,11 @@ def test_a_valid_token_with_a_trailing_newline_is_refused(client: Client,
 
 def test_an_expired_session_is_refused(client: Client) -> None:
     created = client.keys.create(name="ops", role="admin")
-    already = Sessions(client.keys, ttl=dt.timedelta(seconds=-1))
+    already = Sessions(client.keys, secret=SECRET, ttl=dt.timedelta(seconds=-1))
     session = already.sign_in(created.secret)
     assert session.expires_at < utcnow()
     refused(already, session.token)
-    refused(Sessions(client.keys), session.token)  # whatever the checker's own ttl
+    refused(Sessions(client.keys, secret=SECRET), session.token)  # whatever the checker's own ttl
 
 
 def test_revoking_a_key_ends_its_sessions(client: Client, sessions: Sessions) -> None:
@@ -166,7 +182,8 @@ def test_revoking_a_key_ends_its_sessions(client: Client, sessions: Sessions) ->
     client.keys.revoke(doomed.key.id)
     refused(sessions, first.token)
     refused(sessions, second.token)
-    refused(Sessions(client.keys), first.token)  # in every process: read on each check
+    # In every process: the key is read on each check.
+    refused(Sessions(client.keys, secret=SECRET), first.token)
     assert sessions.check(other.token).principal.key_id == kept.key.id
     with pytest.raises(UnauthorizedError):
         sessions.sign_in(doomed.secret)
@@ -187,7 +204,7 @@ def test_a_keys_expiry_caps_its_sessions(client: Client, sessions: Sessions) -> 
     # A key that outlives the session: the session's own ttl wins.
     long = client.keys.create(name="long", role="viewer",
                               expires_at=utcnow() + dt.timedelta(days=30))
-    brief = Sessions(client.keys, ttl=dt.timedelta(minutes=5)).sign_in(long.secret)
+    brief = Sessions(client.keys, secret=SECRET, ttl=dt.timedelta(minutes=5)).sign_in(long.secret)
     assert brief.expires_at <= utcnow() + dt.timedelta(minutes=5)
 
 
@@ -219,3 +236,29 @@ def test_csrf_matches_only_its_own_session(client: Client, sessions: Sessions) -
     assert csrf_matches(mine, mine.csrf.upper()) is False
     assert csrf_matches(mine, mine.token) is False
     assert csrf_matches(mine, parts(mine)[2]) is False  # the session's signature
+
+
+def test_another_servers_secret_makes_other_sessions(client: Client,
+                                                     sessions: Sessions) -> None:
+    created = client.keys.create(name="ops", role="admin")
+    other = Sessions(client.keys, secret=b"another server's secret, 32 byte")
+    refused(other, sessions.sign_in(created.secret).token)
+    with pytest.raises(ValueError, match="16 bytes"):
+        Sessions(client.keys, secret=b"short")
+
+
+def test_tokens_match_any_text_without_failing() -> None:
+    assert tokens_match("abc", "abc") is True
+    for presented in ("é", "abé", "\x00", "abc ", None, ""):
+        assert tokens_match("abc", presented) is False  # never TypeError on non-ASCII
+
+
+def test_the_secret_is_made_once_private_and_shared(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "console-secret"
+    first = load_or_create_secret(path)
+    assert len(first) == 32 and load_or_create_secret(path) == first
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["console-secret"]  # no leftovers
+    with ThreadPoolExecutor(8) as pool:  # many workers starting at once agree
+        other = tmp_path / "other" / "console-secret"
+        assert len(set(pool.map(lambda _: load_or_create_secret(other), range(16)))) == 1

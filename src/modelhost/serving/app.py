@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import gc
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -344,6 +345,7 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                features: Features | None = None,
                runs: TrackingStore | None = None,
                datasets: DatasetStore | None = None,
+               console_secret: bytes | None = None,
                observers: Sequence[Observer] = (),
                background: Sequence[Background] = (),
                today: Callable[[], dt.date] = dt.date.today,
@@ -365,7 +367,9 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
     ``options.jobs.run``) every process runs them (on SQLite, with ``leases``, one).
     With ``features``, versions bound to a feature service look their features up in
     its online store (see ``features.py``). The web console at ``/ui`` shows all of it,
-    and ``runs`` and ``datasets`` too.
+    and ``runs`` and ``datasets`` too; ``console_secret`` signs its sessions (the same
+    for every process that should accept them; a random one for this app alone when
+    not given).
     ``observers`` watch every answered prediction
     request, after the metrics and the log (see ``observers.py``); ``background``
     runs beside the server in every process (stream consumers). ``today``
@@ -470,7 +474,8 @@ def create_app(registry: Registry, *, options: ServerOptions | None = None,
                     wake_jobs=job_worker.wake if job_worker is not None else lambda: None)
     console.install(api, console.ConsoleServices(
         registry=registry, auth=options.auth,
-        sessions=Sessions(keys) if keys is not None else None, keys=keys, audit=audit,
+        sessions=(Sessions(keys, secret=console_secret or secrets.token_bytes(32))
+                  if keys is not None else None), keys=keys, audit=audit,
         rollouts=rollouts, analysis=controller, profiles=profiles,
         monitoring=((monitoring.drift, predictions)
                     if monitoring.drift is not None and predictions is not None else None),

@@ -112,7 +112,8 @@ class ModelStore:
                              .order_by(m.name)).all()
             tags: dict[int, dict[str, str]] = defaultdict(dict)
             for model_id, key, value in s.execute(
-                    select(ModelTagRow.model_id, ModelTagRow.key, ModelTagRow.value)):
+                    select(ModelTagRow.model_id, ModelTagRow.key, ModelTagRow.value)
+                    .order_by(ModelTagRow.key)):
                 tags[model_id][key] = value
             aliases: dict[int, dict[str, str]] = defaultdict(dict)
             for model_id, alias, major, minor, patch in s.execute(
@@ -156,7 +157,7 @@ class ModelStore:
             tags: dict[int, dict[str, str]] = defaultdict(dict)
             for t in s.scalars(select(VersionTagRow).join(
                     ModelVersionRow, VersionTagRow.version_id == ModelVersionRow.id)
-                    .where(ModelVersionRow.model_id == model.id)):
+                    .where(ModelVersionRow.model_id == model.id).order_by(VersionTagRow.key)):
                 tags[t.version_id][t.key] = t.value
             aliases: dict[int, list[str]] = defaultdict(list)
             for version_id, alias in s.execute(
@@ -559,7 +560,8 @@ class ModelStore:
 
     def _model(self, s: Session, row: ModelRow) -> Model:
         tags = {t.key: t.value for t in s.scalars(
-            select(ModelTagRow).where(ModelTagRow.model_id == row.id))}
+            select(ModelTagRow).where(ModelTagRow.model_id == row.id)
+            .order_by(ModelTagRow.key))}
         aliases = {a.alias: _semver(v) for a, v in s.execute(
             select(AliasRow, ModelVersionRow).join(
                 ModelVersionRow, AliasRow.version_id == ModelVersionRow.id)
@@ -580,7 +582,8 @@ class ModelStore:
         (a list of versions reads them all at once)."""
         if tags is None:
             tags = {t.key: t.value for t in s.scalars(
-                select(VersionTagRow).where(VersionTagRow.version_id == row.id))}
+                select(VersionTagRow).where(VersionTagRow.version_id == row.id)
+                .order_by(VersionTagRow.key))}
         if aliases is None:
             aliases = tuple(s.scalars(select(AliasRow.alias).where(
                 AliasRow.version_id == row.id).order_by(AliasRow.alias)))

@@ -122,7 +122,10 @@ class TrackingStore:
                 if exp is None:
                     raise ExperimentNotFoundError(experiment)
                 q = q.where(RunRow.experiment_id == exp.id)
-            return self._runs(s, s.scalars(q).all())
+            # The parts are read for this query's runs (a subquery, not a list of ids
+            # as long as the limit).
+            return self._runs(s, s.scalars(q).all(),
+                              ids=q.with_only_columns(RunRow.id).subquery())
 
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         with self._db.session(write=True) as s:
@@ -213,12 +216,13 @@ class TrackingStore:
         return TrackingStore._runs(s, [row])[0]
 
     @staticmethod
-    def _runs(s: Session, rows: Sequence[RunRow]) -> list[Run]:
+    def _runs(s: Session, rows: Sequence[RunRow], *, ids: Any = None) -> list[Run]:
         """The runs of ``rows``, with a fixed number of reads for all of them (each read
-        takes every run at once), in the order given."""
+        takes every run at once), in the order given. ``ids``: a subquery of the rows'
+        ids (by default, their list)."""
         if not rows:
             return []
-        ids = [row.id for row in rows]
+        ids = [row.id for row in rows] if ids is None else select(ids.c.id)
         experiments = {e.id: e.name for e in s.scalars(select(ExperimentRow).where(
             ExperimentRow.id.in_({row.experiment_id for row in rows})))}
 

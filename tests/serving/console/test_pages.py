@@ -641,3 +641,42 @@ async def test_a_model_page_shows_its_newest_versions_unless_asked_for_all(
         assert "?version=1.0.0\"" not in newest
         every = assert_page(await viewer.get("/ui/models/iris?all=1"))
         assert 'id="more-versions"' not in every and "?version=1.0.0\"" in every
+
+
+@pytest.mark.parametrize("headers", [
+    {"sec-fetch-site": "cross-site"},
+    {"sec-fetch-site": "same-site"},  # another port of this host: another origin
+    {"origin": "http://localhost:3000"},
+    {"origin": "null"},
+    {"origin": "https://evil.example", "sec-fetch-site": "cross-site"},
+])
+async def test_a_form_posted_from_another_site_changes_nothing(
+        site: Site, headers: dict[str, str]) -> None:
+    site.client.deploy("iris", "1.0.1", strategy="canary")
+    async with browsers(site.client, "deployer", site=site) as (deployer,):
+        token = await deployer.csrf("/ui/deployments/iris")
+        before = deployment_state(site.client)
+        refused = await deployer.http.post("/ui/deployments/iris/action", headers=headers,
+                                           data={"csrf": token, "action": "rollback"})
+        assert_error_page(refused, 403, "another site")
+        assert deployment_state(site.client) == before
+        # The same form from this server's own page goes through.
+        same = {"sec-fetch-site": "same-origin", "origin": BASE}
+        done = await deployer.http.post("/ui/deployments/iris/action", headers=same,
+                                        data={"csrf": token, "action": "rollback"})
+        assert done.status_code == 303, done.text
+        # Nor may another site sign a browser in (with its own key).
+        login = await deployer.http.post("/ui/login", headers=headers,
+                                         data={"key": site.secrets["viewer"]})
+        assert_error_page(login, 403, "another site")
+
+
+async def test_a_token_in_any_script_is_refused_not_a_server_error(site: Site) -> None:
+    site.client.deploy("iris", "1.0.1", strategy="canary")
+    async with browsers(site.client, "deployer", site=site) as (deployer,):
+        before = deployment_state(site.client)
+        for token in ("é", "€" * 64, "\u0000"):
+            refused = await deployer.post("/ui/deployments/iris/action",
+                                          {"csrf": token, "action": "rollback"})
+            assert_error_page(refused, 403, "security token")
+        assert deployment_state(site.client) == before

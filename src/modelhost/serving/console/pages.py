@@ -46,7 +46,7 @@ from modelhost.registry import Registry
 from modelhost.rollout.controller import Controller
 from modelhost.rollout.service import ACTIONS, RolloutService
 from modelhost.security import ApiKeys, Permission, Principal, allows
-from modelhost.security.sessions import Session, Sessions, csrf_matches
+from modelhost.security.sessions import Session, Sessions, csrf_matches, tokens_match
 from modelhost.serving.console import charts, views
 from modelhost.serving.errors import status_for
 from modelhost.store.audit import AuditStore
@@ -148,6 +148,18 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
                **context: Any) -> HTMLResponse:
         body = env.get_template(template).render(
             viewer=who, path=request.url.path, prefix=PREFIX, **context)
+        return _response(request, who, body, status)
+
+    async def render_off_loop(request: Request, who: Viewer | None, template: str,
+                              **context: Any) -> HTMLResponse:
+        """:func:`render` in a worker thread, for the pages with long tables: the event
+        loop keeps answering predictions meanwhile."""
+        body = await asyncio.to_thread(env.get_template(template).render, viewer=who,
+                                       path=request.url.path, prefix=PREFIX, **context)
+        return _response(request, who, body, 200)
+
+    def _response(request: Request, who: Viewer | None, body: str,
+                  status: int) -> HTMLResponse:
         response = HTMLResponse(body, status)
         if who is not None and who.new_csrf_cookie is not None:
             response.set_cookie(CSRF_COOKIE, who.new_csrf_cookie, httponly=True,
@@ -196,14 +208,15 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
         return decorate
 
     async def form(request: Request, who: Viewer) -> dict[str, str]:
-        """The posted form, after checking its CSRF token (403: nothing changes)."""
+        """The posted form, after checking where it comes from and its CSRF token (403:
+        nothing changes)."""
+        same_site_only(request)
         data = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         token = data.pop("csrf", "")
         if who.session is not None:  # auth on: the session's own token
             ok = csrf_matches(who.session, token)
         else:  # auth off: the token of the cookie this browser was given
-            ok = (bool(token) and who.new_csrf_cookie is None
-                  and secrets.compare_digest(token, who.csrf))
+            ok = who.new_csrf_cookie is None and tokens_match(who.csrf, token)
         if not ok:
             raise ForbiddenError("the form's security token is missing or wrong; reload "
                                  "the page and try again")
@@ -226,6 +239,10 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
     async def login(request: Request) -> Response:
         if not s.auth or s.sessions is None:
             return RedirectResponse(f"{PREFIX}/models", status_code=303)
+        try:
+            same_site_only(request)
+        except ForbiddenError as exc:
+            return error_page(request, None, 403, exc.message)
         data = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         target = _safe_next(data.get("next", ""))
         sessions = s.sessions
@@ -262,7 +279,7 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
     @page()
     async def models(request: Request, who: Viewer) -> Response:
         rows = await asyncio.to_thread(views.model_rows, s.registry, s.profiles)
-        return render(request, who, "models.html", rows=rows, split=charts.split_bar,
+        return await render_off_loop(request, who, "models.html", rows=rows, split=charts.split_bar,
                       window=views.TRAFFIC_WINDOW)
 
     @api.get(PREFIX + "/models/{name}", include_in_schema=False)
@@ -286,7 +303,7 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
         # The newest versions only, unless asked for all: a model may have hundreds.
         every = request.query_params.get("all") == "1"
         shown = versions if every else versions[:_VERSIONS_SHOWN]
-        return render(request, who, "model.html", columns=views.signature_columns,
+        return await render_off_loop(request, who, "model.html", columns=views.signature_columns,
                       current=current, card=card, model=data["model"],
                       history=data["history"], versions=shown, total=len(versions))
 
@@ -362,18 +379,17 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
         if s.monitoring is not None:
             drift, predictions = s.monitoring
             end = dt.datetime.now(dt.timezone.utc)
-            report = await asyncio.to_thread(
-                build_report, drift, predictions, model=name, version=mv.version,
+            sections = await asyncio.to_thread(lambda: render_sections(build_report(
+                drift, predictions, model=name, version=mv.version,
                 start=end - _WINDOWS[window], end=end, window=window,
-                registered=mv.metrics)
-            sections = render_sections(report)
+                registered=mv.metrics)))
         alerts = []
         events = []
         if s.alerts is not None:
             alerts = await asyncio.to_thread(s.alerts.rules, name)
             events = await asyncio.to_thread(s.alerts.events, model=name, limit=50)
         versions = await asyncio.to_thread(s.registry.list_versions, name)
-        return render(request, who, "monitoring.html", name=name, mv=mv,
+        return await render_off_loop(request, who, "monitoring.html", name=name, mv=mv,
                       versions=[v.version for v in reversed(versions)], window=window,
                       windows=list(_WINDOWS), sections=sections, alerts=alerts,
                       alert_events=events)
@@ -403,7 +419,7 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
             datasets = [(n, await asyncio.to_thread(store_d.list_versions, n))
                         for n in names[:100]]
         metric_names = sorted({k for r in shown for k in r.metrics})[:6]
-        return render(request, who, "runs.html", runs=shown, experiment=experiment,
+        return await render_off_loop(request, who, "runs.html", runs=shown, experiment=experiment,
                       experiments=experiments, metric_names=metric_names,
                       datasets=datasets)
 
@@ -426,7 +442,7 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
         if s.audit is None:
             raise NotFoundError("the audit log is not available on this server")
         entries = await asyncio.to_thread(s.audit.list, limit=200, action=action or None)
-        return render(request, who, "audit.html", entries=entries, action=action)
+        return await render_off_loop(request, who, "audit.html", entries=entries, action=action)
 
     @api.get(PREFIX + "/audit/verify", include_in_schema=False)
     @page(Permission.ADMIN)
@@ -470,6 +486,24 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
     @page()
     async def not_found(request: Request, who: Viewer, rest: str) -> Response:
         raise NotFoundError("there is no console page here")
+
+
+def same_site_only(request: Request) -> None:
+    """Refuse a form posted by another site (ForbiddenError): the browser says where a
+    request comes from (``Sec-Fetch-Site``, else ``Origin``), and it must be this server.
+    Another port of the same host is another origin: a page there could set a cookie
+    for this one (cookies ignore ports), so the token alone would not tell. Clients that
+    are not browsers send neither header and are not a cross-site threat."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        if fetch_site in ("same-origin", "none"):
+            return
+        raise ForbiddenError("this form was posted from another site")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    if origin == "null" or urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise ForbiddenError("this form was posted from another site")
 
 
 def _audit_sign_in(audit: AuditStore | None, request: Request, principal: Principal | None,

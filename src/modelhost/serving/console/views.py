@@ -18,7 +18,8 @@ from modelhost.stats.profile import ERRORS, REQUESTS
 from modelhost.store.profiles import MINUTE_S, ProfileStore
 
 TRAFFIC_WINDOW = dt.timedelta(minutes=5)
-"""The window of the request and error rates the model list shows."""
+"""The window of the request and error rates the model list shows: the last five minute
+windows (this one so far), 4 to 5 minutes of traffic, the rate over their actual span."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,10 @@ def model_rows(registry: Registry, profiles: ProfileStore | None, *,
     now = now or utcnow()
     models = registry.list_models()
     routed = {m.name: m.deployment for m in registry.routing_state().models}
-    counts = _traffic(profiles, now) if profiles is not None else None
+    # Whole minute windows: the four before this minute and this one so far.
+    start = now.replace(second=0, microsecond=0) - (TRAFFIC_WINDOW - dt.timedelta(minutes=1))
+    seconds = max((now - start).total_seconds(), 1.0)
+    counts = _traffic(profiles, start, now) if profiles is not None else None
     rows = []
     for m in models:
         deployment = routed.get(m.name)
@@ -56,8 +60,7 @@ def model_rows(registry: Registry, profiles: ProfileStore | None, *,
             name=m.name, description=m.description, production=m.production_version,
             latest=m.latest_version, traffic=traffic,
             state=deployment.state.value if deployment is not None else "idle",
-            requests_per_s=(requests / TRAFFIC_WINDOW.total_seconds()
-                            if counts is not None else None),
+            requests_per_s=requests / seconds if counts is not None else None,
             error_rate=errors / requests if counts is not None and requests else None,
             updated_at=m.updated_at))
     return rows
@@ -74,12 +77,14 @@ def traffic_split(deployment: Deployment | None,
     return ()
 
 
-def _traffic(profiles: ProfileStore, now: dt.datetime) -> dict[str, tuple[float, float]]:
-    """Model -> (requests, errors) over the window, summed over versions and workers."""
+def _traffic(profiles: ProfileStore, start: dt.datetime,
+             end: dt.datetime) -> dict[str, tuple[float, float]]:
+    """Model -> (requests, errors) of the minute windows starting in [start, end),
+    summed over versions and workers."""
     size = 8 * (max(REQUESTS, ERRORS) + 1)
     totals: dict[str, tuple[float, float]] = {}
     for model, _version, head in profiles.headers(
-            width_s=MINUTE_S, start=now - TRAFFIC_WINDOW, end=now, size=size):
+            width_s=MINUTE_S, start=start, end=end, size=size):
         if len(head) < size:
             continue
         values = np.frombuffer(head, dtype=np.float64)
