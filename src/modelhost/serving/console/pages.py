@@ -279,8 +279,8 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
     @page()
     async def models(request: Request, who: Viewer) -> Response:
         rows = await asyncio.to_thread(views.model_rows, s.registry, s.profiles)
-        return await render_off_loop(request, who, "models.html", rows=rows, split=charts.split_bar,
-                      window=views.TRAFFIC_WINDOW)
+        return await render_off_loop(request, who, "models.html", rows=rows,
+                                     split=charts.split_bar, window=views.TRAFFIC_WINDOW)
 
     @api.get(PREFIX + "/models/{name}", include_in_schema=False)
     @page()
@@ -303,9 +303,10 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
         # The newest versions only, unless asked for all: a model may have hundreds.
         every = request.query_params.get("all") == "1"
         shown = versions if every else versions[:_VERSIONS_SHOWN]
-        return await render_off_loop(request, who, "model.html", columns=views.signature_columns,
-                      current=current, card=card, model=data["model"],
-                      history=data["history"], versions=shown, total=len(versions))
+        return await render_off_loop(
+            request, who, "model.html", columns=views.signature_columns, current=current,
+            card=card, model=data["model"], history=data["history"], versions=shown,
+            total=len(versions))
 
     @api.get(PREFIX + "/models/{name}/compare", include_in_schema=False)
     @page()
@@ -389,10 +390,10 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
             alerts = await asyncio.to_thread(s.alerts.rules, name)
             events = await asyncio.to_thread(s.alerts.events, model=name, limit=50)
         versions = await asyncio.to_thread(s.registry.list_versions, name)
-        return await render_off_loop(request, who, "monitoring.html", name=name, mv=mv,
-                      versions=[v.version for v in reversed(versions)], window=window,
-                      windows=list(_WINDOWS), sections=sections, alerts=alerts,
-                      alert_events=events)
+        return await render_off_loop(
+            request, who, "monitoring.html", name=name, mv=mv,
+            versions=[v.version for v in reversed(versions)], window=window,
+            windows=list(_WINDOWS), sections=sections, alerts=alerts, alert_events=events)
 
     @api.get(PREFIX + "/static/report.css", include_in_schema=False)
     async def report_css() -> Response:
@@ -415,13 +416,12 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
         datasets: list[tuple[str, list[Any]]] = []
         if s.datasets is not None:
             store_d = s.datasets
-            names = await asyncio.to_thread(store_d.list_datasets)
-            datasets = [(n, await asyncio.to_thread(store_d.list_versions, n))
-                        for n in names[:100]]
+            datasets = await asyncio.to_thread(lambda: [
+                (n, store_d.list_versions(n)) for n in store_d.list_datasets()[:100]])
         metric_names = sorted({k for r in shown for k in r.metrics})[:6]
-        return await render_off_loop(request, who, "runs.html", runs=shown, experiment=experiment,
-                      experiments=experiments, metric_names=metric_names,
-                      datasets=datasets)
+        return await render_off_loop(
+            request, who, "runs.html", runs=shown, experiment=experiment,
+            experiments=experiments, metric_names=metric_names, datasets=datasets)
 
     @api.get(PREFIX + "/runs/compare", include_in_schema=False)
     @page()
