@@ -124,10 +124,22 @@ def render_html(mv: ModelVersion, history: Sequence[StageChange] = ()) -> str:
              "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
              "padding:0 1rem}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
              "padding:.25rem .5rem;text-align:left}pre{background:#f6f6f6;padding:.5rem;"
-             "overflow:auto}</style></head><body>", f"<h1>{title}</h1>"]
+             "overflow:auto}</style></head><body>", f"<h1>{title}</h1>",
+             render_fragment(mv, history), "</body></html>"]
+    return "\n".join(parts)
+
+
+def render_fragment(mv: ModelVersion, history: Sequence[StageChange] = (), *,
+                    heading: str = "h2", table_class: str = "") -> str:
+    """The card's sections as HTML to put inside a page (the web console's), every
+    value escaped: ``heading`` tags its section titles, ``table_class`` classes its
+    tables."""
+    esc = html.escape
+    table = f'<table class="{esc(table_class)}">' if table_class else "<table>"
+    parts = []
     for block in _blocks(mv, history):
         if isinstance(block, _Heading):
-            parts.append(f"<h2>{esc(block.text)}</h2>")
+            parts.append(f"<{heading}>{esc(block.text)}</{heading}>")
         elif isinstance(block, _Para):
             parts.append(f"<p>{esc(block.text)}</p>")
         elif isinstance(block, _Code):
@@ -136,6 +148,5 @@ def render_html(mv: ModelVersion, history: Sequence[StageChange] = ()) -> str:
             head = "".join(f"<th>{esc(h)}</th>" for h in block.headers)
             body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
                            for row in block.rows)
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-    parts.append("</body></html>")
+            parts.append(f"{table}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
     return "\n".join(parts)

@@ -360,6 +360,9 @@ async def test_every_page_answers_an_admin(site: Site) -> None:
         # What the pages show, in a few places.
         model = assert_page(await admin.get("/ui/models/iris?version=1.0.1"))
         assert 'class="chosen"' in model and "1.0.0" in model and "1.0.1" in model
+        # The model card's sections as HTML (escaped by the card's own renderer).
+        assert '<div class="card-html"><h3>Overview</h3>' in model
+        assert '<table class="data narrow"><thead><tr><th>Field</th>' in model
         runs = assert_page(await admin.get("/ui/runs"))
         assert one in runs and two in runs and "iris-tuning" in runs and "iris-train" in runs
         chart = assert_page(await admin.get(f"/ui/runs/compare?run={one}&run={two}"))

@@ -43,6 +43,7 @@ from modelhost.monitoring.drift import DriftService
 from modelhost.monitoring.report import build_report
 from modelhost.monitoring.report_html import REPORT_CSS, render_sections
 from modelhost.registry import Registry
+from modelhost.registry.card import render_fragment as render_card
 from modelhost.rollout.controller import Controller
 from modelhost.rollout.service import ACTIONS, RolloutService
 from modelhost.security import ApiKeys, Permission, Principal, allows
@@ -289,23 +290,26 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
             m = s.registry.get_model(name)
             versions = s.registry.list_versions(name)
             return {"model": m, "versions": list(reversed(versions)),
-                    "history": list(reversed(s.registry.stage_history(name)))[:20]}
+                    "history": list(reversed(s.registry.stage_history(name)))}
 
         data = await asyncio.to_thread(read)
-        versions = data["versions"]
+        versions, history = data["versions"], data["history"]
         chosen = request.query_params.get("version") or (
             data["model"].production_version or (versions[0].version if versions else None))
         current = next((v for v in versions if v.version == chosen), None)
         if chosen is not None and current is None:
             raise NotFoundError(f"model {name!r} has no version {chosen!r}")
-        card = (await asyncio.to_thread(s.registry.card, name, current.version)
-                if current is not None else "")
+        # The model card's sections, escaped by the card's renderer (as `modelhost card`
+        # writes them), from what was read above.
+        card = "" if current is None else render_card(
+            current, [c for c in reversed(history) if c.version == current.version],
+            heading="h3", table_class="data narrow")
         # The newest versions only, unless asked for all: a model may have hundreds.
         every = request.query_params.get("all") == "1"
         shown = versions if every else versions[:_VERSIONS_SHOWN]
         return await render_off_loop(
             request, who, "model.html", columns=views.signature_columns, current=current,
-            card=card, model=data["model"], history=data["history"], versions=shown,
+            card=card, model=data["model"], history=history[:20], versions=shown,
             total=len(versions))
 
     @api.get(PREFIX + "/models/{name}/compare", include_in_schema=False)
