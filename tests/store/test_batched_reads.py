@@ -67,3 +67,20 @@ def test_experiment_names_are_every_experiment_sorted(db_url: str) -> None:
         store.create_run(name)
     assert store.experiment_names() == ["alpha", "mid", "zeta"]
     db.dispose()
+
+
+def test_the_newest_versions_are_a_window_of_the_list(db_url: str) -> None:
+    db = Database(db_url)
+    store = ModelStore(db)
+    for patch in range(7):
+        store.create_version(_new("m"), lambda latest, p=patch: SemVer(1, 0, p))
+    store.set_version_tags("m", "1.0.6", {"team": "a"})
+    store.set_version_tags("m", "1.0.1", {"team": "b"})
+    every = store.list_versions("m")
+    with statements(db.engine) as read:
+        newest = store.list_versions("m", newest=3)
+    assert len(read) == 4
+    assert newest == every[-3:] and newest[-1].tags == {"team": "a"}
+    assert store.list_versions("m", newest=0) == []
+    assert store.count_versions("m") == 7
+    db.dispose()

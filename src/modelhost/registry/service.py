@@ -326,8 +326,12 @@ class Registry:
     def get_model(self, name: str) -> Model:
         return self._models.get_model(validate_name(name))
 
-    def list_versions(self, name: str) -> list[ModelVersion]:
-        return self._models.list_versions(validate_name(name))
+    def list_versions(self, name: str, *, newest: int | None = None) -> list[ModelVersion]:
+        """The model's versions, oldest first; only the ``newest`` ones when given."""
+        return self._models.list_versions(validate_name(name), newest=newest)
+
+    def count_versions(self, name: str) -> int:
+        return self._models.count_versions(validate_name(name))
 
     def get_version(self, name: str, ref: str) -> ModelVersion:
         """A version by number, alias, ``latest`` or ``@stage``."""

@@ -146,18 +146,26 @@ class ModelStore:
         with self._db.session() as s:
             return self._model(s, self._model_row(s, name))
 
-    def list_versions(self, name: str) -> list[ModelVersion]:
+    def list_versions(self, name: str, *, newest: int | None = None) -> list[ModelVersion]:
+        """The model's versions, oldest first; only the ``newest`` ones when given."""
+        v = ModelVersionRow
         with self._db.session() as s:
             model = self._model_row(s, name)
-            rows = s.scalars(
-                select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)
-                .order_by(ModelVersionRow.major, ModelVersionRow.minor, ModelVersionRow.patch)
-            ).all()
+            if newest is None:
+                rows = list(s.scalars(select(v).where(v.model_id == model.id)
+                                      .order_by(v.major, v.minor, v.patch)))
+            else:
+                rows = list(reversed(s.scalars(
+                    select(v).where(v.model_id == model.id)
+                    .order_by(v.major.desc(), v.minor.desc(), v.patch.desc())
+                    .limit(max(newest, 0))).all()))
             # Tags and aliases of all the versions in one read each (not two per version).
+            tagged = select(VersionTagRow).join(v, VersionTagRow.version_id == v.id).where(
+                v.model_id == model.id)
+            if newest is not None:  # a few ids: the window's
+                tagged = tagged.where(v.id.in_([row.id for row in rows]))
             tags: dict[int, dict[str, str]] = defaultdict(dict)
-            for t in s.scalars(select(VersionTagRow).join(
-                    ModelVersionRow, VersionTagRow.version_id == ModelVersionRow.id)
-                    .where(ModelVersionRow.model_id == model.id).order_by(VersionTagRow.key)):
+            for t in s.scalars(tagged.order_by(VersionTagRow.key)):
                 tags[t.version_id][t.key] = t.value
             aliases: dict[int, list[str]] = defaultdict(list)
             for version_id, alias in s.execute(
@@ -166,6 +174,12 @@ class ModelStore:
                 aliases[version_id].append(alias)
             return [self._version(s, model, row, tags=tags.get(row.id, {}),
                                   aliases=tuple(aliases.get(row.id, ()))) for row in rows]
+
+    def count_versions(self, name: str) -> int:
+        with self._db.session() as s:
+            model = self._model_row(s, name)
+            return int(s.scalar(select(func.count()).select_from(ModelVersionRow)
+                                .where(ModelVersionRow.model_id == model.id)) or 0)
 
     def get_version(self, name: str, version: str) -> ModelVersion:
         with self._db.session() as s:

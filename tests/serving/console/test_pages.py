@@ -683,3 +683,16 @@ async def test_a_token_in_any_script_is_refused_not_a_server_error(site: Site) -
                                           {"csrf": token, "action": "rollback"})
             assert_error_page(refused, 403, "security token")
         assert deployment_state(site.client) == before
+
+
+async def test_a_version_older_than_the_window_still_opens(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelhost.serving.console import pages
+
+    monkeypatch.setattr(pages, "_VERSIONS_SHOWN", 1)
+    async with browsers(site.client, "viewer", site=site) as (viewer,):
+        older = assert_page(await viewer.get("/ui/models/iris?version=1.0.0"))
+        assert 'id="version-detail">Version 1.0.0' in older and 'id="more-versions"' in older
+        latest = assert_page(await viewer.get("/ui/models/iris?version=latest"))
+        assert 'id="version-detail">Version 1.0.1' in latest
+        assert_error_page(await viewer.get("/ui/models/iris?version=9.9.9"), 404, "9.9.9")

@@ -37,6 +37,7 @@ from modelhost.errors import (
     ModelhostError,
     NotFoundError,
     UnauthorizedError,
+    VersionNotFoundError,
 )
 from modelhost.monitoring.alerts import AlertService
 from modelhost.monitoring.drift import DriftService
@@ -286,31 +287,37 @@ def install(api: FastAPI, services: ConsoleServices) -> None:
     @api.get(PREFIX + "/models/{name}", include_in_schema=False)
     @page()
     async def model(request: Request, who: Viewer, name: str) -> Response:
+        # The newest versions only, unless asked for all: a model may have thousands.
+        every = request.query_params.get("all") == "1"
+        asked = request.query_params.get("version")
+
         def read() -> dict[str, Any]:
             m = s.registry.get_model(name)
-            versions = s.registry.list_versions(name)
-            return {"model": m, "versions": list(reversed(versions)),
+            versions = s.registry.list_versions(
+                name, newest=None if every else _VERSIONS_SHOWN)
+            ref = asked or m.production_version or (
+                versions[-1].version if versions else None)
+            current = next((v for v in versions if v.version == ref), None)
+            if current is None and ref is not None:  # older than the window shown
+                try:
+                    current = s.registry.get_version(name, ref)
+                except (VersionNotFoundError, InvalidInputError):  # ?version= names none
+                    raise NotFoundError(f"model {name!r} has no version {ref!r}") from None
+            return {"model": m, "versions": list(reversed(versions)), "current": current,
+                    "total": len(versions) if every else s.registry.count_versions(name),
                     "history": list(reversed(s.registry.stage_history(name)))}
 
         data = await asyncio.to_thread(read)
-        versions, history = data["versions"], data["history"]
-        chosen = request.query_params.get("version") or (
-            data["model"].production_version or (versions[0].version if versions else None))
-        current = next((v for v in versions if v.version == chosen), None)
-        if chosen is not None and current is None:
-            raise NotFoundError(f"model {name!r} has no version {chosen!r}")
+        versions, history, current = data["versions"], data["history"], data["current"]
         # The model card's sections, escaped by the card's renderer (as `modelhost card`
         # writes them), from what was read above.
         card = "" if current is None else render_card(
             current, [c for c in reversed(history) if c.version == current.version],
             heading="h3", table_class="data narrow")
-        # The newest versions only, unless asked for all: a model may have hundreds.
-        every = request.query_params.get("all") == "1"
-        shown = versions if every else versions[:_VERSIONS_SHOWN]
         return await render_off_loop(
             request, who, "model.html", columns=views.signature_columns, current=current,
-            card=card, model=data["model"], history=history[:20], versions=shown,
-            total=len(versions))
+            card=card, model=data["model"], history=history[:20], versions=versions,
+            total=data["total"])
 
     @api.get(PREFIX + "/models/{name}/compare", include_in_schema=False)
     @page()
