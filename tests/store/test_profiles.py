@@ -268,3 +268,17 @@ def test_prune_deletes_minute_and_hour_windows_before_their_own_limits(
     assert _read(profiles, model="other") == []
     assert profiles.prune(minutes_before=T0 + 2 * MINUTE, hours_before=T0 + 3 * HOUR) == 0
 
+
+
+def test_headers_are_the_first_bytes_of_every_models_windows(profiles: ProfileStore) -> None:
+    profiles.write_windows([
+        _window(T0, 1.0, 2.0, 3.0), _window(T0 + MINUTE, 4.0, 5.0, 6.0, worker="w2"),
+        _window(T0, 7.0, 8.0, 9.0, model="other"),
+        _window(T0, 10.0, 11.0, width=HOUR_S),  # another width
+        _window(T0 + 5 * MINUTE, 12.0, 13.0),  # after the range
+    ])
+    found = sorted((model, version, np.frombuffer(head, dtype="<f8").tolist())
+                   for model, version, head in profiles.headers(
+                       width_s=MINUTE_S, start=T0, end=T0 + 5 * MINUTE, size=16))
+    assert found == [("churn", "1.0.0", [1.0, 2.0]), ("churn", "1.0.0", [4.0, 5.0]),
+                     ("other", "1.0.0", [7.0, 8.0])]

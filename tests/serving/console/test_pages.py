@@ -633,7 +633,7 @@ async def test_with_auth_off_there_is_no_login(site: Site) -> None:
         assert_page(await local.get("/ui/keys"))
 
 
-async def test_a_model_page_shows_its_newest_versions_unless_asked_for_all(
+async def test_a_model_page_shows_its_newest_versions_and_opens_any(
         site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     from modelhost.serving.console import pages
 
@@ -644,6 +644,12 @@ async def test_a_model_page_shows_its_newest_versions_unless_asked_for_all(
         assert "?version=1.0.0\"" not in newest
         every = assert_page(await viewer.get("/ui/models/iris?all=1"))
         assert 'id="more-versions"' not in every and "?version=1.0.0\"" in every
+        # A version older than the window, or an alias, still opens.
+        older = assert_page(await viewer.get("/ui/models/iris?version=1.0.0"))
+        assert 'id="version-detail">Version 1.0.0' in older and 'id="more-versions"' in older
+        latest = assert_page(await viewer.get("/ui/models/iris?version=latest"))
+        assert 'id="version-detail">Version 1.0.1' in latest
+        assert_error_page(await viewer.get("/ui/models/iris?version=9.9.9"), 404, "9.9.9")
 
 
 @pytest.mark.parametrize("headers", [
@@ -684,15 +690,3 @@ async def test_a_token_in_any_script_is_refused_not_a_server_error(site: Site) -
             assert_error_page(refused, 403, "security token")
         assert deployment_state(site.client) == before
 
-
-async def test_a_version_older_than_the_window_still_opens(
-        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelhost.serving.console import pages
-
-    monkeypatch.setattr(pages, "_VERSIONS_SHOWN", 1)
-    async with browsers(site.client, "viewer", site=site) as (viewer,):
-        older = assert_page(await viewer.get("/ui/models/iris?version=1.0.0"))
-        assert 'id="version-detail">Version 1.0.0' in older and 'id="more-versions"' in older
-        latest = assert_page(await viewer.get("/ui/models/iris?version=latest"))
-        assert 'id="version-detail">Version 1.0.1' in latest
-        assert_error_page(await viewer.get("/ui/models/iris?version=9.9.9"), 404, "9.9.9")
