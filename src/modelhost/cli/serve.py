@@ -119,6 +119,7 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
 
     with Client(Settings()) as client:  # migrate once, before any worker starts
         keys = client.keys.list() if auth == "required" else []
+    _console_secret_or_refuse(Settings())
     config = uvicorn.Config("modelhost.asgi:app_factory", factory=True, host=host,
                             port=port, workers=workers, loop="uvloop", http="httptools",
                             lifespan="on", access_log=False, log_level=log_level,
@@ -234,6 +235,21 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise _bind_error(host, port, exc) from exc
     sock.set_inheritable(True)  # the workers serve on it
     return sock
+
+
+def _console_secret_or_refuse(settings: Settings) -> None:
+    """Make (or read) the console's session secret once, before the workers read it,
+    and refuse to start with a clear message when the home folder cannot keep it."""
+    from modelhost.asgi import console_secret
+    from modelhost.errors import InvalidInputError
+
+    try:
+        console_secret(settings)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot keep the web console's session secret in the home folder "
+            f"({exc.strerror or exc}); set MODELHOST_CONSOLE_SECRET (at least 16 "
+            "characters, the same on every replica)") from exc
 
 
 def _bind_error(host: str, port: int, exc: OSError) -> ModelhostError:

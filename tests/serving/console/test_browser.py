@@ -286,3 +286,22 @@ def test_a_rollback_from_the_deployment_page_changes_what_the_api_serves(
     entries = audit if isinstance(audit, list) else audit.get("entries", [])
     assert any("rollback" in e["action"] and "deployer-key" in e["actor"] for e in entries)
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_serve_refuses_to_start_when_the_home_cannot_keep_the_secret(
+        tmp_path: Path) -> None:
+    """A clear refusal at start, not a trace in every worker: here the secret's path is
+    taken by a folder."""
+    import subprocess
+
+    from tests.serving.server import MODELHOST
+
+    home = tmp_path / "home"
+    Client(home=home).close()
+    (home / "console-secret").mkdir()
+    done = subprocess.run([str(MODELHOST), "serve", "--port", "0"], env=server_env(home),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0, done.stderr
+    assert "MODELHOST_CONSOLE_SECRET" in done.stderr and "Traceback" not in done.stderr
+    assert "modelhost serving on" not in done.stderr
+    assert [p.name for p in home.iterdir() if p.name.startswith(".console-secret")] == []
