@@ -1,7 +1,8 @@
 """The prediction log's writer: an observer of the prediction path with a bounded buffer.
 
 ``observe`` runs on the event loop right after each answer: it only samples and appends
-the request (its time, validated inputs and outputs, by reference) to a buffer.
+the request's fields (its time, validated inputs and outputs, by reference) to a buffer
+(``monitoring.buffer``: no object per request for the garbage collector).
 ``flush`` (called every few seconds from a worker thread by the server) turns the
 buffered requests into JSON, a chunk of requests per orjson call, and stores them in one
 transaction, so neither the encoding nor the database ever delays an answer. When the
@@ -15,7 +16,6 @@ every request; below that rate, every request is logged.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
 import random
@@ -28,6 +28,7 @@ import numpy as np
 import orjson
 
 from modelhost._utils import OncePer
+from modelhost.monitoring.buffer import RecordBuffer, group_rows
 from modelhost.store.monitoring import CHUNK, JSON, ROWS, TABLE, LogChunk, PredictionLogStore
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,12 @@ class ObservedPrediction(Protocol):
     def probabilities(self) -> Any: ...
 
 
+# The fields the buffer keeps of a request, in order.
+_FIELDS = ("model", "version", "arm", "rows", "request_id", "at", "inputs", "predictions",
+           "probabilities")
+_ROWS = _FIELDS.index("rows")
+
+
 @dataclass(frozen=True)
 class LogOptions:
     sample: float = 1.0  # share of requests logged
@@ -88,10 +95,10 @@ class PredictionLog:
         self._columns = columns
         self._clock = clock
         self._draw = draw
-        # The requests as they were handed over (by reference: their inputs and outputs
-        # are encoded in the flush, never on the event loop). Nothing else is allocated
-        # per request: each object kept until the flush is work for the garbage collector.
-        self._buffer: collections.deque[ObservedPrediction] = collections.deque()
+        # The requests' fields as they were handed over (by reference: their inputs and
+        # outputs are encoded in the flush, never on the event loop).
+        self._buffer = RecordBuffer(len(_FIELDS), capacity=self.options.buffer_requests)
+        self._arms: dict[Any, str] = {}  # an arm's text, without Enum.value per request
         # The bucket holds one second's worth, and at least one request.
         self._capacity = max(1.0, self.options.max_per_s)
         self._tokens = self._capacity
@@ -110,12 +117,16 @@ class PredictionLog:
         if (o.status != 200 or o.predictions is None or o.model is None
                 or o.version is None or not self._sampled()):
             return
-        if (len(self._buffer) >= self.options.buffer_requests
-                or self._rows_in - self._rows_out + o.rows > self.options.buffer_rows):
+        rows = o.rows
+        arm = o.arm
+        if arm is not None:
+            arm = self._arms.get(arm) or self._arms.setdefault(arm, str(arm.value))
+        if (self._rows_in - self._rows_out + rows > self.options.buffer_rows
+                or not self._buffer.offer((o.model, o.version, arm, rows, o.request_id, o.at,
+                                           o.inputs, o.predictions, o.probabilities))):
             self.dropped += 1
             return
-        self._rows_in += o.rows
-        self._buffer.append(o)
+        self._rows_in += rows
 
     def _sampled(self) -> bool:
         options = self.options
@@ -142,27 +153,23 @@ class PredictionLog:
         skipped, and on a database error the batch is dropped; both are counted and
         logged, since a log must never hold the server's memory (or its feedback) hostage.
         """
-        batch: list[ObservedPrediction] = []
-        buffer = self._buffer
-        while buffer and len(batch) < limit:
-            batch.append(buffer.popleft())  # deque: safe against observe() meanwhile
-        if not batch:
+        fields = self._buffer.take(limit)
+        if not fields[0]:
             return 0
-        self._rows_out += sum(o.rows for o in batch)
-        groups: dict[tuple[str, str], list[ObservedPrediction]] = {}
-        for o in batch:  # (observe let through only requests with a model and version)
-            groups.setdefault((str(o.model), str(o.version)), []).append(o)
+        self._rows_out += sum(fields[_ROWS])
         chunks = []
-        for (model, version), group in groups.items():
+        for (model, version), group in group_rows(fields, 0, 1).items():  # model, version
+            requests = len(group[0])
             try:
                 columns = self._columns(model, version)
             except Exception:  # noqa: BLE001  # one odd version must not cost the batch
-                self.dropped += len(group)
+                self.dropped += requests
                 self._warn("encode", "prediction log: %d requests of %s %s could not be "
-                           "encoded", len(group), model, version)
+                           "encoded", requests, model, version)
                 continue
-            for start in range(0, len(group), CHUNK):
-                chunk = self._chunk(model, version, group[start:start + CHUNK], columns)
+            for start in range(0, requests, CHUNK):
+                part = [field[start:start + CHUNK] for field in group]
+                chunk = self._chunk(model, version, part, columns)
                 if chunk is not None:
                     chunks.append(chunk)
         stored = sum(len(c.request_ids) for c in chunks)
@@ -176,46 +183,45 @@ class PredictionLog:
         self.written += stored
         return stored
 
-    def _chunk(self, model: str, version: str, seen: list[ObservedPrediction],
+    def _chunk(self, model: str, version: str, fields: list[list[Any]],
                columns: list[str] | None) -> LogChunk | None:
-        """One chunk of ``part``: the float64 rows of tabular inputs as one binary array
-        (a copy, no text), the other inputs and every output encoded by one orjson call
-        each (in C: numpy arrays are written as they are), with the signature's column
-        names once per chunk instead of once per request. Should an item fail to
-        encode, the items are encoded one by one and only that one is lost."""
+        """One chunk of requests (given by field): the float64 rows of tabular inputs as
+        one binary array (a copy, no text), the other inputs and every output encoded by
+        one orjson call each (in C: numpy arrays are written as they are), with the
+        signature's column names once per chunk instead of once per request. Should an
+        item fail to encode, the items are encoded one by one and only that one is
+        lost."""
+        _, _, arms, rows, ids, ats, given, predictions, probabilities = fields
         width = -1 if columns is None else len(columns)
-        kinds = [_kind(o.inputs, width) for o in seen]
-        inputs = [None if k == TABLE else o.inputs if k == ROWS else inputs_json(o.inputs, None)
-                  for o, k in zip(seen, kinds, strict=True)]
-        outputs = [{"predictions": o.predictions} if o.probabilities is None else
-                   {"predictions": o.predictions, "probabilities": o.probabilities}
-                   for o in seen]
+        kinds = [_kind(x, width) for x in given]
+        inputs = [None if k == TABLE else x if k == ROWS else inputs_json(x, None)
+                  for x, k in zip(given, kinds, strict=True)]
+        outputs = [{"predictions": p} if q is None else {"predictions": p, "probabilities": q}
+                   for p, q in zip(predictions, probabilities, strict=True)]
         try:
             inputs_text, outputs_text = _dumps(inputs), _dumps(outputs)
         except Exception:  # noqa: BLE001  # find the one that fails, keep the others
             kept: list[int] = []
             encoded: list[tuple[str, str]] = []
-            for i, o in enumerate(seen):
+            for i, request_id in enumerate(ids):
                 try:
                     encoded.append((_dumps(inputs[i]), _dumps(outputs[i])))
                     kept.append(i)
                 except Exception:  # noqa: BLE001
                     self.dropped += 1
                     self._warn("encode", "prediction log: request %s of %s %s could not "
-                               "be encoded", o.request_id, model, version)
+                               "be encoded", request_id, model, version)
             if not kept:
                 return None
-            seen = [seen[i] for i in kept]
-            kinds = [kinds[i] for i in kept]
+            arms, rows, ids, ats, given, kinds = (
+                [field[i] for i in kept] for field in (arms, rows, ids, ats, given, kinds))
             inputs_text = "[" + ",".join(i for i, _ in encoded) + "]"
             outputs_text = "[" + ",".join(o for _, o in encoded) + "]"
-        tables = [o.inputs for o, k in zip(seen, kinds, strict=True) if k == TABLE]
+        tables = [x for x, k in zip(given, kinds, strict=True) if k == TABLE]
         table = np.concatenate(tables).astype("<f8", copy=False).tobytes() if tables \
             else None
-        return LogChunk(model, version, [o.request_id for o in seen], [o.at for o in seen],
-                        [o.rows for o in seen],
-                        [None if o.arm is None else str(o.arm.value) for o in seen],
-                        columns, kinds, inputs_text, outputs_text, table)
+        return LogChunk(model, version, ids, ats, rows, arms, columns, kinds, inputs_text,
+                        outputs_text, table)
 
     def _warn(self, kind: str, message: str, *args: object) -> None:
         """A warning at most once a minute per kind (a database that stays down must not

@@ -1,8 +1,8 @@
 """Live profiles: every worker counts what its versions see, per minute and per hour.
 
-``observe`` runs on the event loop after each answer and only appends the request (its
-time, status, latency, validated inputs and predictions, by reference) to a bounded
-buffer.
+``observe`` runs on the event loop after each answer and only appends the request's
+fields (its time, status, latency, validated inputs and predictions, by reference) to a
+bounded buffer (``monitoring.buffer``: no object per request for the garbage collector).
 ``flush``, every few seconds in a worker thread, takes the buffer, groups it by version
 and minute, and counts each group at once with numpy on the version's reference
 (``stats.profile.Layout``): requests, errors, rows and latencies for every request,
@@ -18,7 +18,6 @@ picked up; a version without one still gets its request, error and latency count
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
 import time
@@ -30,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from modelhost._utils import OncePer
+from modelhost.monitoring.buffer import RecordBuffer, group_rows
 from modelhost.stats.profile import Layout, Reference
 from modelhost.store.profiles import HOUR_S, MINUTE_S, ProfileStore, WindowCounts
 
@@ -43,7 +43,7 @@ _RETRY_REFERENCE_S = 5.0  # after a failed lookup of a reference
 
 class Observed(Protocol):
     """What the profiles need of one answered request (serving's Observation has it;
-    it is kept as it is until the flush, never copied or changed)."""
+    its fields are kept by reference until the flush, never copied or changed)."""
 
     @property
     def model(self) -> str | None: ...
@@ -61,6 +61,11 @@ class Observed(Protocol):
     def inputs(self) -> Any: ...
     @property
     def predictions(self) -> Any: ...
+
+
+# The fields the buffer keeps of a request, in order.
+_FIELDS = ("model", "version", "status", "at", "latency_s", "rows", "inputs", "predictions")
+_AT, _ROWS = _FIELDS.index("at"), _FIELDS.index("rows")
 
 
 @dataclass(slots=True)
@@ -82,10 +87,7 @@ class LiveProfiles:
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._references = references
-        # The requests themselves: nothing else is allocated per request (each object
-        # kept until the flush is work for the garbage collector).
-        self._buffer: collections.deque[Observed] = collections.deque()
-        self._buffer_requests = buffer_requests
+        self._buffer = RecordBuffer(len(_FIELDS), capacity=buffer_requests)
         self._buffer_rows = buffer_rows
         # Rows put into the buffer and taken out: each written by one thread only.
         self._rows_in = 0
@@ -103,12 +105,13 @@ class LiveProfiles:
     def observe(self, o: Any) -> None:
         if o.model is None or o.version is None:
             return
-        if (len(self._buffer) >= self._buffer_requests
-                or self._rows_in - self._rows_out + o.rows > self._buffer_rows):
+        rows = o.rows
+        if (self._rows_in - self._rows_out + rows > self._buffer_rows
+                or not self._buffer.offer((o.model, o.version, o.status, o.at, o.latency_s,
+                                           rows, o.inputs, o.predictions))):
             self.dropped += 1
             return
-        self._rows_in += o.rows
-        self._buffer.append(o)
+        self._rows_in += rows
 
     # --- in a worker thread -----------------------------------------------------------
 
@@ -116,15 +119,9 @@ class LiveProfiles:
         """Count what is buffered and write the windows that changed; returns how many
         requests were counted. Never raises (the windows stay dirty until a write
         succeeds)."""
-        batch: list[Observed] = []
-        buffer = self._buffer
-        while buffer:
-            batch.append(buffer.popleft())
-        self._rows_out += sum(o.rows for o in batch)
-        groups: dict[tuple[str, str], list[Observed]] = collections.defaultdict(list)
-        for one in batch:
-            groups[(str(one.model), str(one.version))].append(one)
-        for (model, version), seen in groups.items():
+        fields = self._buffer.take()
+        self._rows_out += sum(fields[_ROWS])
+        for (model, version), seen in group_rows(fields, 0, 1).items():  # model, version
             try:
                 self._count(model, version, seen)
             except Exception:  # noqa: BLE001  # one odd version must not stop the others
@@ -132,23 +129,25 @@ class LiveProfiles:
                            model, version)
         self._write()
         self._forget_closed()
-        return len(batch)
+        return len(fields[0])
 
-    def _count(self, model: str, version: str, seen: list[Observed]) -> None:
+    def _count(self, model: str, version: str, seen: list[list[Any]]) -> None:
+        """Count the requests of one version (given by field) into their windows."""
         layout = self._layout(model, version)
-        at = np.fromiter((o.at for o in seen), dtype=np.float64, count=len(seen))
+        at = np.array(seen[_AT], dtype=np.float64)
         minutes = (at // MINUTE_S).astype(np.int64) * MINUTE_S
         for minute in np.unique(minutes):
-            part = [o for o, m in zip(seen, minutes == minute, strict=True) if m]
+            inside = minutes == minute
+            part = seen if inside.all() else [
+                [value for value, keep in zip(field, inside, strict=True) if keep]
+                for field in seen]
+            _, _, statuses, _, latencies, rows, inputs, outputs = part
             counts = layout.empty()
-            latencies = np.fromiter((o.latency_s for o in part), dtype=np.float64,
-                                    count=len(part))
-            layout.add_requests(counts, latencies_s=latencies,
-                                errors=sum(o.status != 200 for o in part),
-                                rows=sum(o.rows for o in part))
-            answered = [o for o in part if o.status == 200 and o.inputs is not None]
-            if answered and layout.reference is not None:
-                columns, predictions = _columns(layout.reference, answered)
+            layout.add_requests(counts, latencies_s=np.array(latencies, dtype=np.float64),
+                                errors=sum(status != 200 for status in statuses),
+                                rows=sum(rows))
+            if layout.reference is not None:
+                columns, predictions = _columns(layout.reference, statuses, inputs, outputs)
                 if columns:
                     layout.add_rows(counts, columns, predictions)
             start = int(minute)
@@ -222,7 +221,8 @@ class LiveProfiles:
                         exc_info=log.isEnabledFor(logging.DEBUG))
 
 
-def _columns(reference: Reference, answered: list[Observed]) -> tuple[dict[str, Any], Any]:
+def _columns(reference: Reference, statuses: list[int], inputs: list[Any],
+             outputs: list[Any]) -> tuple[dict[str, Any], Any]:
     """The answered requests' inputs as one array per reference column, and their
     predictions as one array (validated inputs are DataFrames with the signature's
     columns, of which the reference may profile fewer, or 2-D arrays of exactly the
@@ -232,29 +232,30 @@ def _columns(reference: Reference, answered: list[Observed]) -> tuple[dict[str, 
     # A frame's columns -> where the profiled ones are (None: all, in order; empty: a
     # frame that lacks some, not profiled). Frames of one version share their columns.
     positions: dict[tuple[Any, ...], Any] = {}
-    for s in answered:
-        inputs = s.inputs
-        if hasattr(inputs, "to_numpy") and hasattr(inputs, "columns"):
-            key = tuple(inputs.columns)
+    for status, given, output in zip(statuses, inputs, outputs, strict=True):
+        if status != 200 or given is None:
+            continue
+        if hasattr(given, "to_numpy") and hasattr(given, "columns"):
+            key = tuple(given.columns)
             if key not in positions:
-                found = inputs.columns.get_indexer(names)
+                found = given.columns.get_indexer(names)
                 positions[key] = (() if (found < 0).any()
                                   else None if list(found) == list(range(len(key)))
                                   else found)
             where = positions[key]
             if where is None:
-                block = inputs.to_numpy()
+                block = given.to_numpy()
             elif len(where) == 0:
                 continue
             else:
-                block = inputs.to_numpy()[:, where]
-        elif isinstance(inputs, np.ndarray) and inputs.ndim == 2 \
-                and inputs.shape[1] == len(names):
-            block = inputs
+                block = given.to_numpy()[:, where]
+        elif isinstance(given, np.ndarray) and given.ndim == 2 \
+                and given.shape[1] == len(names):
+            block = given
         else:
             continue
         blocks.append(block)
-        predictions.append(np.asarray(s.predictions))
+        predictions.append(np.asarray(output))
     if not blocks:
         return {}, None
     table = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
