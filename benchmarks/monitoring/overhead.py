@@ -9,15 +9,27 @@ Run from the repository root (wrk must be installed):
 
 It prints requests per second, p99, and the server's CPU time per request (all its
 processes, from /proc) per run, then each round's ratios to the run with monitoring off.
+
+On a machine whose speed drifts within minutes, ``--interleave N`` keeps both servers
+running side by side (each on its own copy of the home) and loads them in turn, N pairs
+of ``--duration`` seconds in ABBA order, each load followed by a pause that lets the
+server's flush of what it buffered finish before the other is loaded (its CPU time is
+counted with the load): the two settings then see the same machine to within seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +37,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "rollouts"))
 sys.path.insert(0, str(HERE.parent / "serving"))
 
-from split import COLUMNS, prepare, probe_row, serve_and_load  # noqa: E402
+from run import process_tree, tree_cpu_seconds  # noqa: E402
+from split import (  # noqa: E402
+    COLUMNS,
+    free_port,
+    prepare,
+    probe_row,
+    serve_and_load,
+    wait_ready_url,
+    wrk_url,
+)
 
 SETTINGS: dict[str, dict[str, str]] = {
     "off": {"MODELHOST_PREDICTION_LOG": "false", "MODELHOST_MONITOR_PROFILES": "false"},
@@ -39,7 +60,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--interleave", type=int, default=0, metavar="PAIRS",
+                        help="both servers side by side, loaded in turn PAIRS times each")
     args = parser.parse_args()
+    if args.interleave:
+        interleaved(args)
+        return
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in SETTINGS}
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
@@ -56,13 +82,66 @@ def main() -> None:
                 print(f"round {round_} {setting:>10}: {result['rps']:>9,.0f} req/s, "
                       f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "
                       f"server CPU {result['cpu_us']:.1f} µs per request", flush=True)
+    report(results)
+
+
+@contextlib.contextmanager
+def _server(home: Path, env: dict[str, str], workers: int) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("modelhost")), "serve", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers)],
+        env={**os.environ, "MODELHOST_HOME": str(home), "MODELHOST_ROLLOUTS": "false", **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready_url(url)
+        yield url, server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def interleaved(args: argparse.Namespace) -> None:
+    pause_s = 3.0  # longer than the flush interval (2 s): a load's flush is its own
+    results: dict[str, list[dict[str, Any]]] = {s: [] for s in SETTINGS}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        first = Path(tmp) / "off"
+        prepare(first, args.model)
+        shutil.copytree(first, Path(tmp) / "everything")
+        body_file = Path(tmp) / "body.json"
+        body_file.write_text(json.dumps(
+            {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}))
+        servers = {s: stack.enter_context(_server(Path(tmp) / s, SETTINGS[s], args.workers))
+                   for s in SETTINGS}
+        for url, _ in servers.values():
+            wrk_url(url, body_file, 2)  # warm-up
+        time.sleep(pause_s)
+        for pair in range(1, args.interleave + 1):
+            order = list(SETTINGS) if pair % 2 else list(reversed(SETTINGS))
+            for setting in order:
+                url, pid = servers[setting]
+                tree = process_tree(pid)
+                cpu = tree_cpu_seconds(tree)
+                result = wrk_url(url, body_file, args.duration)
+                time.sleep(pause_s)
+                result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
+                results[setting].append(result)
+                print(f"pair {pair} {setting:>10}: {result['rps']:>9,.0f} req/s, "
+                      f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "
+                      f"server CPU {result['cpu_us']:.1f} µs per request", flush=True)
+    report(results)
+
+
+def report(results: dict[str, list[dict[str, Any]]]) -> None:
     off, on = results["off"], results["everything"]
     ratios = [b["rps"] / a["rps"] for a, b in zip(off, on, strict=True)]
     cpu = [b["cpu_us"] / a["cpu_us"] for a, b in zip(off, on, strict=True)]
     mean_ratio = statistics.fmean(b["rps"] for b in on) / statistics.fmean(a["rps"] for a in off)
     print("everything / off per round: " + ", ".join(f"{r:.1%}" for r in ratios)
           + f" (median {statistics.median(ratios):.1%}, ratio of the means {mean_ratio:.1%})")
-    print("server CPU per request, everything / off: " + ", ".join(f"{r:.1%}" for r in cpu))
+    print("server CPU per request, everything / off: " + ", ".join(f"{r:.1%}" for r in cpu)
+          + f" (median {statistics.median(cpu):.1%})")
 
 
 if __name__ == "__main__":
