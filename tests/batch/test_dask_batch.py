@@ -19,6 +19,7 @@ import pytest
 from modelhost import Client
 from modelhost.batch.dask_scoring import package, score
 from modelhost.cli import run
+from modelhost.errors import InvalidInputError
 from tests.fixtures_models import iris
 
 pytestmark = pytest.mark.slow
@@ -68,6 +69,20 @@ def test_csv_files_scored_on_the_cluster_equal_in_process(
     assert sorted(bad["reason"]) == ["column 'petal_length': null value not allowed",
                                      "column 'sepal_width': expected double, got string"]
     assert "abc" in bad["sepal_width"].tolist()
+
+
+def test_data_the_signature_refuses_from_its_first_rows_is_refused_with_nothing_written(
+        iris_client: Client, tmp_path: Path, cluster: str) -> None:
+    """The output's types come from scoring the first rows (on a worker): when the
+    signature refuses all of them, the input is not this model's data."""
+    frame = data(200).astype(object)
+    frame["sepal_width"] = "wide"
+    frame.to_csv(tmp_path / "wrong.csv", index=False)
+    with pytest.raises(InvalidInputError, match="refuses every one of the first rows"):
+        score(pkg_for(iris_client, tmp_path), input_uri=str(tmp_path / "wrong.csv"),
+              output_uri=str(tmp_path / "out"), rejects_uri=str(tmp_path / "bad"),
+              scheduler=cluster)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "bad").exists()
 
 
 def test_a_parquet_folder_and_another_version(iris_client: Client, tmp_path: Path,

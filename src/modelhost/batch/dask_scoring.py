@@ -123,11 +123,12 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
         with client:
             frame = _read(dd, fmt, input_uri, partition_rows, options)
             shipped = client.scatter(pkg, broadcast=True)
-            good_meta, schema = _meta(pkg, frame, partition_rows)
+            delayed = importlib.import_module("dask").delayed
+            good_meta, schema = _meta(client.compute(delayed(_scored_head)(
+                frame.get_partition(0).to_delayed()[0], shipped, partition_rows)).result())
             bad_meta = _rejects_meta(frame)
             # One task scores a partition into (scored rows, refused rows); both outputs
             # and their counts come from those tasks, computed once.
-            delayed = importlib.import_module("dask").delayed
             scored = [delayed(_score_partition)(part, shipped, partition_rows)
                       for part in frame.to_delayed()]
             good = dd.from_delayed([delayed(_first)(t) for t in scored], meta=good_meta,
@@ -168,9 +169,9 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
 _LOADED: dict[tuple[str, str], Any] = {}  # per worker process: each version loads once
 
 
-def _scorer(pkg: ModelPackage, *, cache: bool = True) -> Any:
+def _scorer(pkg: ModelPackage) -> Any:
     key = (pkg.version.model, pkg.version.version)
-    scorer = _LOADED.get(key) if cache else None
+    scorer = _LOADED.get(key)
     if scorer is None:
         from modelhost.flavors import get_flavor
         from modelhost.registry.scoring import Scorer
@@ -189,20 +190,18 @@ def _scorer(pkg: ModelPackage, *, cache: bool = True) -> Any:
                      if signature is not None and signature.inputs else None)
         scorer = Scorer(pkg.version, model, validator=validator)
         scorer.warm_up()  # the flavor's fast paths, as a server's
-        if cache:
-            _LOADED[key] = scorer
+        _LOADED[key] = scorer
     return scorer
 
 
-def _score_partition(part: Any, pkg: ModelPackage, chunk_rows: int, *,
-                     cache: bool = True) -> tuple[Any, Any]:
+def _score_partition(part: Any, pkg: ModelPackage, chunk_rows: int) -> tuple[Any, Any]:
     """(the scored rows, the refused rows with their reason) of one partition."""
     import numpy as np
     import pandas as pd
 
     from modelhost.registry.scoring import check_finite
 
-    scorer = _scorer(pkg, cache=cache)
+    scorer = _scorer(pkg)
     part = part.reset_index(drop=True)
     if pkg.version.signature is not None:
         part = numbers_from_text(part, pkg.version.signature)
@@ -235,6 +234,14 @@ def _score_partition(part: Any, pkg: ModelPackage, chunk_rows: int, *,
     return good, bad
 
 
+def _scored_head(part: Any, pkg: ModelPackage, chunk_rows: int) -> Any:
+    """The first rows of a partition, scored: what the model answers sets the output's
+    types. Run on a worker, which loads the model there once for the partitions after
+    (the driver then never imports the model's libraries nor reads the data)."""
+    good, _ = _score_partition(part.head(20), pkg, chunk_rows)
+    return good
+
+
 def _class_names(scorer: Any, n: int) -> list[str]:
     classes = scorer.model.classes
     labels = classes if classes is not None and len(classes) == n else range(n)
@@ -252,13 +259,11 @@ def _second(pair: tuple[Any, Any]) -> Any:
 # --- on the driver ----------------------------------------------------------------------
 
 
-def _meta(pkg: ModelPackage, frame: Any, chunk_rows: int) -> tuple[Any, Any]:
-    """The scored output's columns and types, and its Parquet schema, from scoring the
-    first rows here (what the model answers sets the types)."""
+def _meta(good: Any) -> tuple[Any, Any]:
+    """The scored output's columns and types, and its Parquet schema, from the first
+    rows as scored (``_scored_head``)."""
     import pyarrow as pa
 
-    first = frame.get_partition(0).compute().head(20)  # not a read of every partition
-    good, _ = _score_partition(first, pkg, chunk_rows, cache=False)
     if not len(good):
         raise InvalidInputError("the signature refuses every one of the first rows of the "
                                 "input: is it the data of this model?")
