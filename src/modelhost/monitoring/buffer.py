@@ -3,11 +3,13 @@ nothing for the garbage collector.
 
 The observers keep every answered request until the next flush, a few seconds later: at
 8,000 requests per second and worker, tens of thousands at a time. Kept as objects (the
-request's observation, or a tuple of its fields), each is a container the collector
-tracks: they survive the young collections, fill the older generations and set off full
-collections that scan them all, about 2 µs per request in all on the event loop and
-pauses of 10-20 ms every second or two (measured in one process through the app, with
-``gc.callbacks``). Their fields alone (strings, numbers, numpy arrays) are not tracked.
+request's observation), each is a container the collector tracks: they survive the
+young collections, fill the older generations and set off full collections that scan
+them all, about 2 µs per request in all on the event loop and pauses of 10-20 ms every
+second or two (measured in one process through the app, with ``gc.callbacks``). Even a
+plain tuple of the fields, which the collector stops tracking once it has seen it, still
+sets off a young collection every few hundred requests. The fields alone (strings,
+numbers, numpy arrays) are not tracked.
 So a record's fields go flat, one after another, into one deque: ``deque.extend`` of a
 tuple is a single call into C, so a record arrives whole as seen from the other thread,
 and the tuple handed to it is freed at once. The flush thread takes whole records by
