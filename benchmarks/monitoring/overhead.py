@@ -22,14 +22,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +35,7 @@ sys.path.insert(0, str(HERE.parent / "rollouts"))
 sys.path.insert(0, str(HERE.parent / "serving"))
 
 from run import process_tree, tree_cpu_seconds  # noqa: E402
-from split import (  # noqa: E402
-    COLUMNS,
-    free_port,
-    prepare,
-    probe_row,
-    serve_and_load,
-    wait_ready_url,
-    wrk_url,
-)
+from split import COLUMNS, prepare, probe_row, serve_and_load, serving, wrk_url  # noqa: E402
 
 SETTINGS: dict[str, dict[str, str]] = {
     "off": {"MODELHOST_PREDICTION_LOG": "false", "MODELHOST_MONITOR_PROFILES": "false"},
@@ -85,23 +74,6 @@ def main() -> None:
     report(results)
 
 
-@contextlib.contextmanager
-def _server(home: Path, env: dict[str, str], workers: int) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("modelhost")), "serve", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers)],
-        env={**os.environ, "MODELHOST_HOME": str(home), "MODELHOST_ROLLOUTS": "false", **env},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready_url(url)
-        yield url, server.pid
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 def interleaved(args: argparse.Namespace) -> None:
     pause_s = 3.0  # longer than the flush interval (2 s): a load's flush is its own
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in SETTINGS}
@@ -112,8 +84,9 @@ def interleaved(args: argparse.Namespace) -> None:
         body_file = Path(tmp) / "body.json"
         body_file.write_text(json.dumps(
             {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}))
-        servers = {s: stack.enter_context(_server(Path(tmp) / s, SETTINGS[s], args.workers))
-                   for s in SETTINGS}
+        servers = {s: stack.enter_context(serving(
+            Path(tmp) / s, env=SETTINGS[s], args=("--workers", str(args.workers))))
+            for s in SETTINGS}
         for url, _ in servers.values():
             wrk_url(url, body_file, 2)  # warm-up
         time.sleep(pause_s)

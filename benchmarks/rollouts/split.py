@@ -14,6 +14,7 @@ version's run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +92,12 @@ def wait_ready_url(url: str, verify: Any = True) -> None:
     raise SystemExit("the server did not become ready")
 
 
-def serve_and_load(home: Path, body_file: Path, seconds: int, *,
-                   env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-                   verify: Any = True) -> dict[str, Any]:
+@contextlib.contextmanager
+def serving(home: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+            verify: Any = True) -> Iterator[tuple[str, int]]:
     """One `modelhost serve` started afresh on ``home`` (``args`` added, ``env`` over
-    ours, the rollout controller off; HTTPS when given a certificate), a 2 s warm-up,
-    then wrk for ``seconds``: its result with the server's CPU time per request."""
+    ours, the rollout controller off; HTTPS when given a certificate), until ready:
+    its URL and process id; stopped on the way out."""
     port = free_port()
     command = [str(Path(sys.executable).with_name("modelhost")), "serve", "--host",
                "127.0.0.1", "--port", str(port), *args]
@@ -107,15 +109,24 @@ def serve_and_load(home: Path, body_file: Path, seconds: int, *,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready_url(url, verify)
+        yield url, server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def serve_and_load(home: Path, body_file: Path, seconds: int, *,
+                   env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                   verify: Any = True) -> dict[str, Any]:
+    """``serving`` on ``home``, a 2 s warm-up, then wrk for ``seconds``: its result with
+    the server's CPU time per request."""
+    with serving(home, env=env, args=args, verify=verify) as (url, pid):
         wrk_url(url, body_file, 2)  # warm-up
-        tree = process_tree(server.pid)
+        tree = process_tree(pid)
         cpu = tree_cpu_seconds(tree)
         result = wrk_url(url, body_file, seconds)
         result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
         return result
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def wait_for_split(port: int, config: str) -> None:
