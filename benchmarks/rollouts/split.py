@@ -9,6 +9,11 @@ Run from the repository root (wrk must be installed):
 
 It prints requests per second and p99 per run and each round's ratio to the single
 version's run.
+
+On a machine whose speed drifts within minutes, ``--interleave N`` runs one server per
+setting side by side (each on its own copy of the home, configured once) and loads them
+in turn, N rounds of ``--duration`` seconds in ABBA order, so that the settings compared
+see the same machine to within seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -129,7 +135,7 @@ def serve_and_load(home: Path, body_file: Path, seconds: int, *,
         return result
 
 
-def wait_for_split(port: int, config: str) -> None:
+def wait_for_split(url: str, config: str) -> None:
     """Until both workers answer as configured (the routing reloads every 0.5 s and the
     candidate loads before the weights move)."""
     want = {"1.0.0", "1.0.1"} if config.startswith("canary") else {"1.0.0"}
@@ -139,8 +145,7 @@ def wait_for_split(port: int, config: str) -> None:
         seen = set()
         for _ in range(200 if config != "canary 99/1" else 1000):
             with httpx.Client(headers={"Connection": "close"}) as http:
-                r = http.post(f"http://127.0.0.1:{port}/v1/models/bench-lr/predict",
-                              json=body)
+                r = http.post(f"{url}/v1/models/bench-lr/predict", json=body)
                 seen.add(r.headers.get("x-model-version"))
         if seen == want:
             time.sleep(1.0)  # the other worker, and a shadow loading
@@ -179,8 +184,13 @@ def main() -> None:
     parser.add_argument("--configs", default="canary 90/10,shadow 10%",
                         help="compared with a single version: canary 90/10, canary 99/1, "
                              "shadow 10%% (comma-separated)")
+    parser.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                        help="one server per setting, side by side, loaded in turn")
     args = parser.parse_args()
     configs = ["single", *args.configs.split(",")]
+    if args.interleave:
+        report(interleaved(args, configs))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         prepare(home, args.model)
@@ -202,7 +212,7 @@ def main() -> None:
                 # log growing, the machine warming) favours whichever runs first.
                 for config in (configs if round_ % 2 else list(reversed(configs))):
                     configure(home, config)
-                    wait_for_split(port, config)
+                    wait_for_split(f"http://127.0.0.1:{port}", config)
                     wrk(port, body_file, 2)  # warm-up
                     tree = process_tree(server.pid)
                     cpu = tree_cpu_seconds(tree)
@@ -215,7 +225,47 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    for config in configs[1:]:
+    report(results)
+
+
+def interleaved(args: argparse.Namespace,
+                configs: list[str]) -> dict[str, list[dict[str, Any]]]:
+    results: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        body_file = Path(tmp) / "body.json"
+        body_file.write_text(json.dumps(
+            {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}))
+        first = Path(tmp) / "0"
+        prepare(first, args.model)
+        servers = {}
+        for i, config in enumerate(configs):
+            home = Path(tmp) / str(i)
+            if i:
+                shutil.copytree(first, home)
+            configure(home, config)
+            servers[config] = stack.enter_context(serving(
+                home, env={"MODELHOST_RELOAD_INTERVAL_S": "0.5"}, args=("--workers", "2")))
+            wait_for_split(servers[config][0], config)
+        for url, _ in servers.values():
+            wrk_url(url, body_file, 5)  # warm-up
+        for round_ in range(1, args.interleave + 1):
+            for config in (configs if round_ % 2 else list(reversed(configs))):
+                url, pid = servers[config]
+                tree = process_tree(pid)
+                cpu = tree_cpu_seconds(tree)
+                result = wrk_url(url, body_file, args.duration)
+                result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
+                results[config].append(result)
+                print(f"round {round_} {config:>13}: {result['rps']:>9,.0f} req/s, "
+                      f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "
+                      f"server CPU {result['cpu_us']:.1f} µs per request", flush=True)
+                time.sleep(1.0)
+    return results
+
+
+def report(results: dict[str, list[dict[str, Any]]]) -> None:
+    """Each setting's ratios to the single version's run of the same round."""
+    for config in list(results)[1:]:
         ratios = [c["rps"] / s["rps"] for s, c in zip(results["single"], results[config],
                                                        strict=True)]
         print(f"{config} / single per round: " + ", ".join(f"{r:.1%}" for r in ratios)

@@ -59,7 +59,7 @@ def test_supported_models_give_exactly_their_own_outputs(
     _, estimator, X = case
     model = ObjectModel(estimator)
     model.warm_up(X.head(5))
-    assert "kernel" in model.shortcuts
+    assert "kernel" in model.shortcuts and model.array_kernel
     rows = np.ascontiguousarray(X.to_numpy())
     for batch in (rows, rows[:1], rows[7:40]):
         predictions, probabilities = model.predict_with_proba(batch)
@@ -80,7 +80,7 @@ def test_other_models_and_subclasses_get_no_kernel() -> None:
         assert _kernels.compile_kernel(estimator) is None
         model = ObjectModel(estimator)
         model.warm_up(X.head(5))
-        assert "kernel" not in model.shortcuts
+        assert "kernel" not in model.shortcuts and not model.array_kernel
         predictions, probabilities = model.predict_with_proba(X.to_numpy()[:10])
         assert np.array_equal(predictions, estimator.predict(X.head(10)))
         assert np.array_equal(probabilities, estimator.predict_proba(X.head(10)))
@@ -104,7 +104,7 @@ def test_a_kernel_that_disagrees_is_never_used(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(_kernels, "compile_kernel", off_by_a_little)
     model = ObjectModel(estimator)
     model.warm_up(X.head(5))
-    assert "kernel" not in model.shortcuts
+    assert "kernel" not in model.shortcuts and not model.array_kernel
     assert "array" in model.shortcuts
 
 

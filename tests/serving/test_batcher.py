@@ -354,6 +354,63 @@ def test_hanging_model_times_out_each_request_without_blocking_the_loop() -> Non
     run(main())
 
 
+def test_small_batches_run_on_the_loop_larger_ones_in_the_model_thread() -> None:
+    threads: list[tuple[int, int]] = []  # (rows, thread) per call
+
+    def run_batch(X: np.ndarray, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        threads.append((len(X), threading.get_ident()))
+        return X[:, 0] * 2.0, X[:, 0] * 3.0
+
+    async def main() -> int:
+        batcher = AdaptiveBatcher(run_batch, combine=np.concatenate, max_batch_size=4,
+                                  inline_rows=4)
+        assert batcher.inline_rows == 4
+        check(await batcher.submit(rows(0, 3), rows=3), rows(0, 3))
+        check(await batcher.submit(rows(10, 5), rows=5), rows(10, 5))  # alone: too large
+        # Concurrent small requests still share a batch: they queue while the loop
+        # runs their callers, and the consumer takes them together (4 rows at most).
+        parts = [rows(100 + 10 * i, 1) for i in range(8)]
+        for part, result in zip(parts, await asyncio.gather(
+                *(batcher.submit(p, rows=1) for p in parts)), strict=True):
+            check(result, part)
+        await batcher.close()
+        return threading.get_ident()
+
+    loop_thread = run(main())
+    assert threads[0] == (3, loop_thread)
+    assert threads[1][0] == 5 and threads[1][1] != loop_thread
+    assert [n for n, _ in threads[2:]] == [4, 4]
+    assert all(thread == loop_thread for _, thread in threads[2:])
+
+
+def test_a_failing_call_on_the_loop_fails_only_its_batch_sanitized() -> None:
+    def run_batch(X: np.ndarray, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        if params.get("fail"):
+            raise ValueError("secret /etc/path")
+        if params.get("short"):
+            return (X[:-1, 0],)
+        return (X[:, 0] * 2.0,)
+
+    async def main() -> AdaptiveBatcher:
+        batcher = AdaptiveBatcher(run_batch, combine=np.concatenate, inline_rows=64)
+        failed, short = await asyncio.gather(
+            batcher.submit(rows(0, 2), rows=2, params={"fail": True}),
+            batcher.submit(rows(5, 2), rows=2, params={"short": True}),
+            return_exceptions=True)
+        assert isinstance(failed, PredictionFailedError)
+        text = str(failed) + repr(failed.to_dict())
+        assert "ValueError" in text and "secret" not in text and "/etc" not in text
+        assert isinstance(short, PredictionFailedError)
+        assert "it returned 1 predictions for 2 rows" in str(short)
+        (doubled,) = await batcher.submit(rows(7, 3), rows=3)
+        np.testing.assert_array_equal(doubled, rows(7, 3)[:, 0] * 2.0)
+        await batcher.close()
+        return batcher
+
+    stats = run(main()).stats
+    assert stats.batches == 3 and stats.failed_batches == 2
+
+
 def test_cancelled_callers_do_not_break_their_batch() -> None:
     model = Model(gated=True)
 
@@ -508,6 +565,8 @@ def test_invalid_limits_and_arguments_are_refused() -> None:
         AdaptiveBatcher(Model(), combine=np.concatenate, max_wait_ms=-1)
     with pytest.raises(ValueError, match="max_queue_rows"):
         AdaptiveBatcher(Model(), combine=np.concatenate, max_queue_rows=0)
+    with pytest.raises(ValueError, match="inline_rows"):
+        AdaptiveBatcher(Model(), combine=np.concatenate, inline_rows=-1)
 
     async def main() -> None:
         batcher = AdaptiveBatcher(Model(), combine=np.concatenate)

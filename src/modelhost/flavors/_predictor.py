@@ -131,6 +131,10 @@ class ObjectModel(LoadedModel):
                  "kernel": self._kernel is not None}
         return frozenset(name for name, used in found.items() if used)
 
+    @property
+    def array_kernel(self) -> bool:
+        return self._kernel is not None
+
     def accepts_array(self, columns: list[str]) -> bool:
         return self._fast is not None and self._columns == list(columns)
 

@@ -116,6 +116,12 @@ class LoadedModel(abc.ABC):
         """Class labels in probability column order, when known."""
         return None
 
+    @property
+    def array_kernel(self) -> bool:
+        """Whether a float64 array in the accepted column order is scored by verified
+        array arithmetic alone (decided by :meth:`warm_up`; False when unsure)."""
+        return False
+
 
 @dataclass(frozen=True)
 class SavedModel:

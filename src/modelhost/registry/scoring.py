@@ -105,6 +105,13 @@ class Scorer:
         self.as_array = self.validator.numeric_block and self.model.accepts_array(
             [c.name for c in mv.signature.columns] if mv.signature else [])
 
+    @property
+    def runs_arithmetic(self) -> bool:
+        """Whether a request's prepared input is scored by verified array arithmetic
+        alone (no user code, nothing that waits): bounded by its rows, and cheaper to
+        run where it is than to hand over to another thread."""
+        return self.as_array and self.model.array_kernel
+
     def prepare(self, payload: Any, *, numeric_rows_only: bool = False) -> Any:
         """The model input for ``payload``.
 

@@ -9,6 +9,13 @@ Policy
   event loop at the first ``submit``) takes requests in arrival order and runs one batch
   at a time in the executor thread. While the model runs, new requests queue up, so under
   load the next batch forms by itself without anybody waiting on purpose.
+* **Calls cheaper than a hand-off run in place.** A batch of at most ``inline_rows``
+  rows runs on the event loop itself. Handing a batch to the model's thread and its
+  result back costs two thread wake-ups (tens of microseconds of CPU, and the two
+  threads then contend for the interpreter), more than a linear model's arithmetic on
+  64 rows; a second arm of a traffic split doubles the number of such hand-offs. Only
+  for calls that cannot wait or hang: the pool sets it for verified array kernels alone
+  (:attr:`~modelhost.registry.scoring.Scorer.runs_arithmetic`), 0 (never) otherwise.
 * **Forming a batch.** A batch starts at the oldest queued request (the head) and adds
   later requests whose params have the same canonical key (``json.dumps(params,
   sort_keys=True, default=str)``), first fit in arrival order, while the total stays
@@ -196,6 +203,8 @@ class AdaptiveBatcher:
         clock: monotonic seconds, for arrival statistics, deadlines and timings.
         name: what the error messages call the model.
         on_batch: metrics hook (see :data:`OnBatch`).
+        inline_rows: batches of at most this many rows run on the event loop instead of
+            in ``executor`` (0: never); only for calls that are cheap and cannot block.
 
     Raises:
         ValueError: a limit is out of range.
@@ -205,14 +214,17 @@ class AdaptiveBatcher:
                  max_wait_ms: float = 2.0, max_queue_rows: int = 4096,
                  executor: concurrent.futures.Executor | None = None,
                  clock: Callable[[], float] = time.monotonic, name: str = "model",
-                 on_batch: OnBatch | None = None) -> None:
+                 on_batch: OnBatch | None = None, inline_rows: int = 0) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if not max_wait_ms >= 0 or math.isinf(max_wait_ms):
             raise ValueError(f"max_wait_ms must be a finite number >= 0, got {max_wait_ms}")
         if max_queue_rows < 1:
             raise ValueError(f"max_queue_rows must be at least 1, got {max_queue_rows}")
+        if inline_rows < 0:
+            raise ValueError(f"inline_rows must be at least 0, got {inline_rows}")
         self._run_batch = run_batch
+        self._inline_rows = inline_rows
         self._combine = combine
         self._max_batch_size = max_batch_size
         self._max_wait = max_wait_ms / 1000.0
@@ -254,6 +266,11 @@ class AdaptiveBatcher:
     @property
     def queued_requests(self) -> int:
         return len(self._queue)
+
+    @property
+    def inline_rows(self) -> int:
+        """Batches of at most this many rows run on the event loop (0: none do)."""
+        return self._inline_rows
 
     @property
     def in_flight(self) -> bool:
@@ -546,9 +563,13 @@ class AdaptiveBatcher:
         started = self._clock()
         self._in_flight = True
         try:
-            results = await loop.run_in_executor(
-                self._executor, self._execute, [r.inputs for r in batch],
-                [r.rows for r in batch], batch[0].params)
+            if rows <= self._inline_rows:
+                results = self._execute([r.inputs for r in batch], [r.rows for r in batch],
+                                        batch[0].params)
+            else:
+                results = await loop.run_in_executor(
+                    self._executor, self._execute, [r.inputs for r in batch],
+                    [r.rows for r in batch], batch[0].params)
         except _BadOutputError as exc:
             reason = exc.reason
             log.error("%s: model call on %d rows failed: %s", self._name, rows, reason)

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Most rows of a batch scored on the event loop when the version's model is a verified
+# array kernel (AdaptiveBatcher's inline_rows): its arithmetic on this many rows of a
+# few dozen features takes tens of microseconds, the loop's budget for one callback.
+INLINE_ROWS = 256
+
 
 @dataclass(frozen=True)
 class PoolOptions:
@@ -357,7 +362,9 @@ class ModelPool:
         served.batcher = AdaptiveBatcher(
             served.run_batch, combine=_combine, max_batch_size=self.options.max_batch_size,
             max_wait_ms=self.options.max_wait_ms, max_queue_rows=self.options.max_queue_rows,
-            name=f"{name} {version}", on_batch=report)
+            name=f"{name} {version}", on_batch=report,
+            inline_rows=min(self.options.max_batch_size, INLINE_ROWS) if scorer.runs_arithmetic
+            else 0)
         return served
 
     # --- readiness ------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""Two source trees of modelhost through the server, side by side: one `modelhost serve
+--workers 2` per tree (each on its own copy of one home, with the same setting), loaded
+in turn by wrk at 64 connections in ABBA order, so that both see the same machine to
+within seconds. For a change on the prediction path, against the tree before it.
+
+Run from the repository root (wrk must be installed):
+
+    OLD=$(mktemp -d); git archive REV | tar -x -C $OLD
+    .venv/bin/python benchmarks/rollouts/trees.py $OLD/src [--config "canary 90/10"] \
+        [--rounds 8] [--monitoring off|default]
+
+It prints requests per second, p99 and the server's CPU time per request for each run,
+then per round this tree's (the one on the path of the running Python) requests per
+second and CPU time per request as shares of the other tree's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "serving"))
+sys.path.insert(0, str(HERE))
+
+from run import process_tree, tree_cpu_seconds  # noqa: E402
+from split import (  # noqa: E402
+    COLUMNS,
+    configure,
+    prepare,
+    probe_row,
+    serving,
+    wait_for_split,
+    wrk_url,
+)
+
+MONITORING = {"off": {"MODELHOST_PREDICTION_LOG": "false", "MODELHOST_MONITOR_PROFILES": "false"},
+              "default": {}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("other", help="the other tree's src folder")
+    parser.add_argument("--config", default="single",
+                        help="single, canary 90/10, canary 99/1 or shadow 10%%")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--model", default="lr-pipeline", choices=["lr", "lr-pipeline"])
+    parser.add_argument("--monitoring", default="off", choices=list(MONITORING))
+    args = parser.parse_args()
+    trees = {"this": "", "other": str(Path(args.other).resolve())}
+    results: dict[str, list[dict[str, Any]]] = {t: [] for t in trees}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        body_file = Path(tmp) / "body.json"
+        body_file.write_text(json.dumps(
+            {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}))
+        prepare(Path(tmp) / "this", args.model)
+        shutil.copytree(Path(tmp) / "this", Path(tmp) / "other")
+        servers = {}
+        for tree, path in trees.items():
+            home = Path(tmp) / tree
+            if args.config != "single":
+                configure(home, args.config)
+            servers[tree] = stack.enter_context(serving(
+                home, args=("--workers", "2"),
+                env={"PYTHONPATH": path, "MODELHOST_RELOAD_INTERVAL_S": "0.5",
+                     **MONITORING[args.monitoring]}))
+            wait_for_split(servers[tree][0], args.config)
+        for url, _ in servers.values():
+            wrk_url(url, body_file, 5)  # warm-up
+        for round_ in range(1, args.rounds + 1):
+            for tree in (list(trees) if round_ % 2 else list(reversed(trees))):
+                url, pid = servers[tree]
+                processes = process_tree(pid)
+                cpu = tree_cpu_seconds(processes)
+                result = wrk_url(url, body_file, args.duration)
+                result["cpu_us"] = (tree_cpu_seconds(processes) - cpu) / result["requests"] * 1e6
+                results[tree].append(result)
+                print(f"round {round_} {tree:>5}: {result['rps']:>9,.0f} req/s, "
+                      f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "
+                      f"server CPU {result['cpu_us']:.1f} µs per request", flush=True)
+                time.sleep(1.0)
+    pairs = list(zip(results["this"], results["other"], strict=True))
+    for what, key in (("requests/s", "rps"), ("CPU per request", "cpu_us")):
+        shares = [a[key] / b[key] for a, b in pairs]
+        print(f"{args.config}, this tree's {what} / the other's: "
+              + ", ".join(f"{s:.1%}" for s in shares)
+              + f" (median {statistics.median(shares):.1%})")
+
+
+if __name__ == "__main__":
+    main()
