@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.serving.server import free_port
+
 PG_ADMIN_URL = os.environ.get("MODELHOST_TEST_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -156,9 +158,7 @@ def require_kafka() -> str:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     process = subprocess.Popen([binary, "broker", "--listener-url", url,
                                 "--advertised-listener-url", url,

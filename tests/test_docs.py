@@ -85,7 +85,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -104,6 +103,7 @@ from typer.testing import CliRunner
 import modelhost
 import modelhost.fluent
 from modelhost import Client
+from tests.serving.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.prefix) / "bin"
@@ -475,7 +475,7 @@ class DocSession:
             self.server.stop()  # the reader pressed Ctrl+C before starting another
             self.server = None
         command = re.sub(r"\s+#[^'\"]*$", "", command)  # a trailing comment
-        port = _free_port()
+        port = free_port()
         env = self.environment()
         doc_port = DOC_PORT
         if "--port" in words:
@@ -500,12 +500,6 @@ class DocSession:
         self.ports[doc_port] = port
         _wait_ready(server, https="--ssl-certfile" in words)
         return server
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_ready(server: Server, *, https: bool = False) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,6 +41,23 @@ class SlowModel:
 
 
 def free_port() -> int:
+    """A free loopback port for a server to listen on, chosen at random below the
+    kernel's ephemeral range. A port the kernel hands out itself (bind to port 0) comes
+    from that range, the one the local ends of client connections come from too: a
+    client of another test could take it before the server binds it (seen: "port ...
+    is in use" while two servers started and were polled at once)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(min(20000, low // 2), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
