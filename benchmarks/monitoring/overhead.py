@@ -35,7 +35,15 @@ sys.path.insert(0, str(HERE.parent / "rollouts"))
 sys.path.insert(0, str(HERE.parent / "serving"))
 
 from run import process_tree, tree_cpu_seconds  # noqa: E402
-from split import COLUMNS, prepare, probe_row, serve_and_load, serving, wrk_url  # noqa: E402
+from split import (  # noqa: E402
+    COLUMNS,
+    prepare,
+    probe_row,
+    serve_and_load,
+    serving,
+    show,
+    wrk_url,
+)
 
 SETTINGS: dict[str, dict[str, str]] = {
     "off": {"MODELHOST_PREDICTION_LOG": "false", "MODELHOST_MONITOR_PROFILES": "false"},
@@ -68,9 +76,7 @@ def main() -> None:
                                         env=SETTINGS[setting],
                                         args=("--workers", str(args.workers)))
                 results[setting].append(result)
-                print(f"round {round_} {setting:>10}: {result['rps']:>9,.0f} req/s, "
-                      f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "
-                      f"server CPU {result['cpu_us']:.1f} µs per request", flush=True)
+                show(f"round {round_} {setting:>10}", result)
     report(results)
 
 
@@ -100,9 +106,7 @@ def interleaved(args: argparse.Namespace) -> None:
                 time.sleep(pause_s)
                 result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
                 results[setting].append(result)
-                print(f"pair {pair} {setting:>10}: {result['rps']:>9,.0f} req/s, "
-                      f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "
-                      f"server CPU {result['cpu_us']:.1f} µs per request", flush=True)
+                show(f"pair {pair} {setting:>10}", result)
     report(results)
 
 

@@ -128,11 +128,23 @@ def serve_and_load(home: Path, body_file: Path, seconds: int, *,
     the server's CPU time per request."""
     with serving(home, env=env, args=args, verify=verify) as (url, pid):
         wrk_url(url, body_file, 2)  # warm-up
-        tree = process_tree(pid)
-        cpu = tree_cpu_seconds(tree)
-        result = wrk_url(url, body_file, seconds)
-        result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
-        return result
+        return load_measured(url, pid, body_file, seconds)
+
+
+def load_measured(url: str, pid: int, body_file: Path, seconds: int) -> dict[str, Any]:
+    """``wrk_url`` for ``seconds``: its result with the CPU time per request of the
+    server (process ``pid`` and its children) under that load."""
+    tree = process_tree(pid)
+    cpu = tree_cpu_seconds(tree)
+    result = wrk_url(url, body_file, seconds)
+    result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
+    return result
+
+
+def show(label: str, result: dict[str, Any]) -> None:
+    print(f"{label}: {result['rps']:>9,.0f} req/s, p99 {result['p99_ms']:.1f} ms, "
+          f"{result['errors']} errors, server CPU {result['cpu_us']:.1f} µs per request",
+          flush=True)
 
 
 def wait_for_split(url: str, config: str) -> None:
@@ -214,14 +226,10 @@ def main() -> None:
                     configure(home, config)
                     wait_for_split(f"http://127.0.0.1:{port}", config)
                     wrk(port, body_file, 2)  # warm-up
-                    tree = process_tree(server.pid)
-                    cpu = tree_cpu_seconds(tree)
-                    result = wrk(port, body_file, args.duration)
-                    result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
+                    result = load_measured(f"http://127.0.0.1:{port}", server.pid,
+                                           body_file, args.duration)
                     results[config].append(result)
-                    print(f"round {round_} {config:>13}: {result['rps']:>9,.0f} req/s, "
-                          f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "
-                          f"server CPU {result['cpu_us']:.1f} µs per request", flush=True)
+                    show(f"round {round_} {config:>13}", result)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -250,15 +258,9 @@ def interleaved(args: argparse.Namespace,
             wrk_url(url, body_file, 5)  # warm-up
         for round_ in range(1, args.interleave + 1):
             for config in (configs if round_ % 2 else list(reversed(configs))):
-                url, pid = servers[config]
-                tree = process_tree(pid)
-                cpu = tree_cpu_seconds(tree)
-                result = wrk_url(url, body_file, args.duration)
-                result["cpu_us"] = (tree_cpu_seconds(tree) - cpu) / result["requests"] * 1e6
+                result = load_measured(*servers[config], body_file, args.duration)
                 results[config].append(result)
-                print(f"round {round_} {config:>13}: {result['rps']:>9,.0f} req/s, "
-                      f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "
-                      f"server CPU {result['cpu_us']:.1f} µs per request", flush=True)
+                show(f"round {round_} {config:>13}", result)
                 time.sleep(1.0)
     return results
 

@@ -27,17 +27,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "serving"))
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import process_tree, tree_cpu_seconds  # noqa: E402
-from split import (  # noqa: E402
+from split import (
     COLUMNS,
     configure,
+    load_measured,
     prepare,
     probe_row,
     serving,
+    show,
     wait_for_split,
     wrk_url,
 )
@@ -78,15 +77,9 @@ def main() -> None:
             wrk_url(url, body_file, 5)  # warm-up
         for round_ in range(1, args.rounds + 1):
             for tree in (list(trees) if round_ % 2 else list(reversed(trees))):
-                url, pid = servers[tree]
-                processes = process_tree(pid)
-                cpu = tree_cpu_seconds(processes)
-                result = wrk_url(url, body_file, args.duration)
-                result["cpu_us"] = (tree_cpu_seconds(processes) - cpu) / result["requests"] * 1e6
+                result = load_measured(*servers[tree], body_file, args.duration)
                 results[tree].append(result)
-                print(f"round {round_} {tree:>5}: {result['rps']:>9,.0f} req/s, "
-                      f"p99 {result['p99_ms']:.1f} ms, {result['errors']} errors, "
-                      f"server CPU {result['cpu_us']:.1f} µs per request", flush=True)
+                show(f"round {round_} {tree:>5}", result)
                 time.sleep(1.0)
     pairs = list(zip(results["this"], results["other"], strict=True))
     for what, key in (("requests/s", "rps"), ("CPU per request", "cpu_us")):
