@@ -13,7 +13,7 @@ Policy
   rows runs on the event loop itself. Handing a batch to the model's thread and its
   result back costs two thread wake-ups (tens of microseconds of CPU, and the two
   threads then contend for the interpreter), more than a linear model's arithmetic on
-  64 rows; a second arm of a traffic split doubles the number of such hand-offs. Only
+  64 rows, and a second arm of a traffic split adds its own, thinly filled batches. Only
   for calls that cannot wait or hang: the pool sets it for verified array kernels alone
   (:attr:`~modelhost.registry.scoring.Scorer.runs_arithmetic`), 0 (never) otherwise.
 * **Forming a batch.** A batch starts at the oldest queued request (the head) and adds

@@ -100,9 +100,10 @@ class ServedVersion:
         self.key = (self.version.model, self.version.version)
 
     def run_batch(self, inputs: Any, _params: Mapping[str, Any]) -> tuple[Any, Any, Any]:
-        """One model call on a (combined) batch, in the batcher's thread: predictions,
-        probabilities (or None) and the mask of rows with a non-finite output (or None),
-        computed once per batch so that each request only looks at its own slice."""
+        """One model call on a (combined) batch, in the batcher's thread (on the event
+        loop for a verified array kernel's small batches): predictions, probabilities
+        (or None) and the mask of rows with a non-finite output (or None), computed once
+        per batch so that each request only looks at its own slice."""
         return self.scorer.run(inputs)
 
 
