@@ -201,7 +201,8 @@ def main() -> None:
     args = parser.parse_args()
     configs = ["single", *args.configs.split(",")]
     if args.interleave:
-        report(interleaved(args, configs))
+        report(interleaved([(c, c, {}) for c in configs], model=args.model,
+                           rounds=args.interleave, duration=args.duration))
         return
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
@@ -236,31 +237,37 @@ def main() -> None:
     report(results)
 
 
-def interleaved(args: argparse.Namespace,
-                configs: list[str]) -> dict[str, list[dict[str, Any]]]:
-    results: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
+def interleaved(settings: list[tuple[str, str, dict[str, str]]], *, model: str,
+                rounds: int, duration: int) -> dict[str, list[dict[str, Any]]]:
+    """One server per setting (its label, its configuration, e.g. "canary 90/10", and
+    its environment), each on its own copy of one home, side by side; then ``rounds``
+    rounds of loading each in turn for ``duration`` seconds, in ABBA order: each
+    label's results."""
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in settings}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         body_file = Path(tmp) / "body.json"
         body_file.write_text(json.dumps(
             {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}))
         first = Path(tmp) / "0"
-        prepare(first, args.model)
+        prepare(first, model)
         servers = {}
-        for i, config in enumerate(configs):
+        for i, (label, config, env) in enumerate(settings):
             home = Path(tmp) / str(i)
             if i:
                 shutil.copytree(first, home)
             configure(home, config)
-            servers[config] = stack.enter_context(serving(
-                home, env={"MODELHOST_RELOAD_INTERVAL_S": "0.5"}, args=("--workers", "2")))
-            wait_for_split(servers[config][0], config)
+            servers[label] = stack.enter_context(serving(
+                home, env={"MODELHOST_RELOAD_INTERVAL_S": "0.5", **env},
+                args=("--workers", "2")))
+            wait_for_split(servers[label][0], config)
         for url, _ in servers.values():
             wrk_url(url, body_file, 5)  # warm-up
-        for round_ in range(1, args.interleave + 1):
-            for config in (configs if round_ % 2 else list(reversed(configs))):
-                result = load_measured(*servers[config], body_file, args.duration)
-                results[config].append(result)
-                show(f"round {round_} {config:>13}", result)
+        labels = list(results)
+        for round_ in range(1, rounds + 1):
+            for label in (labels if round_ % 2 else list(reversed(labels))):
+                result = load_measured(*servers[label], body_file, duration)
+                results[label].append(result)
+                show(f"round {round_} {label:>13}", result)
                 time.sleep(1.0)
     return results
 

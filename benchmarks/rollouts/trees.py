@@ -17,29 +17,13 @@ second and CPU time per request as shares of the other tree's.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import shutil
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from split import (
-    COLUMNS,
-    configure,
-    load_measured,
-    prepare,
-    probe_row,
-    serving,
-    show,
-    wait_for_split,
-    wrk_url,
-)
+from split import interleaved
 
 MONITORING = {"off": {"MODELHOST_PREDICTION_LOG": "false", "MODELHOST_MONITOR_PROFILES": "false"},
               "default": {}}
@@ -55,32 +39,11 @@ def main() -> None:
     parser.add_argument("--model", default="lr-pipeline", choices=["lr", "lr-pipeline"])
     parser.add_argument("--monitoring", default="off", choices=list(MONITORING))
     args = parser.parse_args()
-    trees = {"this": "", "other": str(Path(args.other).resolve())}
-    results: dict[str, list[dict[str, Any]]] = {t: [] for t in trees}
-    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        body_file = Path(tmp) / "body.json"
-        body_file.write_text(json.dumps(
-            {"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]}))
-        prepare(Path(tmp) / "this", args.model)
-        shutil.copytree(Path(tmp) / "this", Path(tmp) / "other")
-        servers = {}
-        for tree, path in trees.items():
-            home = Path(tmp) / tree
-            if args.config != "single":
-                configure(home, args.config)
-            servers[tree] = stack.enter_context(serving(
-                home, args=("--workers", "2"),
-                env={"PYTHONPATH": path, "MODELHOST_RELOAD_INTERVAL_S": "0.5",
-                     **MONITORING[args.monitoring]}))
-            wait_for_split(servers[tree][0], args.config)
-        for url, _ in servers.values():
-            wrk_url(url, body_file, 5)  # warm-up
-        for round_ in range(1, args.rounds + 1):
-            for tree in (list(trees) if round_ % 2 else list(reversed(trees))):
-                result = load_measured(*servers[tree], body_file, args.duration)
-                results[tree].append(result)
-                show(f"round {round_} {tree:>5}", result)
-                time.sleep(1.0)
+    other = str(Path(args.other).resolve())
+    results = interleaved(
+        [(tree, args.config, {"PYTHONPATH": path, **MONITORING[args.monitoring]})
+         for tree, path in (("this", ""), ("other", other))],
+        model=args.model, rounds=args.rounds, duration=args.duration)
     pairs = list(zip(results["this"], results["other"], strict=True))
     for what, key in (("requests/s", "rps"), ("CPU per request", "cpu_us")):
         shares = [a[key] / b[key] for a, b in pairs]
