@@ -61,6 +61,9 @@ class Answered:
     status: int = 200
     latency_s: float = 0.003
     at: float = 0.0  # when answered
+    arm: Any = None
+    request_id: str = ""
+    probabilities: Any = None
 
 
 def record(client: Client, frames: Sequence[pd.DataFrame], *, at: float,

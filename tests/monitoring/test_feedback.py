@@ -126,7 +126,7 @@ def test_a_label_that_arrives_before_its_prediction_is_written_joins(
 
     class Seen:
         request_id, model, version, arm, status, rows = "local", "iris", "1.0.0", None, 200, 1
-        at = NOW.timestamp()
+        at, latency_s = NOW.timestamp(), 0.001
         inputs, predictions, probabilities = [[1.0]], [1], None
 
     log.observe(Seen())

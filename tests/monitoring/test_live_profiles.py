@@ -54,6 +54,9 @@ class Seen:
     inputs: Any = None
     predictions: Any = None
     at: float = T0.timestamp()  # when answered (the clock's start)
+    arm: Any = None
+    request_id: str = ""
+    probabilities: Any = None
 
 
 class Clock:

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from modelhost import Client
 from modelhost.monitoring import LogOptions, PredictionLog
+from modelhost.monitoring.log import RateLimit
 from modelhost.rollout import ArmRole
 from modelhost.store.monitoring import LogEntry
 
@@ -32,6 +33,7 @@ class Seen:
     inputs: Any = None
     predictions: Any = None
     probabilities: Any = None
+    latency_s: float = 0.001
     at: float = field(default_factory=time.time)
 
 
@@ -81,7 +83,9 @@ def test_only_answered_predictions_of_known_models_are_logged(client: Client) ->
     log.observe(answered("error", status=500))
     log.observe(answered("no-data", predictions=None))  # the log did not get the data
     log.observe(answered("unknown-model", model=None, version=None))
-    assert log.pending == 0 and log.flush() == 0
+    assert log.pending == 3  # recorded (the profiles count errors), but not logged
+    assert log.flush() == 0 and log.pending == 0
+    assert client.predictions.find(["refused", "error", "no-data", "unknown-model"]) == {}
 
 
 def test_a_request_id_logged_twice_keeps_its_first_entry(client: Client) -> None:
@@ -96,34 +100,80 @@ def test_a_request_id_logged_twice_keeps_its_first_entry(client: Client) -> None
     assert found["other"].outputs == {"predictions": [2]}
 
 
+class Kept:
+    """A store that keeps the ids of what it is given."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def append_chunks(self, chunks: list[Any]) -> None:
+        self.ids += [i for c in chunks for i in c.request_ids]
+
+
 def test_sampling_keeps_the_configured_share() -> None:
     draws = iter(np.random.default_rng(7).random(10_000))
-    log = PredictionLog(None, options=LogOptions(sample=0.25, max_per_s=1e9),  # type: ignore[arg-type]
+    kept = Kept()
+    log = PredictionLog(kept, options=LogOptions(sample=0.25, max_per_s=1e9),  # type: ignore[arg-type]
                         draw=lambda: float(next(draws)))
     for i in range(10_000):
         log.observe(answered(f"r{i}"))
+    log.flush()
     # binomial(10,000, 0.25): sd 43; 4 sd either side
-    assert abs(log.pending - 2500) < 4 * 43.3, log.pending
+    assert abs(len(kept.ids) - 2500) < 4 * 43.3, len(kept.ids)
 
 
 def test_at_most_max_per_s_are_logged_per_second() -> None:
-    clock = Clock()
-    log = PredictionLog(None, options=LogOptions(max_per_s=100), clock=clock)  # type: ignore[arg-type]
-    for i in range(1000):  # a burst: the bucket holds one second's worth
-        log.observe(answered(f"burst-{i}"))
-    assert log.pending == 100
-    clock.now += 0.5  # half a second refills half the bucket
-    for i in range(1000):
-        log.observe(answered(f"later-{i}"))
-    assert log.pending == 150
-    clock.now += 10  # a quiet spell refills the bucket, never beyond one second's worth
-    for i in range(1000):
-        log.observe(answered(f"quiet-{i}"))
-    assert log.pending == 250
-    for i in range(50):  # below the rate, every request is logged
-        clock.now += 0.02
-        log.observe(answered(f"slow-{i}"))
-    assert log.pending == 300
+    """The bucket runs on the requests' answer times, in the flush."""
+    kept = Kept()
+    log = PredictionLog(kept, options=LogOptions(max_per_s=100))  # type: ignore[arg-type]
+
+    def logged(prefix: str, times: list[float]) -> int:
+        for i, at in enumerate(times):
+            log.observe(answered(f"{prefix}-{i}", at=at))
+        before = len(kept.ids)
+        log.flush()
+        return len(kept.ids) - before
+
+    assert logged("burst", [100.0] * 1000) == 100  # the bucket holds one second's worth
+    assert logged("later", [100.5] * 1000) == 50  # half a second refills half of it
+    # a quiet spell refills the bucket, never beyond one second's worth
+    assert logged("quiet", [110.5] * 1000) == 100
+    # below the rate, every request is logged
+    assert logged("slow", [110.5 + 0.02 * (i + 1) for i in range(50)]) == 50
+
+
+def test_a_cap_below_one_per_second_still_logs() -> None:
+    limit = RateLimit(0.5)
+    assert limit.admit([100.0] * 10) == [0]
+    assert limit.admit([100.0 + i for i in range(1, 11)]) == [1, 3, 5, 7, 9]  # one per 2 s
+
+
+def _one_by_one(limit: RateLimit, times: list[float]) -> list[int]:
+    """The bucket stepped request by request (what admit's shortcut must agree with)."""
+    kept = []
+    for i, at in enumerate(times):
+        if limit.admit([at]) is None:
+            kept.append(i)
+    return kept
+
+
+@pytest.mark.parametrize("rate", [0.5, 3.0, 100.0, 1000.0])
+def test_the_bucket_keeps_the_same_requests_in_one_batch_as_one_by_one(rate: float) -> None:
+    rng = np.random.default_rng(int(rate * 10))
+    for trial in range(40):
+        # bursts and gaps, around the rate; a clock set back now and then
+        gaps = rng.exponential(1.0 / rate * rng.choice([0.2, 1.0, 5.0]), 300)
+        times = list(np.cumsum(gaps) + 1000.0)
+        if trial % 5 == 0:
+            times[150] -= 3.0
+        batched, single = RateLimit(rate), RateLimit(rate)
+        position = 0
+        for size in rng.integers(1, 80, 10):  # the flushes' batches
+            part = times[position:position + size]
+            found = batched.admit(part)
+            expected = _one_by_one(single, part)
+            assert (list(range(len(part))) if found is None else found) == expected
+            position += size
 
 
 def test_a_full_buffer_drops_and_counts_instead_of_growing() -> None:
@@ -195,18 +245,6 @@ def test_one_entry_that_cannot_be_encoded_costs_only_itself(client: Client) -> N
     assert found["words"].outputs == {"predictions": ["setosa", "virginica"]}
     assert found["one-word"].outputs == {"predictions": ["setosa"]}
     assert found["kept"].inputs is None  # not read unless asked for
-
-
-def test_a_cap_below_one_per_second_still_logs() -> None:
-    clock = Clock()
-    log = PredictionLog(None, options=LogOptions(max_per_s=0.5), clock=clock)  # type: ignore[arg-type]
-    for i in range(10):
-        log.observe(answered(f"r{i}"))
-    assert log.pending == 1
-    for i in range(10):
-        clock.now += 1.0
-        log.observe(answered(f"s{i}"))
-    assert log.pending == 6  # one every two seconds
 
 
 def test_the_buffer_is_bounded_in_rows_too(client: Client) -> None:

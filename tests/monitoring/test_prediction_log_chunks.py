@@ -33,6 +33,7 @@ class Seen:
     status: int = 200
     rows: int = 1
     probabilities: Any = None
+    latency_s: float = 0.001
     at: float = field(default_factory=time.time)
 
 

@@ -63,6 +63,9 @@ class _Answered:
     status: int = 200
     latency_s: float = 0.003
     at: float = 0.0  # when answered
+    arm: Any = None
+    request_id: str = ""
+    probabilities: Any = None
 
 
 @dataclass

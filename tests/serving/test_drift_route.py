@@ -312,6 +312,9 @@ class Answered:
     status: int = 200
     latency_s: float = 0.002
     at: float = 0.0  # when answered
+    arm: Any = None
+    request_id: str = ""
+    probabilities: Any = None
 
 
 def write_old_traffic(client: Client, frame: pd.DataFrame, *, days_ago: float) -> None:

@@ -133,7 +133,7 @@ def test_binary_rows_go_back_as_json_on_a_downgrade(empty_url: str) -> None:
             self.request_id, self.inputs = request_id, inputs
             self.model, self.version, self.arm, self.status = "iris", "1.0.0", None, 200
             self.rows, self.predictions, self.probabilities = len(inputs), [0], None
-            self.at = time.time()
+            self.at, self.latency_s = time.time(), 0.001
 
     db = Database(empty_url)
     migrate(db, "head")

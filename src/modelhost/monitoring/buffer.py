@@ -1,7 +1,7 @@
 """A buffer of fixed-width records between the event loop and a flush thread that leaves
 nothing for the garbage collector.
 
-The observers keep every answered request until the next flush, a few seconds later: at
+The recorder (``monitoring.record``) keeps every answered request until the next flush: at
 8,000 requests per second and worker, tens of thousands at a time. Kept as objects (the
 request's observation), each is a container the collector tracks: they survive the
 young collections, fill the older generations and set off full collections that scan

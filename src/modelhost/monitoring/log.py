@@ -1,71 +1,57 @@
-"""The prediction log's writer: an observer of the prediction path with a bounded buffer.
+"""The prediction log: a monitor that samples the recorded requests and stores them.
 
-``observe`` runs on the event loop right after each answer: it only samples and appends
-the request's fields (its time, validated inputs and outputs, by reference) to a buffer
-(``monitoring.buffer``: no object per request for the garbage collector).
-``flush`` (called every few seconds from a worker thread by the server) turns the
-buffered requests into JSON, a chunk of requests per orjson call, and stores them in one
-transaction, so neither the encoding nor the database ever delays an answer. When the
-buffer is full (the database is slow or down), new entries are dropped and counted, never
-queued without bound.
+A server records each answered request once (``monitoring.record``); every few seconds
+its flush hands the records to ``consume``, in a worker thread, never on the event loop.
+``consume`` keeps the answered predictions that are sampled, turns them into JSON, a
+chunk of requests per orjson call, and stores them in one transaction, so neither the
+encoding nor the database ever delays an answer. ``observe`` and ``flush`` run the log on
+its own (a recorder of its own), as a script or a test would.
 
 Sampling: each request is kept with probability ``sample``, and at most ``max_per_s``
-per second per worker (a token bucket), so a busy server logs a steady trickle instead of
-every request; below that rate, every request is logged.
+per second per worker (a token bucket over the requests' answer times), so a busy server
+logs a steady trickle instead of every request; below that rate, every request is logged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
+import operator
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import orjson
 
 from modelhost._utils import OncePer
-from modelhost.monitoring.buffer import RecordBuffer, group_rows
-from modelhost.store.monitoring import CHUNK, JSON, ROWS, TABLE, LogChunk, PredictionLogStore
+from modelhost.monitoring.buffer import group_rows
+from modelhost.monitoring.record import (
+    ARM,
+    AT,
+    INPUTS,
+    MODEL,
+    PREDICTIONS,
+    PROBABILITIES,
+    REQUEST_ID,
+    ROWS,
+    STATUS,
+    VERSION,
+    Observed,
+    Recorder,
+    Records,
+)
+from modelhost.store.monitoring import CHUNK, JSON, TABLE, LogChunk, PredictionLogStore
+from modelhost.store.monitoring import ROWS as ROWS_KIND
 
 log = logging.getLogger(__name__)
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _WARN_EVERY_S = 60.0
-
-
-class ObservedPrediction(Protocol):
-    """What the log needs of one answered request (serving's Observation has it)."""
-
-    @property
-    def model(self) -> str | None: ...
-    @property
-    def version(self) -> str | None: ...
-    @property
-    def arm(self) -> Any: ...
-    @property
-    def status(self) -> int: ...
-    @property
-    def rows(self) -> int: ...
-    @property
-    def request_id(self) -> str: ...
-    @property
-    def at(self) -> float: ...  # time.time() when answered
-    @property
-    def inputs(self) -> Any: ...
-    @property
-    def predictions(self) -> Any: ...
-    @property
-    def probabilities(self) -> Any: ...
-
-
-# The fields the buffer keeps of a request, in order.
-_FIELDS = ("model", "version", "arm", "rows", "request_id", "at", "inputs", "predictions",
-           "probabilities")
-_ROWS = _FIELDS.index("rows")
+_EPSILON = 1e-9  # tokens counted in floats: 0.9999999999 of a token is one
 
 
 @dataclass(frozen=True)
@@ -77,93 +63,123 @@ class LogOptions:
     retention: dt.timedelta = dt.timedelta(days=30)
 
 
+class RateLimit:
+    """A token bucket: ``per_s`` tokens a second, holding one second's worth (and at
+    least one token), one token per request kept, on the requests' own answer times."""
+
+    def __init__(self, per_s: float) -> None:
+        self.per_s = per_s
+        self.capacity = max(1.0, per_s)
+        self._tokens = self.capacity
+        self._last: float | None = None  # the time of the last refill
+
+    def admit(self, times: Sequence[float]) -> list[int] | None:
+        """Which of the requests answered at ``times`` (in their order) are kept, by
+        position; None: all of them."""
+        count = len(times)
+        if count == 0:
+            return []
+        last = times[0] if self._last is None else self._last
+        # Seconds since the last refill; a clock set back counts as no time passing.
+        t = np.maximum(np.maximum.accumulate(np.asarray(times, dtype=np.float64) - last), 0)
+        # If every earlier request was kept, the k-th finds a_k + min(tokens, capacity -
+        # max(a_0..a_k)) tokens, with a_k = per_s * t_k - k: a refill capped at the
+        # capacity, unrolled. When that is at least one for every request, all are kept
+        # without a step per request (the common case, below the rate).
+        a = self.per_s * t - np.arange(count)
+        found = a + np.minimum(self._tokens, self.capacity - np.maximum.accumulate(a))
+        if found.min() >= 1.0 - _EPSILON:
+            self._tokens = float(found[-1]) - 1.0
+            self._last = last + float(t[-1])
+            return None
+        kept = []
+        tokens, before = self._tokens, 0.0
+        for k, now in enumerate(t.tolist()):
+            tokens = min(self.capacity, tokens + (now - before) * self.per_s)
+            before = now
+            if tokens >= 1.0 - _EPSILON:
+                tokens -= 1.0
+                kept.append(k)
+        self._tokens, self._last = tokens, last + before
+        return kept
+
+
+class _ArmTexts(dict[Any, str | None]):
+    """An arm's text (``ArmRole.CANDIDATE`` -> "candidate"), found once per arm."""
+
+    def __missing__(self, arm: Any) -> str | None:
+        text = None if arm is None else str(arm.value)
+        self[arm] = text
+        return text
+
+
 class PredictionLog:
-    """Observer (``name``, ``wants_data``, ``observe``) that logs answered predictions."""
+    """A monitor (``name``, ``consume``) that logs answered predictions."""
 
     name = "prediction_log"
-    wants_data = True
 
     def __init__(self, store: PredictionLogStore, *, options: LogOptions | None = None,
                  columns: Callable[[str, str], list[str] | None] = lambda m, v: None,
-                 clock: Callable[[], float] = time.monotonic,
-                 draw: Callable[[], float] = random.random) -> None:
+                 draw: Callable[[], float] = random.random,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """``columns(model, version)`` names the columns of inputs that arrive as a
-        plain array (the signature's columns); it is called in ``flush``, never on the
-        event loop."""
+        plain array (the signature's columns); it is called in ``consume``, never on
+        the event loop. ``clock`` spaces the warnings (at most one a minute)."""
         self._store = store
         self.options = options or LogOptions()
         self._columns = columns
-        self._clock = clock
         self._draw = draw
-        # The requests' fields as they were handed over (by reference: their inputs and
-        # outputs are encoded in the flush, never on the event loop).
-        self._buffer = RecordBuffer(len(_FIELDS), capacity=self.options.buffer_requests)
-        self._arms: dict[Any, str] = {}  # an arm's text, without Enum.value per request
-        # The bucket holds one second's worth, and at least one request.
-        self._capacity = max(1.0, self.options.max_per_s)
-        self._tokens = self._capacity
-        self._refilled = clock()
-        # Rows put into the buffer (by observe) and taken out (by flush): each counter is
-        # written by one thread only, so their difference is exact without a lock.
-        self._rows_in = 0
-        self._rows_out = 0
-        self.dropped = 0  # entries refused (buffer full) or not stored (database, encoding)
+        self._limit = RateLimit(self.options.max_per_s)
+        self._arms = _ArmTexts()
+        self._lost = 0  # entries not stored (database, encoding)
         self._warn_now = OncePer(_WARN_EVERY_S, clock=clock)
         self.written = 0
+        # The log on its own (observe, flush); a server records once for every monitor.
+        self._alone = Recorder([self], max_requests=self.options.buffer_requests,
+                               max_rows=self.options.buffer_rows)
 
-    # --- on the event loop ------------------------------------------------------------
+    # --- the log on its own -----------------------------------------------------------
 
-    def observe(self, o: ObservedPrediction) -> None:
-        if (o.status != 200 or o.predictions is None or o.model is None
-                or o.version is None or not self._sampled()):
-            return
-        rows = o.rows
-        arm = o.arm
-        if arm is not None:
-            arm = self._arms.get(arm) or self._arms.setdefault(arm, str(arm.value))
-        if (self._rows_in - self._rows_out + rows > self.options.buffer_rows
-                or not self._buffer.offer((o.model, o.version, arm, rows, o.request_id, o.at,
-                                           o.inputs, o.predictions, o.probabilities))):
-            self.dropped += 1
-            return
-        self._rows_in += rows
+    def observe(self, o: Observed) -> None:
+        """Record an answered request (on the event loop; see ``monitoring.record``)."""
+        self._alone.observe(o)
 
-    def _sampled(self) -> bool:
-        options = self.options
-        if options.sample < 1.0 and self._draw() >= options.sample:
-            return False
-        now = self._clock()
-        self._tokens = min(self._capacity,
-                           self._tokens + (now - self._refilled) * options.max_per_s)
-        self._refilled = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
-
-    # --- in a worker thread -----------------------------------------------------------
+    def flush(self, *, limit: int = 20_000) -> int:
+        """Store what :meth:`observe` recorded (at most ``limit`` requests); returns how
+        many were stored."""
+        written = self.written
+        self._alone.flush(limit=limit)
+        return self.written - written
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        return self._alone.pending
 
-    def flush(self, *, limit: int = 20_000) -> int:
-        """Store what is buffered (at most ``limit`` requests in one transaction);
-        returns how many were stored. Never raises: an entry that cannot be encoded is
-        skipped, and on a database error the batch is dropped; both are counted and
-        logged, since a log must never hold the server's memory (or its feedback) hostage.
-        """
-        fields = self._buffer.take(limit)
-        if not fields[0]:
-            return 0
-        self._rows_out += sum(fields[_ROWS])
+    @property
+    def dropped(self) -> int:
+        """Requests lost: refused by a full buffer, or not stored (database, encoding)."""
+        return self._lost + self._alone.dropped
+
+    # --- in the flusher's thread ------------------------------------------------------
+
+    def consume(self, records: Records) -> int:
+        """Store the answered predictions among ``records`` that are sampled, in one
+        transaction; returns how many were stored. Never raises: an entry that cannot be
+        encoded is skipped, and on a database error the batch is dropped; both are
+        counted and logged, since a log must never hold the server's memory (or its
+        feedback) hostage."""
+        kept = self._sampled(records)
+        if kept is not None:
+            if not kept:
+                return 0
+            records = [[field[i] for i in kept] for field in records]
         chunks = []
-        for (model, version), group in group_rows(fields, 0, 1).items():  # model, version
+        for (model, version), group in group_rows(records, MODEL, VERSION).items():
             requests = len(group[0])
             try:
                 columns = self._columns(model, version)
             except Exception:  # noqa: BLE001  # one odd version must not cost the batch
-                self.dropped += requests
+                self._lost += requests
                 self._warn("encode", "prediction log: %d requests of %s %s could not be "
                            "encoded", requests, model, version)
                 continue
@@ -176,12 +192,33 @@ class PredictionLog:
         try:
             self._store.append_chunks(chunks)
         except Exception:  # noqa: BLE001  # the flusher runs on, whatever the database says
-            self.dropped += stored
+            self._lost += stored
             self._warn("store", "prediction log: %d entries could not be stored and were "
                        "dropped", stored)
             return 0
         self.written += stored
         return stored
+
+    def _sampled(self, records: Records) -> list[int] | None:
+        """The positions of the records to log (None: all): answered predictions,
+        sampled, under the rate."""
+        statuses, predictions = records[STATUS], records[PREDICTIONS]
+        count = len(statuses)
+        if statuses.count(200) == count and all(
+                map(operator.is_not, predictions, itertools.repeat(None))):
+            answered: list[int] | None = None
+        else:
+            answered = [i for i in range(count)
+                        if statuses[i] == 200 and predictions[i] is not None]
+        sample = self.options.sample
+        if sample < 1.0:
+            answered = [i for i in (range(count) if answered is None else answered)
+                        if self._draw() < sample]
+        times = records[AT] if answered is None else [records[AT][i] for i in answered]
+        admitted = self._limit.admit(times)
+        if admitted is None:
+            return answered
+        return admitted if answered is None else [answered[i] for i in admitted]
 
     def _chunk(self, model: str, version: str, fields: list[list[Any]],
                columns: list[str] | None) -> LogChunk | None:
@@ -191,10 +228,12 @@ class PredictionLog:
         signature's column names once per chunk instead of once per request. Should an
         item fail to encode, the items are encoded one by one and only that one is
         lost."""
-        _, _, arms, rows, ids, ats, given, predictions, probabilities = fields
+        ids, ats, rows, given = fields[REQUEST_ID], fields[AT], fields[ROWS], fields[INPUTS]
+        predictions, probabilities = fields[PREDICTIONS], fields[PROBABILITIES]
+        arms: list[Any] = list(map(self._arms.__getitem__, fields[ARM]))
         width = -1 if columns is None else len(columns)
-        kinds = [_kind(x, width) for x in given]
-        inputs = [None if k == TABLE else x if k == ROWS else inputs_json(x, None)
+        kinds: list[Any] = [_kind(x, width) for x in given]
+        inputs = [None if k == TABLE else x if k == ROWS_KIND else inputs_json(x, None)
                   for x, k in zip(given, kinds, strict=True)]
         outputs = [{"predictions": p} if q is None else {"predictions": p, "probabilities": q}
                    for p, q in zip(predictions, probabilities, strict=True)]
@@ -208,7 +247,7 @@ class PredictionLog:
                     encoded.append((_dumps(inputs[i]), _dumps(outputs[i])))
                     kept.append(i)
                 except Exception:  # noqa: BLE001
-                    self.dropped += 1
+                    self._lost += 1
                     self._warn("encode", "prediction log: request %s of %s %s could not "
                                "be encoded", request_id, model, version)
             if not kept:
@@ -241,7 +280,7 @@ def _kind(inputs: Any, width: int) -> int:
     the chunk's binary table), or a JSON value of their own."""
     if type(inputs) is not np.ndarray or inputs.ndim != 2 or inputs.shape[1] != width:
         return JSON
-    return TABLE if inputs.dtype == np.float64 else ROWS
+    return TABLE if inputs.dtype == np.float64 else ROWS_KIND
 
 
 def inputs_json(inputs: Any, columns: list[str] | None) -> Any:

@@ -1,10 +1,8 @@
 """Live profiles: every worker counts what its versions see, per minute and per hour.
 
-``observe`` runs on the event loop after each answer and only appends the request's
-fields (its time, status, latency, validated inputs and predictions, by reference) to a
-bounded buffer (``monitoring.buffer``: no object per request for the garbage collector).
-``flush``, every few seconds in a worker thread, takes the buffer, groups it by version
-and minute, and counts each group at once with numpy on the version's reference
+A server records each answered request once (``monitoring.record``); every few seconds
+its flush hands the records to ``consume``, in a worker thread, which groups them by
+version and minute and counts each group at once with numpy on the version's reference
 (``stats.profile.Layout``): requests, errors, rows and latencies for every request,
 inputs and predictions for answered ones. The counts go into this worker's open minute
 and hour windows, whose whole vectors are then written (an idempotent upsert per
@@ -24,12 +22,25 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from modelhost._utils import OncePer
-from modelhost.monitoring.buffer import RecordBuffer, group_rows
+from modelhost.monitoring.buffer import group_rows
+from modelhost.monitoring.record import (
+    AT,
+    INPUTS,
+    LATENCY_S,
+    MODEL,
+    PREDICTIONS,
+    ROWS,
+    STATUS,
+    VERSION,
+    Observed,
+    Recorder,
+    Records,
+)
 from modelhost.stats.profile import Layout, Reference
 from modelhost.store.profiles import HOUR_S, MINUTE_S, ProfileStore, WindowCounts
 
@@ -41,33 +52,6 @@ _MAX_OPEN = 10_000  # windows held in memory at most (a database down for days)
 _RETRY_REFERENCE_S = 5.0  # after a failed lookup of a reference
 
 
-class Observed(Protocol):
-    """What the profiles need of one answered request (serving's Observation has it;
-    its fields are kept by reference until the flush, never copied or changed)."""
-
-    @property
-    def model(self) -> str | None: ...
-    @property
-    def version(self) -> str | None: ...
-    @property
-    def status(self) -> int: ...
-    @property
-    def at(self) -> float: ...  # time.time() when answered
-    @property
-    def latency_s(self) -> float: ...
-    @property
-    def rows(self) -> int: ...
-    @property
-    def inputs(self) -> Any: ...
-    @property
-    def predictions(self) -> Any: ...
-
-
-# The fields the buffer keeps of a request, in order.
-_FIELDS = ("model", "version", "status", "at", "latency_s", "rows", "inputs", "predictions")
-_AT, _ROWS = _FIELDS.index("at"), _FIELDS.index("rows")
-
-
 @dataclass(slots=True)
 class _Window:
     counts: np.ndarray
@@ -75,53 +59,52 @@ class _Window:
 
 
 class LiveProfiles:
-    """Observer (``name``, ``wants_data``, ``observe``) that profiles live traffic."""
+    """A monitor (``name``, ``consume``) that profiles live traffic."""
 
     name = "live_profiles"
-    wants_data = True
 
     def __init__(self, store: ProfileStore, *,
                  references: Callable[[str, str], Reference | None],
                  buffer_requests: int = 200_000, buffer_rows: int = 2_000_000,
                  reference_ttl_s: float = 60.0, worker: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
+        """``buffer_requests`` and ``buffer_rows`` bound the profiles on their own
+        (:meth:`observe`); a server's recorder has bounds of its own."""
         self._store = store
         self._references = references
-        self._buffer = RecordBuffer(len(_FIELDS), capacity=buffer_requests)
-        self._buffer_rows = buffer_rows
-        # Rows put into the buffer and taken out: each written by one thread only.
-        self._rows_in = 0
-        self._rows_out = 0
         self._ttl = reference_ttl_s
         self._clock = clock
         self.worker = worker or uuid.uuid4().hex
         self._layouts: dict[tuple[str, str], tuple[Layout, float]] = {}
         self._windows: dict[tuple[str, str, str, int, int], _Window] = {}
         self._warn_now = OncePer(_WARN_EVERY_S)
-        self.dropped = 0  # requests not counted: the buffer was full
+        # The profiles on their own (observe, flush); a server records once for every
+        # monitor.
+        self._alone = Recorder([self], max_requests=buffer_requests, max_rows=buffer_rows)
 
-    # --- on the event loop ------------------------------------------------------------
+    # --- the profiles on their own ----------------------------------------------------
 
-    def observe(self, o: Any) -> None:
-        if o.model is None or o.version is None:
-            return
-        rows = o.rows
-        if (self._rows_in - self._rows_out + rows > self._buffer_rows
-                or not self._buffer.offer((o.model, o.version, o.status, o.at, o.latency_s,
-                                           rows, o.inputs, o.predictions))):
-            self.dropped += 1
-            return
-        self._rows_in += rows
-
-    # --- in a worker thread -----------------------------------------------------------
+    def observe(self, o: Observed) -> None:
+        """Record an answered request (on the event loop; see ``monitoring.record``)."""
+        self._alone.observe(o)
 
     def flush(self) -> int:
-        """Count what is buffered and write the windows that changed; returns how many
+        """Count what :meth:`observe` recorded and write the windows that changed;
+        returns how many requests were counted."""
+        return self._alone.flush()
+
+    @property
+    def dropped(self) -> int:
+        """Requests not counted: the buffer was full."""
+        return self._alone.dropped
+
+    # --- in the flusher's thread ------------------------------------------------------
+
+    def consume(self, records: Records) -> int:
+        """Count ``records`` and write the windows that changed; returns how many
         requests were counted. Never raises (the windows stay dirty until a write
         succeeds)."""
-        fields = self._buffer.take()
-        self._rows_out += sum(fields[_ROWS])
-        for (model, version), seen in group_rows(fields, 0, 1).items():  # model, version
+        for (model, version), seen in group_rows(records, MODEL, VERSION).items():
             try:
                 self._count(model, version, seen)
             except Exception:  # noqa: BLE001  # one odd version must not stop the others
@@ -129,19 +112,20 @@ class LiveProfiles:
                            model, version)
         self._write()
         self._forget_closed()
-        return len(fields[0])
+        return len(records[0])
 
     def _count(self, model: str, version: str, seen: list[list[Any]]) -> None:
         """Count the requests of one version (given by field) into their windows."""
         layout = self._layout(model, version)
-        at = np.array(seen[_AT], dtype=np.float64)
+        at = np.array(seen[AT], dtype=np.float64)
         minutes = (at // MINUTE_S).astype(np.int64) * MINUTE_S
         for minute in np.unique(minutes):
             inside = minutes == minute
             part = seen if inside.all() else [
                 [value for value, keep in zip(field, inside, strict=True) if keep]
                 for field in seen]
-            _, _, statuses, _, latencies, rows, inputs, outputs = part
+            statuses, latencies, rows = part[STATUS], part[LATENCY_S], part[ROWS]
+            inputs, outputs = part[INPUTS], part[PREDICTIONS]
             counts = layout.empty()
             layout.add_requests(counts, latencies_s=np.array(latencies, dtype=np.float64),
                                 errors=sum(status != 200 for status in statuses),

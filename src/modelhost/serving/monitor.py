@@ -1,12 +1,14 @@
-"""The server's side of monitoring: the prediction log and the live profiles as
-observers, their flusher, the feedback service behind ``/v1/feedback``, the drift
-service behind ``/v1/models/{name}/monitoring/drift``, and the alert rules with their
-evaluator (``alerting.py``).
+"""The server's side of monitoring: the prediction log and the live profiles with the
+observer that records requests for them, their flusher, the feedback service behind
+``/v1/feedback``, the drift service behind ``/v1/models/{name}/monitoring/drift``, and
+the alert rules with their evaluator (``alerting.py``).
 
-The flusher is a background task of each worker: every ``flush_s`` it writes the log's
-buffer and counts and writes the live profiles, from a worker thread (never on the
-event loop), and every ``prune_every_s`` it deletes what is past the retention. Its
-failures are logged, never raised: the prediction path does not depend on it.
+Both monitors share one observer (``monitoring.record.Recorder``: one record per
+request). The flusher is a background task of each worker: every ``flush_s`` it hands
+the recorded requests to the log (which stores them) and the live profiles (which count
+and write them), from a worker thread (never on the event loop), and every
+``prune_every_s`` it deletes what is past the retention. Its failures are logged, never
+raised: the prediction path does not depend on it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from modelhost.monitoring.alerts import (
 )
 from modelhost.monitoring.drift import MINUTE_RETENTION, DriftService
 from modelhost.monitoring.profiles import LiveProfiles
+from modelhost.monitoring.record import Monitor, Recorder
 from modelhost.registry import Registry
 from modelhost.rollout.service import RolloutService
 from modelhost.serving.alerting import ActionRunner, AlertLoop
@@ -78,7 +81,7 @@ class Monitoring:
 
             self.log = PredictionLog(predictions, options=options.log, columns=columns)
             self.feedback = FeedbackService(
-                predictions, flush=self._flush_log,
+                predictions, flush=self._flush_recorded,
                 wait_s=(options.feedback_wait_s if options.feedback_wait_s is not None
                         else options.flush_s + 1.0),
                 retention_days=options.log.retention.days)
@@ -91,6 +94,11 @@ class Monitoring:
 
                 self.profiles = LiveProfiles(profiles, references=reference)
         self._profile_store = profiles
+        monitors: list[Monitor] = [m for m in (self.log, self.profiles) if m is not None]
+        # One record per request for both: bounded as the larger of their own bounds.
+        self.recorder = Recorder(
+            monitors, max_requests=max(200_000, options.log.buffer_requests),
+            max_rows=max(2_000_000, options.log.buffer_rows)) if monitors else None
         self.alerts: AlertService | None = None
         self._alert_loop: AlertLoop | None = None
         if alerts is not None:
@@ -123,7 +131,7 @@ class Monitoring:
 
     @property
     def observers(self) -> list[Observer]:
-        return [o for o in (self.log, self.profiles) if o is not None]
+        return [] if self.recorder is None else [self.recorder]
 
     def start(self) -> None:
         if self.observers or self._also:
@@ -142,15 +150,15 @@ class Monitoring:
                 await self._task
         await asyncio.to_thread(self._flush_all)
 
-    def _flush_log(self) -> None:
-        if self.log is not None:
-            while self.log.flush(limit=_FLUSH_LIMIT) == _FLUSH_LIMIT:
+    def _flush_recorded(self) -> None:
+        """Hand what is recorded to the log and the profiles (the profiles retry their
+        unwritten windows even when nothing was recorded)."""
+        if self.recorder is not None:
+            while self.recorder.flush(limit=_FLUSH_LIMIT) == _FLUSH_LIMIT:
                 pass
 
     def _flush_all(self) -> None:
-        self._flush_log()
-        if self.profiles is not None:
-            self.profiles.flush()
+        self._flush_recorded()
         for flush in self._also:
             flush()
 
