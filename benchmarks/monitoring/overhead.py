@@ -1,7 +1,8 @@
 """What monitoring costs the prediction path: one `modelhost serve --workers 2` per
-setting, started afresh, the benchmark's 20-feature model (a LogisticRegression, or a
-pipeline of scaling and one), one-row requests from wrk at 64 connections; rounds
-alternate monitoring off and everything on (live profiles and a 100% prediction log).
+setting, started afresh, the benchmark's 20-feature model (a LogisticRegression, a
+pipeline of scaling and one, or a RandomForest), one-row requests from wrk at 64
+connections; rounds alternate monitoring off and everything on (live profiles and a 100%
+prediction log).
 
 Run from the repository root (wrk must be installed):
 
@@ -53,7 +54,7 @@ SETTINGS: dict[str, dict[str, str]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="lr", choices=["lr", "lr-pipeline"])
+    parser.add_argument("--model", default="lr", choices=["lr", "lr-pipeline", "rf"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)

@@ -1,0 +1,155 @@
+"""What one prediction request costs in instructions, monitoring off and everything on.
+
+On a shared machine two runs of the same server can differ by 40%; instruction counts do
+not depend on the neighbours. This runs the app in one process (``asgi.build_app``, the
+benchmark's LR pipeline, 64 in-memory clients, one-row requests, OpenBLAS on one thread)
+under ``valgrind --tool=callgrind`` twice per setting, with a short and a long run of
+requests after the same warm-up; the difference of the two totals divided by the
+requests between them is what one request costs, start-up and the final flush (leaving
+the app flushes what is buffered) counted in both. What runs by the clock is quieted
+(``QUIET``), so that the count does not depend on how fast the machine is.
+
+    .venv/bin/python benchmarks/monitoring/instructions.py [--short 640 --long 3200]
+    PYTHONPATH=$TREE/src .venv/bin/python benchmarks/monitoring/instructions.py  # another tree
+
+Needs valgrind. Takes about five minutes (the app runs ~50x slower under callgrind).
+``--settings off,everything`` chooses the settings; ``--keep DIR`` keeps the callgrind
+outputs (``callgrind_annotate`` splits them by function and library).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "rollouts"))
+sys.path.insert(0, str(HERE.parent / "serving"))
+
+SETTINGS: dict[str, dict[str, str]] = {
+    "off": {"MODELHOST_PREDICTION_LOG": "false", "MODELHOST_MONITOR_PROFILES": "false"},
+    "profiles": {"MODELHOST_PREDICTION_LOG": "false"},
+    "everything": {"MODELHOST_PREDICTION_LOG_MAX_PER_S": "1000000"},
+}
+# Background work that runs by the clock (the routing table's reload, the flusher, the
+# alert, rollout and job loops) would count more the slower the run: under callgrind,
+# and on a busy machine, what is counted then depends on the neighbours again. Quieted,
+# the flush of the log and the profiles runs once, when the app stops (counted).
+QUIET = {"MODELHOST_RELOAD_INTERVAL_S": "3600", "MODELHOST_MONITOR_FLUSH_S": "60",
+         "MODELHOST_ALERTS": "false", "MODELHOST_JOBS": "false",
+         "MODELHOST_ROLLOUTS": "false"}
+_CLIENTS = 64
+_WARM_UP = 640
+
+
+def drive(requests: int) -> None:
+    """Serve ``_WARM_UP`` and then ``requests`` one-row requests through the app of the
+    home in ``MODELHOST_HOME`` (run inside callgrind)."""
+    import orjson
+    from split import COLUMNS, probe_row
+
+    from modelhost.asgi import build_app
+    from modelhost.config import Settings
+
+    app = build_app(Settings())
+    body = orjson.dumps({"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]})
+    path = "/v1/models/bench-lr/predict"
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"bench"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1234), "server": ("bench", 80)}
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def clients(count: int) -> None:
+        async def one() -> None:
+            for _ in range(count // _CLIENTS):
+                await app(dict(scope), receive, send)
+        await asyncio.gather(*(one() for _ in range(_CLIENTS)))
+
+    async def run() -> None:
+        async with app.running():
+            while not statuses or statuses[-1] != 200:  # until the model is loaded
+                await asyncio.sleep(0.1)
+                await app(dict(scope), receive, send)
+            statuses.clear()
+            await clients(_WARM_UP)
+            await clients(requests)
+
+    asyncio.run(run())
+    if set(statuses) != {200}:
+        raise SystemExit(f"answers other than 200: {sorted(set(statuses))}")
+
+
+def counted(home: Path, env: dict[str, str], requests: int, out: Path) -> int:
+    """Instructions of one callgrind run of :func:`drive`."""
+    subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+         sys.executable, __file__, "--drive", str(requests)],
+        env={**os.environ, **QUIET, **env, "MODELHOST_HOME": str(home),
+             "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+    if found is None:
+        raise SystemExit(f"no total in {out}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", default="off,everything")
+    parser.add_argument("--short", type=int, default=640)
+    parser.add_argument("--long", type=int, default=3200)
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--drive", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.drive is not None:
+        drive(args.drive)
+        return
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed")
+    from split import prepare
+
+    import modelhost
+
+    print(f"modelhost from {Path(modelhost.__file__).parent.parent.name}/", file=sys.stderr)
+    per_request: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        outputs = args.keep or root
+        outputs.mkdir(parents=True, exist_ok=True)
+        for label in args.settings.split(","):
+            home = root / label
+            os.environ["MODELHOST_HOME"] = str(home)
+            prepare(home, "lr-pipeline")
+            totals = [counted(home, SETTINGS[label], n, outputs / f"callgrind.{label}.{n}")
+                      for n in (args.short, args.long)]
+            per_request[label] = (totals[1] - totals[0]) / (args.long - args.short)
+            print(f"{label:>10}: {per_request[label]:,.0f} instructions per request "
+                  f"({totals[0]:,} at {args.short}, {totals[1]:,} at {args.long})",
+                  flush=True)
+    base = per_request.get("off")
+    if base:
+        for label, value in per_request.items():
+            if label != "off":
+                print(f"{label:>10}: {value / base - 1:+.1%} against off")
+
+
+if __name__ == "__main__":
+    main()
