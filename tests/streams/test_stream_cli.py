@@ -109,14 +109,21 @@ def test_a_killed_consumer_loses_nothing_and_a_stopped_one_drains(
     lines = log.read_text().splitlines()
     start = max(i for i, line in enumerate(lines) if line == "{")  # the --json summary
     assert json.loads("\n".join(lines[start:]))["model"] == "iris"
-    # Each key's results keep the order of its events (the stream's order).
+    # Each key's results keep the order of its events (the stream's order). On NATS,
+    # events the killed consumer held unacknowledged come back after ack_wait, and if it
+    # held less than a whole batch, as many later events pass them (NatsSource's
+    # docstring): displaced by less than a batch, never more.
+    allowed = BATCH if broker.name == "nats" else 0
     position = {event_id: i for i, event_id in enumerate(ids)}
     per_key: dict[str, list[int]] = {}
     for r in results:
         per_key.setdefault(r["key"], []).append(position[r["source_id"]])
     for positions in per_key.values():
         firsts = list(dict.fromkeys(positions))  # a duplicate repeats an earlier one
-        assert firsts == sorted(firsts)
+        highest = -1
+        for at in firsts:
+            assert at > highest - allowed, (at, highest)
+            highest = max(highest, at)
 
 
 def test_bad_arguments_exit_with_their_code(home: Path, monkeypatch: pytest.MonkeyPatch,
