@@ -1,4 +1,4 @@
-"""What one prediction request costs in instructions, monitoring off and everything on.
+"""What one prediction request costs in instructions, monitoring off and on (or a split).
 
 On a shared machine two runs of the same server can differ by 40%; instruction counts do
 not depend on the neighbours. This runs the app in one process (``asgi.build_app``, the
@@ -13,8 +13,10 @@ the app flushes what is buffered) counted in both. What runs by the clock is qui
     PYTHONPATH=$TREE/src .venv/bin/python benchmarks/monitoring/instructions.py  # another tree
 
 Needs valgrind. Takes about five minutes (the app runs ~50x slower under callgrind).
-``--settings off,everything`` chooses the settings; ``--keep DIR`` keeps the callgrind
-outputs (``callgrind_annotate`` splits them by function and library).
+``--settings off,everything`` chooses the settings (``single,canary,shadow``: a 90/10
+canary and a 10% shadow of a second version, against one version, with monitoring as it
+comes), the first compared with the others; ``--keep DIR`` keeps the callgrind outputs
+(``callgrind_annotate`` splits them by function and library).
 """
 
 from __future__ import annotations
@@ -34,10 +36,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "rollouts"))
 sys.path.insert(0, str(HERE.parent / "serving"))
 
-SETTINGS: dict[str, dict[str, str]] = {
-    "off": {"MODELHOST_PREDICTION_LOG": "false", "MODELHOST_MONITOR_PROFILES": "false"},
-    "profiles": {"MODELHOST_PREDICTION_LOG": "false"},
-    "everything": {"MODELHOST_PREDICTION_LOG_MAX_PER_S": "1000000"},
+# label -> (the servers' environment, the deployment: split.configure's names)
+SETTINGS: dict[str, tuple[dict[str, str], str | None]] = {
+    "off": ({"MODELHOST_PREDICTION_LOG": "false", "MODELHOST_MONITOR_PROFILES": "false"},
+            None),
+    "profiles": ({"MODELHOST_PREDICTION_LOG": "false"}, None),
+    "everything": ({"MODELHOST_PREDICTION_LOG_MAX_PER_S": "1000000"}, None),
+    "single": ({}, None),  # monitoring as it comes (the log capped at 1,000/s)
+    "canary": ({}, "canary 90/10"),
+    "shadow": ({}, "shadow 10%"),
 }
 # Background work that runs by the clock (the routing table's reload, the flusher, the
 # alert, rollout and job loops) would count more the slower the run: under callgrind,
@@ -124,7 +131,7 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed")
-    from split import prepare
+    from split import configure, prepare
 
     import modelhost
 
@@ -137,18 +144,20 @@ def main() -> None:
         for label in args.settings.split(","):
             home = root / label
             os.environ["MODELHOST_HOME"] = str(home)
+            env, deployment = SETTINGS[label]
             prepare(home, "lr-pipeline")
-            totals = [counted(home, SETTINGS[label], n, outputs / f"callgrind.{label}.{n}")
+            if deployment is not None:
+                configure(home, deployment)
+            totals = [counted(home, env, n, outputs / f"callgrind.{label}.{n}")
                       for n in (args.short, args.long)]
             per_request[label] = (totals[1] - totals[0]) / (args.long - args.short)
             print(f"{label:>10}: {per_request[label]:,.0f} instructions per request "
                   f"({totals[0]:,} at {args.short}, {totals[1]:,} at {args.long})",
                   flush=True)
-    base = per_request.get("off")
-    if base:
-        for label, value in per_request.items():
-            if label != "off":
-                print(f"{label:>10}: {value / base - 1:+.1%} against off")
+    first, *others = per_request
+    for label in others:
+        print(f"{label:>10}: {per_request[label] / per_request[first] - 1:+.1%} "
+              f"against {first}")
 
 
 if __name__ == "__main__":
