@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "rollouts"))
@@ -61,6 +60,7 @@ def drive(requests: int) -> None:
     """Serve ``_WARM_UP`` and then ``requests`` one-row requests through the app of the
     home in ``MODELHOST_HOME`` (run inside callgrind)."""
     import orjson
+    from memory_client import Replies, clients, post_scope
     from split import COLUMNS, probe_row
 
     from modelhost.asgi import build_app
@@ -69,39 +69,21 @@ def drive(requests: int) -> None:
     app = build_app(Settings())
     body = orjson.dumps({"inputs": [dict(zip(COLUMNS, probe_row(), strict=True))]})
     path = "/v1/models/bench-lr/predict"
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"bench"), (b"content-type", b"application/json"),
-                         (b"content-length", str(len(body)).encode())],
-             "client": ("127.0.0.1", 1234), "server": ("bench", 80)}
-    statuses: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
-    async def clients(count: int) -> None:
-        async def one() -> None:
-            for _ in range(count // _CLIENTS):
-                await app(dict(scope), receive, send)
-        await asyncio.gather(*(one() for _ in range(_CLIENTS)))
+    replies = Replies(body)
 
     async def run() -> None:
         async with app.running():
-            while not statuses or statuses[-1] != 200:  # until the model is loaded
+            while not replies.statuses or replies.statuses[-1] != 200:  # until loaded
                 await asyncio.sleep(0.1)
-                await app(dict(scope), receive, send)
-            statuses.clear()
-            await clients(_WARM_UP)
-            await clients(requests)
+                await app(post_scope(path, body), replies.receive, replies.send)
+            replies.statuses.clear()
+            for count in (_WARM_UP, requests):
+                await clients(app, [post_scope(path, body) for _ in range(count)], replies,
+                              _CLIENTS)
 
     asyncio.run(run())
-    if set(statuses) != {200}:
-        raise SystemExit(f"answers other than 200: {sorted(set(statuses))}")
+    if set(replies.statuses) != {200}:
+        raise SystemExit(f"answers other than 200: {sorted(set(replies.statuses))}")
 
 
 def counted(home: Path, env: dict[str, str], requests: int, out: Path) -> int:

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson
 from common import COLUMNS, make_data, train
+from memory_client import Replies, clients, post_scope
 
 _CLIENTS = 64
 
@@ -46,35 +47,22 @@ async def _measure(requests: int, rounds: int) -> list[float]:
     body = orjson.dumps({"inputs": [dict(zip(COLUMNS, map(float, X_test[0]), strict=True))]})
     app = create_app(client.registry,
                      options=ServerOptions(pool=PoolOptions(reload_interval_s=3600.0)))
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "POST", "scheme": "http", "path": "/v1/models/lr/predict",
-             "raw_path": b"/v1/models/lr/predict", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"bench"), (b"content-type", b"application/json"),
-                         (b"content-length", str(len(body)).encode())],
-             "client": ("127.0.0.1", 1234), "server": ("bench", 80)}
-    statuses: set[int] = set()
+    path = "/v1/models/lr/predict"
+    replies = Replies(body)
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.add(message["status"])
-
-    async def client_loop(count: int) -> None:
-        for _ in range(count):
-            await app(dict(scope), receive, send)
+    def scopes(count: int) -> list[dict[str, Any]]:
+        return [post_scope(path, body) for _ in range(count)]
 
     print(f"modelhost from {Path(modelhost.__file__).parent.parent.name}/", file=sys.stderr)
     results = []
     async with app.running():
-        await asyncio.gather(*(client_loop(50) for _ in range(_CLIENTS)))  # warm up
+        await clients(app, scopes(50 * _CLIENTS), replies, _CLIENTS)  # warm up
         for _ in range(rounds):
+            batch = scopes(requests)
             started = time.perf_counter()
-            await asyncio.gather(*(client_loop(requests // _CLIENTS)
-                                   for _ in range(_CLIENTS)))
+            await clients(app, batch, replies, _CLIENTS)
             results.append((time.perf_counter() - started) / requests)
-    assert statuses == {200}, statuses
+    assert set(replies.statuses) == {200}, set(replies.statuses)
     return results
 
 

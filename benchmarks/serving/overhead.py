@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson
 from common import COLUMNS, make_data, train
+from memory_client import Replies, clients, post_scope
 
 
 class DataObserver:
@@ -58,39 +59,17 @@ class DataObserver:
 _CLIENTS = 64
 
 
-def _scope(body: bytes, key: str | None) -> dict[str, Any]:
-    headers = [(b"host", b"bench"), (b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
-    if key is not None:
-        headers.append((b"x-routing-key", key.encode()))
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": "POST", "scheme": "http", "path": "/v1/models/lr/predict",
-            "raw_path": b"/v1/models/lr/predict", "query_string": b"", "root_path": "",
-            "headers": headers, "client": ("127.0.0.1", 1234), "server": ("bench", 80)}
-
-
 async def _drive(app: Any, body: bytes, requests: int, keyed: bool) -> float:
-    """Seconds per request for ``requests`` sequential requests through the app."""
-    statuses: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
-    scopes = [_scope(body, f"user-{i}" if keyed else None) for i in range(requests)]
-
-    async def client(mine: list[dict[str, Any]]) -> None:
-        for scope in mine:
-            await app(scope, receive, send)
-
+    """Seconds per request for ``requests`` requests through the app, from 64 clients
+    at once, as wrk's 64 connections: requests batch as they would."""
+    replies = Replies(body)
+    scopes = [post_scope("/v1/models/lr/predict", body,
+                         headers=[(b"x-routing-key", f"user-{i}".encode())] if keyed else ())
+              for i in range(requests)]
     started = time.perf_counter()
-    # 64 clients at once, as wrk's 64 connections: requests batch as they would.
-    await asyncio.gather(*(client(scopes[i::_CLIENTS]) for i in range(_CLIENTS)))
+    await clients(app, scopes, replies, _CLIENTS)
     elapsed = time.perf_counter() - started
-    assert set(statuses) == {200}, set(statuses)
+    assert set(replies.statuses) == {200}, set(replies.statuses)
     return elapsed / requests
 
 
