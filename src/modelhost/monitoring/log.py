@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _WARN_EVERY_S = 60.0
 _EPSILON = 1e-9  # tokens counted in floats: 0.9999999999 of a token is one
+_SET_BACK_S = 1.0  # answer times this far behind the bucket's: the clock was set back
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,9 @@ class LogOptions:
 
 class RateLimit:
     """A token bucket: ``per_s`` tokens a second, holding one second's worth (and at
-    least one token), one token per request kept, on the requests' own answer times."""
+    least one token), one token per request kept, on the requests' own answer times
+    (wall-clock times: should the clock be set back by more than a second, the bucket's
+    time starts again from the new times, so the log does not stop until it catches up)."""
 
     def __init__(self, per_s: float) -> None:
         self.per_s = per_s
@@ -79,8 +82,11 @@ class RateLimit:
         count = len(times)
         if count == 0:
             return []
-        last = times[0] if self._last is None else self._last
-        # Seconds since the last refill; a clock set back counts as no time passing.
+        last = self._last
+        if last is None or times[0] < last - _SET_BACK_S:
+            last = times[0]  # the first request, or the clock was set back: start afresh
+        # Seconds since the last refill; a clock set back a little counts as no time
+        # passing.
         t = np.maximum(np.maximum.accumulate(np.asarray(times, dtype=np.float64) - last), 0)
         # If every earlier request was kept, the k-th finds a_k + min(tokens, capacity -
         # max(a_0..a_k)) tokens, with a_k = per_s * t_k - k: a refill capped at the
