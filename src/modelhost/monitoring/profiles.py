@@ -32,6 +32,8 @@ from modelhost.monitoring.record import (
     AT,
     INPUTS,
     LATENCY_S,
+    MAX_REQUESTS,
+    MAX_ROWS,
     MODEL,
     PREDICTIONS,
     ROWS,
@@ -65,7 +67,7 @@ class LiveProfiles:
 
     def __init__(self, store: ProfileStore, *,
                  references: Callable[[str, str], Reference | None],
-                 buffer_requests: int = 200_000, buffer_rows: int = 2_000_000,
+                 buffer_requests: int = MAX_REQUESTS, buffer_rows: int = MAX_ROWS,
                  reference_ttl_s: float = 60.0, worker: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         """``buffer_requests`` and ``buffer_rows`` bound the profiles on their own

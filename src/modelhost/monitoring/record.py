@@ -36,6 +36,10 @@ Records = list[list[Any]]
 """Records by field (``Records[STATUS][i]`` is the status of the i-th request)."""
 
 _WARN_EVERY_S = 60.0
+# A recorder's bounds unless told otherwise: requests, and rows (a request may carry
+# thousands), held between two flushes.
+MAX_REQUESTS = 200_000
+MAX_ROWS = 2_000_000
 
 
 class Observed(Protocol):
@@ -80,8 +84,8 @@ class Recorder:
     name = "monitoring"
     wants_data = True
 
-    def __init__(self, monitors: Sequence[Monitor], *, max_requests: int = 200_000,
-                 max_rows: int = 2_000_000) -> None:
+    def __init__(self, monitors: Sequence[Monitor], *, max_requests: int = MAX_REQUESTS,
+                 max_rows: int = MAX_ROWS) -> None:
         """At most ``max_requests`` requests and ``max_rows`` rows (a request may carry
         thousands) are held between two flushes."""
         self.monitors = tuple(monitors)

@@ -33,7 +33,7 @@ from modelhost.monitoring.alerts import (
 )
 from modelhost.monitoring.drift import MINUTE_RETENTION, DriftService
 from modelhost.monitoring.profiles import LiveProfiles
-from modelhost.monitoring.record import Monitor, Recorder
+from modelhost.monitoring.record import MAX_REQUESTS, MAX_ROWS, Monitor, Recorder
 from modelhost.registry import Registry
 from modelhost.rollout.service import RolloutService
 from modelhost.serving.alerting import ActionRunner, AlertLoop
@@ -95,10 +95,11 @@ class Monitoring:
                 self.profiles = LiveProfiles(profiles, references=reference)
         self._profile_store = profiles
         monitors: list[Monitor] = [m for m in (self.log, self.profiles) if m is not None]
-        # One record per request for both: bounded as the larger of their own bounds.
+        # One record per request for both: bounded by the profiles' bounds (the
+        # recorder's own) or the log's, whichever is larger.
         self.recorder = Recorder(
-            monitors, max_requests=max(200_000, options.log.buffer_requests),
-            max_rows=max(2_000_000, options.log.buffer_rows)) if monitors else None
+            monitors, max_requests=max(MAX_REQUESTS, options.log.buffer_requests),
+            max_rows=max(MAX_ROWS, options.log.buffer_rows)) if monitors else None
         self.alerts: AlertService | None = None
         self._alert_loop: AlertLoop | None = None
         if alerts is not None:
