@@ -144,3 +144,36 @@ def test_flushes_at_once_take_whole_records_and_lose_none() -> None:
     assert sorted(ids) == sorted(f"r{i}" for i in range(total))
     for records in monitor.seen:  # every record whole: its fields still belong together
         assert [m[1:] for m in records[MODEL]] == [i[1:] for i in records[REQUEST_ID]]
+
+
+def test_a_second_flush_waits_for_the_first() -> None:
+    """A feedback request's flush may start while the flusher's runs: it waits, so that
+    the monitors (whose counters have one writer each) never run twice at once."""
+    inside, release = threading.Event(), threading.Event()
+
+    class Slow:
+        name = "slow"
+        calls = 0
+
+        def consume(self, records: Records) -> None:
+            self.calls += 1
+            inside.set()
+            release.wait(10)
+
+    slow = Slow()
+    recorder = Recorder([slow])
+    recorder.observe(Seen("a"))
+    first = threading.Thread(target=recorder.flush)
+    first.start()
+    try:
+        assert inside.wait(10)
+        inside.clear()
+        second = threading.Thread(target=recorder.flush)
+        second.start()
+        assert not inside.wait(0.3)  # the second flush has not reached the monitor
+        assert slow.calls == 1
+    finally:
+        release.set()
+        first.join(10)
+    second.join(10)
+    assert slow.calls == 2
