@@ -100,6 +100,26 @@ def test_a_parquet_folder_and_another_version(iris_client: Client, tmp_path: Pat
     assert out["prediction"].tolist() == iris_client.predict(
         "iris", frame, version="1.0.1").predictions
     assert set(out["model_version"]) == {"1.0.1"}
+    assert encodings(tmp_path / "out") == {
+        "sepal_length": False, "sepal_width": False, "petal_length": False,
+        "petal_width": False, "prediction": True, "probability_0": False,
+        "probability_1": False, "probability_2": False, "model_version": True}
+
+
+def encodings(folder: Path) -> dict[str, bool]:
+    """Per column of the Parquet files in ``folder``: whether it is dictionary-encoded
+    (in every file and row group)."""
+    import pyarrow.parquet as pq
+
+    found: dict[str, bool] = {}
+    for path in sorted(folder.glob("*.parquet")):
+        meta = pq.ParquetFile(path).metadata
+        for group in range(meta.num_row_groups):
+            for i in range(meta.num_columns):
+                column = meta.row_group(group).column(i)
+                coded = any("DICTIONARY" in e for e in column.encodings)
+                found[column.path_in_schema] = found.get(column.path_in_schema, coded) and coded
+    return found
 
 
 def test_the_command_on_a_local_cluster(iris_client: Client, tmp_path: Path,
