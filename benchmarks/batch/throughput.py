@@ -1,8 +1,9 @@
 """Batch scoring throughput: `modelhost batch` on a LocalCluster of two worker processes
-against a bare in-process `predict` + `predict_proba` over the same Parquet file, in one
-run, alternated (ABBA).
+against a bare in-process `predict` over the same Parquet file, in one run, alternated
+(ABBA).
 
     .venv/bin/python benchmarks/batch/throughput.py [--rows 2000000] [--rounds 2]
+        [--models lr-pipeline,rf]
 
 The models are the serving benchmark's (20 float features): the LR pipeline
 (StandardScaler + LogisticRegression) and the RandomForest (100 trees, n_jobs=1). The
@@ -11,7 +12,9 @@ the whole frame, in one process (one core: n_jobs=1, numpy's BLAS limited to one
 modelhost batch (which writes the probabilities too, and the input columns, as Parquet):
 the whole command as a user runs it, cluster start included, and on an already running
 cluster (`--scheduler`), both with two single-threaded workers; rows/s per core divides
-by 2.
+by 2. Per CPU second counts the CPU time of every process of a run instead (the command,
+its workers and the scheduler; for in-process, this process): on a shared machine whose
+neighbours take CPU time away ("steal"), wall time moves with them, CPU time much less.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = "1"  # one core per process, in this one and in the workers
@@ -46,43 +51,66 @@ def write_data(path: Path, rows: int) -> None:
     pd.DataFrame(picked, columns=COLUMNS).to_parquet(path, row_group_size=rows // 8)
 
 
-def in_process(model: object, path: Path) -> float:
+def in_process(model: object, path: Path) -> tuple[float, float]:
+    """Seconds and CPU seconds of reading ``path`` and predicting on it here."""
     import pandas as pd
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     frame = pd.read_parquet(path)
     model.predict(frame)  # type: ignore[attr-defined]
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def cluster_cpu(cluster: Any) -> float:
+    """CPU seconds so far of a LocalCluster's worker processes and of this process (its
+    scheduler runs here)."""
+    import psutil
+
+    total = time.process_time()
+    for nanny in cluster.workers.values():
+        times = psutil.Process(nanny.process.pid).cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def batch(env: dict[str, str], name: str, path: Path, out: Path,
-          scheduler: str | None) -> float:
+          scheduler: str | None, cluster: Any = None) -> tuple[float, float]:
+    """Seconds and CPU seconds of the command, its own cluster's included (its worker
+    processes are its children) or, with ``scheduler``, those of ``cluster``'s workers
+    and scheduler during the command."""
     args = [str(MODELHOST), "batch", name, "--version", "latest", "--input", str(path),
             "--output", str(out),
             "--overwrite", "--json", "--workers", "2", "--partition-rows", "250000"]
     if scheduler:
         args += ["--scheduler", scheduler]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    shared = cluster_cpu(cluster) if scheduler else 0.0
     started = time.perf_counter()
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    if scheduler:
+        cpu += cluster_cpu(cluster) - shared
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
     summary = json.loads(done.stdout)
     assert summary["rejected"] == 0, summary
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--models", default="lr-pipeline,rf")
     args = parser.parse_args()
     from dask.distributed import LocalCluster
 
     from modelhost import Client, Settings
 
     X, y, _, _ = make_data()
-    results: dict[str, dict[str, list[float]]] = {}
+    results: dict[str, dict[str, list[tuple[float, float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp, LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True,
             dashboard_address=":0") as cluster:
@@ -92,7 +120,7 @@ def main() -> None:
         home = folder / "home"
         models = {}
         with Client(Settings(home=home)) as client:
-            for kind in ("lr-pipeline", "rf"):
+            for kind in args.models.split(","):
                 model = train(kind, X, y)
                 models[kind] = model
                 from common import frame
@@ -101,8 +129,8 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODELHOST_")}
         env["MODELHOST_HOME"] = str(home)
         for kind, model in models.items():
-            times: dict[str, list[float]] = {"in-process": [], "batch": [],
-                                             "batch on a running cluster": []}
+            times: dict[str, list[tuple[float, float]]] = {
+                "in-process": [], "batch": [], "batch on a running cluster": []}
             for r in range(args.rounds):
                 order = ["in-process", "batch", "batch on a running cluster"]
                 for which in (order if r % 2 == 0 else order[::-1]):
@@ -112,20 +140,29 @@ def main() -> None:
                         scheduler = cluster.scheduler_address if "running" in which \
                             else None
                         times[which].append(batch(env, kind, data, folder / "out",
-                                                  scheduler))
-                    print(kind, which, f"{times[which][-1]:.2f} s", flush=True)
+                                                  scheduler, cluster))
+                    seconds, cpu = times[which][-1]
+                    print(kind, which, f"{seconds:.2f} s, {cpu:.2f} CPU s", flush=True)
             results[kind] = times
     print()
-    print(f"{args.rows:,} rows, {args.rounds} rounds (ABBA), medians")
-    print("| model | in-process (1 core) | modelhost batch (2 workers) | per core vs "
-          "in-process | on a running cluster | per core vs in-process |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"{args.rows:,} rows, {args.rounds} rounds (ABBA), medians; per core: rows/s "
+          "over 2 against in-process; per CPU second: rows per CPU second (all processes "
+          "of the run) against in-process")
+    print("| model | in-process (1 core) | `batch` (2 workers) | per core | per CPU second "
+          "| on a running cluster | per core | per CPU second |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind, times in results.items():
-        base = args.rows / statistics.median(times["in-process"])
-        cold = args.rows / statistics.median(times["batch"])
-        warm = args.rows / statistics.median(times["batch on a running cluster"])
-        print(f"| {kind} | {base:,.0f} rows/s | {cold:,.0f} rows/s | {cold / 2 / base:.2f} "
-              f"| {warm:,.0f} rows/s | {warm / 2 / base:.2f} |")
+        def median(which: str, i: int, times: dict[str, list[tuple[float, float]]] = times
+                   ) -> float:
+            return statistics.median(t[i] for t in times[which])
+
+        base, base_cpu = median("in-process", 0), median("in-process", 1)
+        cells = [f"{args.rows / base:,.0f} rows/s"]
+        for which in ("batch", "batch on a running cluster"):
+            cells += [f"{args.rows / median(which, 0):,.0f} rows/s",
+                      f"{base / median(which, 0) / 2:.2f}",
+                      f"{base_cpu / median(which, 1):.2f}"]
+        print(f"| {kind} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
