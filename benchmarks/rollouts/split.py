@@ -282,7 +282,7 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
         cpu = [c["cpu_us"] / s["cpu_us"] for s, c in zip(results["single"], results[config],
                                                           strict=True)]
         print(f"{config}: server CPU per request / single's: "
-              + ", ".join(f"{r:.1%}" for r in cpu))
+              + ", ".join(f"{r:.1%}" for r in cpu) + f" (median {statistics.median(cpu):.1%})")
 
 
 if __name__ == "__main__":
