@@ -96,6 +96,7 @@ def test_a_parquet_folder_and_another_version(iris_client: Client, tmp_path: Pat
                     output_uri=str(tmp_path / "out"), rejects_uri=str(tmp_path / "bad"),
                     scheduler=cluster)
     assert (summary.rows, summary.rejected, summary.rejects) == (1000, 0, None)
+    assert not (tmp_path / "bad").exists()  # rejects are written only when there are some
     out = pd.read_parquet(tmp_path / "out")
     assert out["prediction"].tolist() == iris_client.predict(
         "iris", frame, version="1.0.1").predictions

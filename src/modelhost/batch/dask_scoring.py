@@ -152,6 +152,8 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
                 progress(futures)
             results = client.gather(futures)
             rows, rejected = int(results[2]), int(results[3])
+            if not rejected:  # the rejects are written only when there are some
+                _remove(rejects_uri, options)
     except ModelhostError:
         raise
     except (ValueError, OSError) as exc:
@@ -338,6 +340,16 @@ def _check_output(uri: str, *, overwrite: bool, options: dict[str, Any]) -> None
                                 f"{reason}") from exc
     if exists and not overwrite:
         raise ConflictError(f"{uri} exists; pass --overwrite to replace it")
+
+
+def _remove(uri: str, options: dict[str, Any]) -> None:
+    """Delete the folder (or prefix) this run wrote at ``uri``: the empty rejects of a run
+    that refused nothing (the writes ran beside the counts, in one pass)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri, **options)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
 
 
 def _problem(exc: Exception) -> str:
