@@ -85,6 +85,18 @@ def test_data_the_signature_refuses_from_its_first_rows_is_refused_with_nothing_
     assert not (tmp_path / "out").exists() and not (tmp_path / "bad").exists()
 
 
+def test_rejects_in_the_output_folder_are_refused_before_anything_runs(
+        iris_client: Client, tmp_path: Path) -> None:
+    """A run that refuses nothing deletes its (empty) rejects: they must not be the
+    output."""
+    data(100).to_parquet(tmp_path / "in.parquet")
+    with pytest.raises(InvalidInputError, match="rejects must go elsewhere"):
+        score(pkg_for(iris_client, tmp_path), input_uri=str(tmp_path / "in.parquet"),
+              output_uri=str(tmp_path / "out"), rejects_uri=f"{tmp_path}/./out/",
+              scheduler="tcp://127.0.0.1:9")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_parquet_folder_and_another_version(iris_client: Client, tmp_path: Path,
                                               cluster: str) -> None:
     source = tmp_path / "in"

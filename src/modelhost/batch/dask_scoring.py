@@ -15,6 +15,7 @@ Dask loads only here (``pip install 'modelhost[batch]'``).
 
 from __future__ import annotations
 
+import posixpath
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -103,6 +104,9 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
     except ImportError as exc:
         raise MissingDependencyError("batch scoring", "batch") from exc
     options = dict(storage_options or {})
+    if _location(output_uri, options) == _location(rejects_uri, options):
+        raise InvalidInputError("the rejects must go elsewhere than the output "
+                                f"({output_uri[:120]!r})")
     for target in (output_uri, rejects_uri):
         _check_output(target, overwrite=overwrite, options=options)
     fmt = _format(input_uri)
@@ -324,6 +328,18 @@ def _format(uri: str) -> str:
         return "parquet"  # a file, or a folder of Parquet files
     raise InvalidInputError(f"the input must be CSV (.csv) or Parquet (.parquet, or a "
                             f"folder of them), got {uri[:120]!r}")
+
+
+def _location(uri: str, options: dict[str, Any]) -> tuple[str, str]:
+    """Where ``uri`` points: its file system's protocol and its normalized path."""
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **options)
+    except (ValueError, ImportError, OSError):
+        return "", uri  # _check_output says what is wrong with it
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol, posixpath.normpath(path)
 
 
 def _check_output(uri: str, *, overwrite: bool, options: dict[str, Any]) -> None:
