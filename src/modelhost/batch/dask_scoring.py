@@ -15,6 +15,7 @@ Dask loads only here (``pip install 'modelhost[batch]'``).
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import tempfile
 import time
@@ -32,6 +33,8 @@ from modelhost.errors import (
     ModelhostError,
     StoreUnavailableError,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PARTITION_ROWS = 100_000
 SCHEDULER_TIMEOUT_S = 10.0
@@ -104,11 +107,11 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
     except ImportError as exc:
         raise MissingDependencyError("batch scoring", "batch") from exc
     options = dict(storage_options or {})
-    if _location(output_uri, options) == _location(rejects_uri, options):
+    places = [_check_output(target, overwrite=overwrite, options=options)
+              for target in (output_uri, rejects_uri)]
+    if places[0] == places[1]:  # the empty rejects of a run are deleted: not the output
         raise InvalidInputError("the rejects must go elsewhere than the output "
                                 f"({output_uri[:120]!r})")
-    for target in (output_uri, rejects_uri):
-        _check_output(target, overwrite=overwrite, options=options)
     fmt = _format(input_uri)
     cluster = None
     started = time.perf_counter()
@@ -156,8 +159,6 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
                 progress(futures)
             results = client.gather(futures)
             rows, rejected = int(results[2]), int(results[3])
-            if not rejected:  # the rejects are written only when there are some
-                _remove(rejects_uri, options)
     except ModelhostError:
         raise
     except (ValueError, OSError) as exc:
@@ -165,6 +166,8 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
     finally:
         if cluster is not None:
             cluster.close()
+    if not rejected:  # the rejects are written only when there are some
+        _remove_empty(rejects_uri, options)
     return BatchSummary(model=pkg.version.model, version=pkg.version.version, rows=rows,
                         rejected=rejected, seconds=time.perf_counter() - started,
                         output=output_uri, rejects=rejects_uri if rejected else None)
@@ -330,19 +333,10 @@ def _format(uri: str) -> str:
                             f"folder of them), got {uri[:120]!r}")
 
 
-def _location(uri: str, options: dict[str, Any]) -> tuple[str, str]:
-    """Where ``uri`` points: its file system's protocol and its normalized path."""
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(uri, **options)
-    except (ValueError, ImportError, OSError):
-        return "", uri  # _check_output says what is wrong with it
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol, posixpath.normpath(path)
-
-
-def _check_output(uri: str, *, overwrite: bool, options: dict[str, Any]) -> None:
+def _check_output(uri: str, *, overwrite: bool, options: dict[str, Any]
+                  ) -> tuple[str, str]:
+    """Where ``uri`` points (its file system's protocol and its normalized path), once
+    it is known to be writable and free (or ``overwrite``)."""
     import fsspec
 
     from modelhost.errors import ConflictError
@@ -356,16 +350,23 @@ def _check_output(uri: str, *, overwrite: bool, options: dict[str, Any]) -> None
                                 f"{reason}") from exc
     if exists and not overwrite:
         raise ConflictError(f"{uri} exists; pass --overwrite to replace it")
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol, posixpath.normpath(path)
 
 
-def _remove(uri: str, options: dict[str, Any]) -> None:
-    """Delete the folder (or prefix) this run wrote at ``uri``: the empty rejects of a run
-    that refused nothing (the writes ran beside the counts, in one pass)."""
+def _remove_empty(uri: str, options: dict[str, Any]) -> None:
+    """Delete the rejects this run wrote at ``uri`` when it refused nothing (they were
+    written beside the counts, in one pass). The scored output is whole by then: a
+    failure leaves the empty files and a warning, not a failed run."""
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(uri, **options)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **options)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    except OSError as exc:
+        log.warning("the empty rejects at %s could not be deleted: %s", uri[:120],
+                    type(exc).__name__)
 
 
 def _problem(exc: Exception) -> str:
