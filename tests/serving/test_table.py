@@ -57,3 +57,23 @@ def test_wanted_names_every_arm_and_the_shadow() -> None:
 def test_the_empty_table() -> None:
     assert EMPTY_TABLE.revision is None
     assert EMPTY_TABLE.models == {} and EMPTY_TABLE.wanted() == frozenset()
+
+
+def test_a_canary_draws_its_arms_per_window_and_an_ab_test_per_request() -> None:
+    """A canary's requests without a key share one draw per window (so those that would
+    share a model call go to one version); an A/B test's statistics need one per request."""
+    from modelhost.entities import Deployment, RolloutState, Strategy
+    from modelhost.rollout import WindowedDraw
+    from modelhost.serving.table import CANARY_WINDOW_S, routing_of
+
+    def deployment(strategy: Strategy) -> Deployment:
+        return Deployment(model="iris", state=RolloutState.PROGRESSING, strategy=strategy,
+                          rollout_id="r1", stable="1.0.0", candidate="1.1.0",
+                          candidate_weight=0.1)
+
+    canary = routing_of("iris", "1.0.0", deployment(Strategy.CANARY))
+    assert canary.window_s == CANARY_WINDOW_S > 0
+    assert isinstance(canary.draw, WindowedDraw)
+    ab = routing_of("iris", "1.0.0", deployment(Strategy.AB))
+    assert ab.window_s == 0.0 and not isinstance(ab.draw, WindowedDraw)
+    assert canary.weights() == ab.weights() == {"1.0.0": 0.9, "1.1.0": 0.1}

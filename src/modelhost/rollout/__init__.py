@@ -1,6 +1,16 @@
 """Deployments: the pure router here; the rollout service in ``rollout.service``, its
 options in ``rollout.options``."""
 
-from modelhost.rollout.router import Arm, ArmRole, Routing, Shadow, bucket, choose, shadowed
+from modelhost.rollout.router import (
+    Arm,
+    ArmRole,
+    Routing,
+    Shadow,
+    WindowedDraw,
+    bucket,
+    choose,
+    shadowed,
+)
 
-__all__ = ["Arm", "ArmRole", "Routing", "Shadow", "bucket", "choose", "shadowed"]
+__all__ = ["Arm", "ArmRole", "Routing", "Shadow", "WindowedDraw", "bucket", "choose",
+           "shadowed"]

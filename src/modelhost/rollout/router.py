@@ -5,6 +5,12 @@ a fraction of it to a shadow version (PRODUCT.md §3.7). A request with an
 ``X-Routing-Key`` always lands on the same arm (§3.1): the key is hashed with SHA-256,
 never with Python's ``hash()``, which is salted per process, so two workers, or one
 worker after a restart, would send the same key to different arms.
+
+A canary's requests without a key draw their arm once per short window
+(:class:`WindowedDraw`) instead of one by one: the requests that arrive together, and
+would share a model call, then go to the same version, so each arm's batches stay as full
+as one version's would (drawing per request cuts the candidate's tenth of the traffic
+into model calls of two to four requests, and the stable version's into smaller ones).
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ import enum
 import hashlib
 import math
 import random
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["Arm", "ArmRole", "Routing", "Shadow", "bucket", "choose", "shadowed"]
+__all__ = ["Arm", "ArmRole", "Routing", "Shadow", "WindowedDraw", "bucket", "choose",
+           "shadowed"]
 
 
 class ArmRole(str, enum.Enum):
@@ -38,6 +46,36 @@ class ArmRole(str, enum.Enum):
 _ROLE_ORDER: dict[ArmRole, int] = {ArmRole.STABLE: 0, ArmRole.CANDIDATE: 1}
 _WEIGHT_TOLERANCE = 1e-9
 _BELOW_ONE = math.nextafter(1.0, 0.0)
+
+
+class WindowedDraw:
+    """A point in [0, 1) that stays the same for ``window_s`` seconds, then is drawn
+    anew: the draw of requests without a routing key that may be grouped.
+
+    Each window's point is an independent draw, so each window (and every request in it)
+    lands on an arm with that arm's weight, and over many windows the split follows the
+    weights; within one window every request lands on the same arm. Not locked: it is
+    called on one event loop (two threads at once could at worst draw twice).
+    """
+
+    __slots__ = ("_clock", "_point", "_random", "_until", "_window")
+
+    def __init__(self, window_s: float, *, clock: Callable[[], float] = time.monotonic,
+                 draw: Callable[[], float] = random.random) -> None:
+        if not math.isfinite(window_s) or window_s <= 0:
+            raise ValueError(f"window_s must be finite and > 0, got {window_s!r}")
+        self._window = window_s
+        self._clock = clock
+        self._random = draw
+        self._until = -math.inf
+        self._point = 0.0
+
+    def __call__(self) -> float:
+        now = self._clock()
+        if now >= self._until:
+            self._until = now + self._window
+            self._point = self._random()
+        return self._point
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +104,24 @@ class Routing:
     options), so construction raises ``ValueError`` rather than a user-facing error.
     Arms are kept in canonical order (stable, then candidate) whatever order they were
     given in, so a key's bucket maps to the same arm however the routing was built.
+    ``window_s`` > 0 makes requests without a key draw their arm once per window of that
+    many seconds (a :class:`WindowedDraw` of this routing's own, so one per process)
+    instead of each its own: ``draw`` is the default draw of :func:`choose`.
 
     Raises:
         ValueError: no arms; a weight not finite or <= 0; weights not adding up to 1;
             two arms with one version; two arms with one role; a shadow fraction outside
-            (0, 1]; a shadow version that is also an arm's version.
+            (0, 1]; a shadow version that is also an arm's version; a window not finite
+            or < 0.
     """
 
     model: str
     arms: tuple[Arm, ...]
     shadow: Shadow | None = None
     salt: str = ""  # the rollout's id: a key keeps its arm within one rollout only
+    window_s: float = 0.0
+    draw: Callable[[], float] = field(default=random.random, init=False, repr=False,
+                                      compare=False)
 
     def __post_init__(self) -> None:
         if not self.arms:
@@ -107,8 +152,14 @@ class Routing:
                     f"Shadow version {self.shadow.version!r} of {self.model!r} is also "
                     "an arm; a shadow must be a version that gets no live traffic."
                 )
+        if not math.isfinite(self.window_s) or self.window_s < 0:
+            raise ValueError(
+                f"Routing window of {self.model!r} is {self.window_s!r}; it must be finite "
+                "and >= 0.")
         canonical = tuple(sorted(self.arms, key=lambda arm: _ROLE_ORDER[arm.role]))
         object.__setattr__(self, "arms", canonical)
+        if self.window_s > 0 and len(canonical) > 1:
+            object.__setattr__(self, "draw", WindowedDraw(self.window_s))
 
     @classmethod
     def single(cls, model: str, version: str) -> Routing:
@@ -146,7 +197,7 @@ def _unit(number: int) -> float:
 
 
 def choose(
-    routing: Routing, key: str | None, *, draw: Callable[[], float] = random.random
+    routing: Routing, key: str | None, *, draw: Callable[[], float] | None = None
 ) -> Arm:
     """The arm for one request.
 
@@ -155,13 +206,17 @@ def choose(
     leaves): stable holds [0, w_stable), candidate [w_stable, 1). So the same key always
     gets the same arm within a rollout, and raising the candidate's weight only grows its
     interval downwards: a key never moves from candidate back to stable as a canary
-    advances. Without a key, ``draw()`` (a point in [0, 1)) is walked the same way. A
-    single arm is returned at once, without hashing.
+    advances. Without a key, ``draw()`` (a point in [0, 1); by default the routing's own,
+    see :class:`Routing`) is walked the same way. A single arm is returned at once,
+    without hashing.
     """
     arms = routing.arms
     if len(arms) == 1:
         return arms[0]
-    point = bucket(key, routing.salt or routing.model) if key is not None else draw()
+    if key is not None:
+        point = bucket(key, routing.salt or routing.model)
+    else:
+        point = (draw or routing.draw)()
     edge = 0.0
     for arm in arms[:-1]:
         edge += arm.weight

@@ -22,6 +22,13 @@ from modelhost.rollout import Arm, ArmRole, Routing, Shadow
 CACHE_TAG = "serving.cache"
 _ON = ("true", "on", "1")
 
+# A canary's requests without a routing key draw their arm once per window this long
+# (rollout.router.WindowedDraw): about the time a batch gathers under load (the
+# batcher's max_wait_ms, 2 ms by default), so the requests that would share a model call
+# go to one version together. An A/B test keeps one draw per request: its statistics
+# count every request as an independent observation.
+CANARY_WINDOW_S = 0.002
+
 
 @dataclass(frozen=True, slots=True)
 class ModelEntry:
@@ -84,8 +91,10 @@ def routing_of(model: str, stable: str, deployment: Deployment | None) -> Routin
         return Routing(model, (Arm(stable, 1.0),), salt=salt)
     if weight >= 1.0:
         return Routing(model, (Arm(d.candidate, 1.0, ArmRole.CANDIDATE),), salt=salt)
+    window = CANARY_WINDOW_S if d.strategy is Strategy.CANARY else 0.0
     return Routing(model, (Arm(stable, 1.0 - weight),
-                           Arm(d.candidate, weight, ArmRole.CANDIDATE)), salt=salt)
+                           Arm(d.candidate, weight, ArmRole.CANDIDATE)), salt=salt,
+                   window_s=window)
 
 
 def _kept(d: Deployment | None, stable: str | None, now: dt.datetime) -> frozenset[str]:
