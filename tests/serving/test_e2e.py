@@ -491,6 +491,32 @@ def test_sequential_latency_on_one_keepalive_connection(main: ServerProcess) -> 
     assert median < 0.020, f"median {median * 1000:.1f} ms over one keep-alive connection"
 
 
+def test_pipelined_requests_are_answered_in_order_and_a_close_sends_the_last_answer(
+        main: ServerProcess) -> None:
+    """The server joins each answer's writes (serving.transport): three requests sent at
+    once on one connection, the last asking to close it, get three whole answers in
+    order, and the close comes after the last one."""
+    body = orjson.dumps({"inputs": _records(1)})
+    request = (b"POST /v1/models/iris/predict HTTP/1.1\r\nHost: test\r\n"
+               b"Content-Type: application/json\r\nX-Request-Id: %s\r\n%s"
+               b"Content-Length: %d\r\n\r\n%s")
+    pipelined = b"".join(
+        request % (f"pipe-{i}".encode(), b"Connection: close\r\n" if i == 2 else b"",
+                   len(body), body) for i in range(3))
+    with socket.create_connection(("127.0.0.1", main.port), timeout=10) as sock:
+        sock.sendall(pipelined)
+        received = b""
+        while chunk := sock.recv(65536):  # until the server closes the connection
+            received += chunk
+    answers = received.split(b"HTTP/1.1 ")[1:]
+    assert len(answers) == 3, received
+    for i, answer in enumerate(answers):
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"200 OK"), answer
+        assert f"x-request-id: pipe-{i}".encode() in head.lower()
+        assert orjson.loads(payload)["request_id"] == f"pipe-{i}"
+
+
 # --- 4. hot reload under load --------------------------------------------------------------
 
 

@@ -121,7 +121,8 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1,
         keys = client.keys.list() if auth == "required" else []
     _console_secret_or_refuse(Settings())
     config = uvicorn.Config("modelhost.asgi:app_factory", factory=True, host=host,
-                            port=port, workers=workers, loop="uvloop", http="httptools",
+                            port=port, workers=workers, loop="uvloop",
+                            http="modelhost.serving.transport:OneWriteProtocol",
                             lifespan="on", access_log=False, log_level=log_level,
                             proxy_headers=False,  # not behind a proxy by default
                             timeout_graceful_shutdown=30,
