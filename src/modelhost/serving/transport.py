@@ -8,7 +8,7 @@ woken twice, once for the headers alone. For a small prediction the second write
 wake-up are a large share of the whole request (measured through the server, in
 ``benchmarks/serving/RESULTS-transport.md``). :class:`CoalescingTransport` keeps what is
 written and hands it to the real transport in one call, at the latest at the loop's next
-turn, before it polls for I/O again. A close sends what is kept first.
+turn. A close sends what is kept first.
 
 When :class:`OneWriteProtocol` learns that a response is complete, it sends it at once if
 it was the worker's only request in progress: a lone client then gets its answer ahead of
