@@ -293,12 +293,11 @@ def test_requests_without_key_split_by_the_weights_when_drawn_per_window(
     follow the weights to within 1.5 points, while the arm changes only between windows,
     not between most neighbouring requests as one draw per request does."""
     rng, clock = random.Random(20261206), FakeClock()
-    routing = Routing("churn", split(candidate).arms, window_s=0.002)
-    object.__setattr__(routing, "draw", WindowedDraw(0.002, clock=clock, draw=rng.random))
+    routing, draw = split(candidate), WindowedDraw(0.002, clock=clock, draw=rng.random)
     roles = []
     for _ in range(200_000):
         clock.now += rng.expovariate(1 / 0.0001)  # 10,000 requests per second
-        roles.append(choose(routing, None).role)
+        roles.append(choose(routing, None, draw=draw).role)
     share = roles.count(CANDIDATE) / len(roles)
     assert abs(share - candidate) <= 0.015, share
     switches = sum(a is not b for a, b in itertools.pairwise(roles))

@@ -119,31 +119,29 @@ def test_a_close_sends_what_is_kept_first_and_an_abort_drops_it() -> None:
     asyncio.run(scenario())
 
 
-SENT_WHEN_THE_APP_RETURNED: list[int] = []
-CURRENT: list[Recording] = []
-
-
-async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    assert scope["type"] == "http"
-    await receive()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", b"19")]})
-    await send({"type": "http.response.body", "body": b'{"predictions":[0]}'})
-    # What the app does after its answer (monitoring, metrics) must not delay it.
-    SENT_WHEN_THE_APP_RETURNED.append(len(CURRENT[-1].calls))
-
-
-def _serve_one_request(protocol_class: type[HttpToolsProtocol]) -> list[tuple[str, bytes]]:
+def _serve_one_request(protocol_class: type[HttpToolsProtocol]
+                       ) -> tuple[list[tuple[str, bytes]], int]:
     """One request through uvicorn's httptools protocol of ``protocol_class`` on a
-    recording transport: the calls that sent bytes."""
+    recording transport: the calls that sent bytes, and how many there were when the
+    app returned."""
+    inner = Recording()
+    written_at_return: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", b"19")]})
+        await send({"type": "http.response.body", "body": b'{"predictions":[0]}'})
+        # What the app does after its answer (monitoring, metrics) must not delay it.
+        written_at_return.append(len(inner.calls))
+
     async def scenario() -> list[tuple[str, bytes]]:
-        config = uvicorn.Config(_app, http=protocol_class, lifespan="off", access_log=False)
+        config = uvicorn.Config(app, http=protocol_class, lifespan="off", access_log=False)
         config.load()
         protocol = protocol_class(config=config, server_state=ServerState(), app_state={},
                                   _loop=asyncio.get_running_loop())
-        inner = Recording()
-        CURRENT.append(inner)
         protocol.connection_made(inner)  # type: ignore[arg-type]
         protocol.data_received(b"POST /v1/models/m/predict HTTP/1.1\r\nHost: x\r\n"
                                b"Content-Length: 2\r\n\r\n{}")
@@ -152,16 +150,17 @@ def _serve_one_request(protocol_class: type[HttpToolsProtocol]) -> list[tuple[st
         protocol.connection_lost(None)
         return [call for call in inner.calls if call[0] != "close"]
 
-    return asyncio.run(scenario())
+    sent = asyncio.run(scenario())
+    return sent, written_at_return[0]
 
 
 @pytest.mark.parametrize(("protocol_class", "calls"),
                          [(HttpToolsProtocol, 2), (OneWriteProtocol, 1)])
 def test_a_response_leaves_in_one_write_with_ours_and_two_without(
         protocol_class: type[HttpToolsProtocol], calls: int) -> None:
-    sent = _serve_one_request(protocol_class)
+    sent, written_at_return = _serve_one_request(protocol_class)
     assert len(sent) == calls, sent
-    assert SENT_WHEN_THE_APP_RETURNED[-1] == calls  # the answer left before the app ended
+    assert written_at_return == calls  # the answer left before the app ended
     response = b"".join(data for _, data in sent)
     assert response.startswith(b"HTTP/1.1 200 OK\r\n")
     assert response.endswith(b'\r\n\r\n{"predictions":[0]}')
