@@ -39,6 +39,15 @@ log = logging.getLogger(__name__)
 DEFAULT_PARTITION_ROWS = 100_000
 SCHEDULER_TIMEOUT_S = 10.0
 
+# glibc's allocator settings for the workers of the cluster a run starts. Dask's nanny
+# sets MALLOC_TRIM_THRESHOLD_=65536 so that workers hand freed memory back at once; that
+# also fixes glibc's mmap threshold at 128 KiB, so every array a model call allocates
+# (a RandomForest's 6 MB of probabilities per tree for 250,000 rows) is a fresh mapping
+# whose pages fault in again: 430,000 page faults instead of 57,000, and 20% slower
+# scoring. Large arrays from the heap (up to glibc's 32 MiB maximum), kept up to 256 MiB
+# of free heap: a worker reuses its memory from one call to the next.
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 32 << 20, "MALLOC_TRIM_THRESHOLD_": 256 << 20}
+
 
 @dataclass(frozen=True)
 class ModelPackage:
@@ -124,8 +133,7 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
                     f"the Dask scheduler at {scheduler}",
                     f"it did not answer within {SCHEDULER_TIMEOUT_S:.0f} s") from exc
         else:
-            cluster = distributed.LocalCluster(n_workers=workers or 2, threads_per_worker=1,
-                                               processes=True, dashboard_address=":0")
+            cluster = local_cluster(workers or 2)
             client = distributed.Client(cluster)
         with client:
             frame = _read(dd, fmt, input_uri, partition_rows, options)
@@ -171,6 +179,19 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
     return BatchSummary(model=pkg.version.model, version=pkg.version.version, rows=rows,
                         rejected=rejected, seconds=time.perf_counter() - started,
                         output=output_uri, rejects=rejects_uri if rejected else None)
+
+
+def local_cluster(workers: int) -> Any:
+    """A ``LocalCluster`` of ``workers`` single-threaded processes with
+    ``WORKER_MALLOC`` (a variable already in the environment wins, as Dask's own do)."""
+    import dask
+    from dask.distributed import LocalCluster
+
+    environ = {f"distributed.nanny.pre-spawn-environ.{name}": value
+               for name, value in WORKER_MALLOC.items()}
+    with dask.config.set(environ):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            dashboard_address=":0")
 
 
 # --- on the workers ---------------------------------------------------------------------
