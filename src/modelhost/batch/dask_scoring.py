@@ -191,7 +191,7 @@ def local_cluster(workers: int) -> Any:
                for name, value in WORKER_MALLOC.items()}
     with dask.config.set(environ):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                            dashboard_address=":0")
+                            dashboard_address=":0")  # type: ignore[no-untyped-call]
 
 
 # --- on the workers ---------------------------------------------------------------------
