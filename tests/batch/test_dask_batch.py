@@ -6,22 +6,25 @@ no data) with its exit code."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from modelhost import Client
+from modelhost import Client, Settings
 from modelhost.batch.dask_scoring import package, score
 from modelhost.cli import run
 from modelhost.errors import InvalidInputError
-from tests.fixtures_models import iris
+from tests.artifacts.conftest import moto_endpoint, s3_bucket, s3_storage_options  # noqa: F401 - fixtures
+from tests.fixtures_models import iris, iris_model
 
 pytestmark = pytest.mark.slow
 
@@ -160,10 +163,10 @@ def test_the_command_on_a_local_cluster(iris_client: Client, tmp_path: Path,
     assert run([*args, "batch", "iris", "--input", str(tmp_path / "rows.csv"),
                 "--output", "nowhere://scored"]) == 1
     assert "'nowhere://scored' cannot be written" in capsys.readouterr().err
-    # No data there: exit 1.
+    # No data there: exit 1, before any cluster starts.
     assert run([*args, "batch", "iris", "--input", str(tmp_path / "none.csv"),
                 "--output", str(tmp_path / "x")]) == 1
-    assert "could not be read" in capsys.readouterr().err
+    assert "no file matches" in capsys.readouterr().err
 
     # A scheduler that does not answer: exit 5 with its address, after a bounded wait.
     with socket.socket() as s:
@@ -227,3 +230,50 @@ def test_the_cluster_a_run_starts_reuses_its_workers_memory(
     # Seen: 17,820 against 1,056 (the first array's pages, then none).
     assert default > 40 * 100  # each array's pages fault in again
     assert tuned < default / 5
+
+
+def test_parquet_on_s3_in_and_out_with_the_artifact_stores_options(
+        s3_bucket: tuple[Any, str], moto_endpoint: str, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        cluster: str) -> None:
+    """An S3 input and output (a real S3 API on loopback) through the command, with
+    the storage options of MODELHOST_ARTIFACTS_OPTIONS: the cluster's workers read and
+    write with them (they have no AWS settings of their own)."""
+    s3, bucket = s3_bucket
+    options = s3_storage_options(moto_endpoint)
+    monkeypatch.setenv("MODELHOST_ARTIFACTS_OPTIONS", json.dumps(options))
+    settings = Settings(home=tmp_path / "home", artifacts=f"s3://{bucket}/artifacts")
+    with Client(settings) as client:
+        client.registry.register(iris_model(), name="iris", input_example=iris()[0].head(5))
+    frame = data(900)
+    for i in range(3):  # a folder of three files
+        body = frame.iloc[i * 300:(i + 1) * 300].to_parquet(index=False)
+        s3.put_object(Bucket=bucket, Key=f"in/part-{i}.parquet", Body=body)
+    args = ["--home", str(settings.home), "--artifacts", f"s3://{bucket}/artifacts"]
+    code = run([*args, "batch", "iris", "--version", "latest", "--input",
+                f"s3://{bucket}/in", "--output", f"s3://{bucket}/out", "--json",
+                "--scheduler", cluster])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert json.loads(printed.out)["rows"] == 900
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="out/")
+                  ["Contents"])
+    assert keys == [f"out/part.{i:06d}.parquet" for i in range(3)]
+    out = pd.concat(pd.read_parquet(io.BytesIO(
+        s3.get_object(Bucket=bucket, Key=key)["Body"].read())) for key in keys)
+    assert out["prediction"].tolist() == iris_model().predict(frame).tolist()
+
+
+def test_a_scheduler_without_workers_is_refused_with_nothing_written(
+        iris_client: Client, tmp_path: Path) -> None:
+    from dask.distributed import LocalCluster
+
+    from modelhost.errors import StoreUnavailableError
+
+    data(100).to_parquet(tmp_path / "in.parquet")
+    with LocalCluster(n_workers=0, dashboard_address=":0") as empty, pytest.raises(
+            StoreUnavailableError, match="it has no workers"):
+        score(pkg_for(iris_client, tmp_path), input_uri=str(tmp_path / "in.parquet"),
+              output_uri=str(tmp_path / "out"), rejects_uri=str(tmp_path / "bad"),
+              scheduler=empty.scheduler_address)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "bad").exists()

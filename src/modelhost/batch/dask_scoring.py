@@ -1,13 +1,15 @@
-"""Batch scoring on Dask: a data set that does not fit a request, scored partition by
-partition on a cluster, with the version's own scoring kernel.
+"""Batch scoring on Dask: a data set that does not fit a request, scored piece by piece
+on a cluster, with the version's own scoring kernel.
 
 The driver fetches the version's artifact once (verified, as every load is) and sends
 its files to the workers with the flavor, the signature and the version; each worker
-process loads the model from them once and keeps it for every partition it scores. Each
-partition is checked against the signature: refused rows go to the rejects output with
-the reason (``row`` counts from the start of its input file's partition), the others are
-scored in model calls of ``partition_rows`` and written with their input columns plus
-``prediction``, ``probability_<class>`` per class (when the model has them) and
+process loads the model from them once and keeps it for every piece it scores. The
+driver only plans (``batch.pieces``): one task per Parquet row group or CSV byte range
+reads it, checks it against the signature, scores it and writes its part of the output
+on the worker that runs it, so that no rows cross the network. Refused rows go to the
+rejects output with the reason (``row`` counts from the start of its piece); the others
+are scored in model calls of ``partition_rows`` and written with their input columns
+plus ``prediction``, ``probability_<class>`` per class (when the model has them) and
 ``model_version``.
 
 Dask loads only here (``pip install 'modelhost[batch]'``).
@@ -15,7 +17,6 @@ Dask loads only here (``pip install 'modelhost[batch]'``).
 
 from __future__ import annotations
 
-import logging
 import posixpath
 import tempfile
 import time
@@ -25,6 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from modelhost._paths import confined_path
+from modelhost.batch.pieces import (
+    Piece,
+    csv_pieces,
+    input_format,
+    list_files,
+    parquet_pieces,
+    read_piece,
+    row_group_count,
+)
 from modelhost.batch.rows import numbers_from_text, prepare_rows
 from modelhost.entities import ModelVersion
 from modelhost.errors import (
@@ -33,8 +43,6 @@ from modelhost.errors import (
     ModelhostError,
     StoreUnavailableError,
 )
-
-log = logging.getLogger(__name__)
 
 DEFAULT_PARTITION_ROWS = 100_000
 SCHEDULER_TIMEOUT_S = 10.0
@@ -47,6 +55,9 @@ SCHEDULER_TIMEOUT_S = 10.0
 # scoring. Large arrays from the heap (up to glibc's 32 MiB maximum), kept up to 256 MiB
 # of free heap: a worker reuses its memory from one call to the next.
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 32 << 20, "MALLOC_TRIM_THRESHOLD_": 256 << 20}
+
+
+Target = tuple[str, Mapping[str, Any]]  # an output's URL and its storage options
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,10 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
     it a local cluster of ``workers`` processes runs for the call. ``progress(futures)``
     shows the computation's progress (the CLI's bar).
 
+    The driver only plans: one task per piece of the input (a Parquet row group, a CSV
+    byte range) reads it, scores it and writes its part of the output and of the
+    rejects on the worker that runs it, and returns its counts.
+
     Raises:
         InvalidInputError: no data at ``input_uri``, not CSV or Parquet, or
             ``partition_rows`` below 1.
@@ -111,20 +126,22 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
     import importlib
 
     try:
-        dd: Any = importlib.import_module("dask.dataframe")
         distributed: Any = importlib.import_module("dask.distributed")  # untyped
     except ImportError as exc:
         raise MissingDependencyError("batch scoring", "batch") from exc
-    options = dict(storage_options or {})
-    places = [_check_output(target, overwrite=overwrite, options=options)
+    given = dict(storage_options or {})
+    options = _options_for(input_uri, given)
+    places = [_check_output(target, overwrite=overwrite,
+                            options=_options_for(target, given))
               for target in (output_uri, rejects_uri)]
-    if places[0] == places[1]:  # the empty rejects of a run are deleted: not the output
+    if places[0] == places[1]:
         raise InvalidInputError("the rejects must go elsewhere than the output "
                                 f"({output_uri[:120]!r})")
-    fmt = _format(input_uri)
+    fmt = input_format(input_uri)
     cluster = None
     started = time.perf_counter()
     try:
+        fs, files = list_files(input_uri, fmt, options)
         if scheduler is not None:
             try:
                 client = distributed.Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
@@ -136,37 +153,40 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
             cluster = local_cluster(workers or 2)
             client = distributed.Client(cluster)
         with client:
-            frame = _read(dd, fmt, input_uri, partition_rows, options)
+            addresses = list(client.scheduler_info()["workers"])
+            if not addresses:
+                raise StoreUnavailableError(f"the Dask scheduler at {scheduler}",
+                                            "it has no workers")
+            if fmt == "csv":
+                pieces = csv_pieces(fs, files, partition_rows)
+            else:
+                counts = client.gather(client.map(row_group_count, files, options=options,
+                                                  pure=False))
+                pieces = parquet_pieces(files, counts)
+            if not pieces:
+                raise InvalidInputError(f"no rows in {input_uri[:120]!r}")
             shipped = client.scatter(pkg, broadcast=True)
-            delayed = importlib.import_module("dask").delayed
-            good_meta, schema = _meta(client.compute(delayed(_scored_head)(
-                frame.get_partition(0).to_delayed()[0], shipped, partition_rows)).result())
-            bad_meta = _rejects_meta(frame)
-            # One task scores a partition into (scored rows, refused rows); both outputs
-            # and their counts come from those tasks, computed once.
-            scored = [delayed(_score_partition)(part, shipped, partition_rows)
-                      for part in frame.to_delayed()]
-            good = dd.from_delayed([delayed(_first)(t) for t in scored], meta=good_meta,
-                                   verify_meta=False)
-            bad = dd.from_delayed([delayed(_second)(t) for t in scored], meta=bad_meta,
-                                  verify_meta=False)
-            import pyarrow as pa  # type: ignore[import-untyped]
-
-            text = pa.schema([(str(c), pa.string()) for c in bad_meta.columns])
-            writes = [good.to_parquet(output_uri, compute=False, overwrite=overwrite,
-                                      write_index=False, storage_options=options,
-                                      schema=schema, use_dictionary=_dictionary(schema)),
-                      bad.to_parquet(rejects_uri, compute=False, overwrite=overwrite,
-                                     write_index=False, storage_options=options,
-                                     schema=text)]
-            # The counts from the same collections (one kind of collection per compute:
-            # the scoring tasks they share run once).
-            counts = [good.map_partitions(len).sum(), bad.map_partitions(len).sum()]
-            futures = client.compute([*writes, *counts])
+            # The output's types come from the first rows as the model scores them, on
+            # one worker, while the others load the model too (a 100-tree RandomForest
+            # takes 2 s): every worker keeps it for the pieces after.
+            # (Where a worker leaves meanwhile, another takes its task.)
+            first, *others = addresses[:len(pieces)]
+            loading = [client.submit(_load, shipped, workers=[w], allow_other_workers=True,
+                                     pure=False) for w in others]
+            schemas = client.submit(_schemas, pieces[0], shipped, options, partition_rows,
+                                    workers=[first], allow_other_workers=True,
+                                    pure=False).result()
+            targets = [_prepare_output(place, _options_for(place, given))
+                       for place in (output_uri, rejects_uri)]
+            futures = client.map(_score_piece, pieces, range(len(pieces)),
+                                 pkg=shipped, schemas=schemas, output=targets[0],
+                                 rejects=targets[1], options=options,
+                                 chunk_rows=partition_rows, pure=False)
             if progress is not None:
                 progress(futures)
-            results = client.gather(futures)
-            rows, rejected = int(results[2]), int(results[3])
+            done = client.gather(futures)
+            client.gather(loading)  # long done: a worker loads before its first piece
+            rows, rejected = sum(d[0] for d in done), sum(d[1] for d in done)
     except ModelhostError:
         raise
     except (ValueError, OSError) as exc:
@@ -174,8 +194,6 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
     finally:
         if cluster is not None:
             cluster.close()
-    if not rejected:  # the rejects are written only when there are some
-        _remove_empty(rejects_uri, options)
     return BatchSummary(model=pkg.version.model, version=pkg.version.version, rows=rows,
                         rejected=rejected, seconds=time.perf_counter() - started,
                         output=output_uri, rejects=rejects_uri if rejected else None)
@@ -264,40 +282,67 @@ def _score_partition(part: Any, pkg: ModelPackage, chunk_rows: int) -> tuple[Any
     return good, bad
 
 
-def _scored_head(part: Any, pkg: ModelPackage, chunk_rows: int) -> Any:
-    """The first rows of a partition, scored: what the model answers sets the output's
-    types. Run on a worker, which loads the model there once for the partitions after
-    (the driver then never imports the model's libraries nor reads the data)."""
+def _load(pkg: ModelPackage) -> None:
+    _scorer(pkg)
+
+
+def _schemas(piece: Piece, pkg: ModelPackage, options: Mapping[str, Any],
+             chunk_rows: int) -> tuple[bytes, bytes]:
+    """The Parquet schemas of the output and of the rejects (serialized: the driver
+    passes them on without reading them), from the first rows of ``piece`` as scored:
+    what the model answers sets the output's types."""
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    part = read_piece(piece, options)
+    if not len(part):
+        raise InvalidInputError("the input's first part has no rows")
     good, _ = _score_partition(part.head(20), pkg, chunk_rows)
-    return good
+    if not len(good):
+        raise InvalidInputError("the signature refuses every one of the first rows of the "
+                                "input: is it the data of this model?")
+    scored = pa.Schema.from_pandas(good, preserve_index=False)
+    text = pa.schema([(str(c), pa.string()) for c in part.columns]
+                     + [("reason", pa.string())])
+    return scored.serialize().to_pybytes(), text.serialize().to_pybytes()
+
+
+def _score_piece(piece: Piece, index: int, *, pkg: ModelPackage,
+                 schemas: tuple[bytes, bytes], output: Target, rejects: Target,
+                 options: Mapping[str, Any], chunk_rows: int) -> tuple[int, int]:
+    """Read, score and write one piece: its scored rows as ``part.<index>.parquet`` of
+    the output (an empty file when it has none, so that every part has the schema), its
+    refused rows under the same name in the rejects (only when there are some)."""
+    import pyarrow as pa
+
+    scored, text = (pa.ipc.read_schema(pa.py_buffer(b)) for b in schemas)
+    part = read_piece(piece, options)
+    if [str(c) for c in part.columns] != text.names[:-1]:
+        raise InvalidInputError(f"{piece.path[-120:]} does not have the columns of the "
+                                "input's first file")
+    good, bad = _score_partition(part, pkg, chunk_rows)
+    name = f"part.{index:06d}.parquet"
+    _write(pa.Table.from_pandas(good, schema=scored, preserve_index=False) if len(good)
+           else scored.empty_table(), output, name)
+    if len(bad):
+        _write(pa.Table.from_pandas(bad, schema=text, preserve_index=False), rejects, name)
+    return len(good), len(bad)
+
+
+def _write(table: Any, target: Target, name: str) -> None:
+    import fsspec
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    folder, options = target
+    fs, path = fsspec.core.url_to_fs(folder, **options)
+    fs.makedirs(path, exist_ok=True)
+    with fs.open(posixpath.join(path, name), "wb") as f:
+        pq.write_table(table, f, use_dictionary=_dictionary(table.schema))
 
 
 def _class_names(scorer: Any, n: int) -> list[str]:
     classes = scorer.model.classes
     labels = classes if classes is not None and len(classes) == n else range(n)
     return [f"probability_{label}" for label in labels]
-
-
-def _first(pair: tuple[Any, Any]) -> Any:
-    return pair[0]
-
-
-def _second(pair: tuple[Any, Any]) -> Any:
-    return pair[1]
-
-
-# --- on the driver ----------------------------------------------------------------------
-
-
-def _meta(good: Any) -> tuple[Any, Any]:
-    """The scored output's columns and types, and its Parquet schema, from the first
-    rows as scored (``_scored_head``)."""
-    import pyarrow as pa
-
-    if not len(good):
-        raise InvalidInputError("the signature refuses every one of the first rows of the "
-                                "input: is it the data of this model?")
-    return good.iloc[:0], pa.Schema.from_pandas(good, preserve_index=False)
 
 
 def _dictionary(schema: Any) -> list[str]:
@@ -311,47 +356,26 @@ def _dictionary(schema: Any) -> list[str]:
     return [field.name for field in schema if not pa.types.is_floating(field.type)]
 
 
-def _rejects_meta(frame: Any) -> Any:
-    import pandas as pd
-
-    meta = frame._meta.astype("string")
-    meta["reason"] = pd.array([], dtype="string")
-    return meta
+# --- on the driver ----------------------------------------------------------------------
 
 
-def _read(dd: Any, fmt: str, uri: str, partition_rows: int,
-          options: dict[str, Any]) -> Any:
-    """Partitions of about ``partition_rows`` rows: CSV cut in blocks of that many rows'
-    bytes (from the first file's first lines), Parquet one partition per row group."""
-    if fmt == "csv":
-        # CSV has no types: read text, and turn the signature's numbers back into
-        # numbers per partition (a bad value refuses its row, not its whole column).
-        blocksize = max(1 << 20, partition_rows * _bytes_per_row(uri, options))
-        return dd.read_csv(uri, dtype=str, blocksize=blocksize, storage_options=options,
-                           keep_default_na=True)
-    return dd.read_parquet(uri, storage_options=options, split_row_groups=True)
-
-
-def _bytes_per_row(uri: str, options: dict[str, Any]) -> int:
+def _prepare_output(uri: str, options: Mapping[str, Any]) -> Target:
+    """``uri``, emptied of a previous run's files (``_check_output`` has refused an
+    existing one unless asked to replace it): once the first rows have scored, so that
+    a run refused by then leaves it as it was."""
     import fsspec
 
-    files = fsspec.open_files(uri, mode="rb", **options)
-    if not files:
-        raise InvalidInputError(f"no file matches {uri[:120]!r}")
-    with files[0] as f:
-        head: bytes = f.read(1 << 16)
-    lines: int = max(1, head.count(b"\n"))
-    return max(1, len(head) // lines)
+    fs, path = fsspec.core.url_to_fs(uri, **options)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+    return uri, options
 
 
-def _format(uri: str) -> str:
-    lowered = uri.lower().rstrip("/")
-    if lowered.endswith(".csv"):
-        return "csv"
-    if lowered.endswith((".parquet", ".pq")) or "." not in lowered.rsplit("/", 1)[-1]:
-        return "parquet"  # a file, or a folder of Parquet files
-    raise InvalidInputError(f"the input must be CSV (.csv) or Parquet (.parquet, or a "
-                            f"folder of them), got {uri[:120]!r}")
+def _options_for(uri: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The storage options for ``uri``: those given, for an object store's URL; none
+    for a local path (they name an object store's settings)."""
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else "file"
+    return options if scheme not in ("file", "local") else {}
 
 
 def _check_output(uri: str, *, overwrite: bool, options: dict[str, Any]
@@ -373,21 +397,6 @@ def _check_output(uri: str, *, overwrite: bool, options: dict[str, Any]
         raise ConflictError(f"{uri} exists; pass --overwrite to replace it")
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol, posixpath.normpath(path)
-
-
-def _remove_empty(uri: str, options: dict[str, Any]) -> None:
-    """Delete the rejects this run wrote at ``uri`` when it refused nothing (they were
-    written beside the counts, in one pass). The scored output is whole by then: a
-    failure leaves the empty files and a warning, not a failed run."""
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(uri, **options)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-    except OSError as exc:
-        log.warning("the empty rejects at %s could not be deleted: %s", uri[:120],
-                    type(exc).__name__)
 
 
 def _problem(exc: Exception) -> str:

@@ -61,6 +61,7 @@ def batch(
         summary = score(pkg, input_uri=source, output_uri=output, rejects_uri=rejects_uri,
                         scheduler=scheduler, workers=workers,
                         partition_rows=partition_rows, overwrite=overwrite,
+                        storage_options=client.settings.artifact_storage_options,
                         progress=None if as_json else _progress)
     data = summary.to_dict()
     emit(data, as_json=as_json, table=(
