@@ -206,6 +206,12 @@ def _page_faults_of_large_arrays() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
+def _profiler_enabled() -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
 def test_the_cluster_a_run_starts_reuses_its_workers_memory(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Dask's default worker environment (MALLOC_TRIM_THRESHOLD_=65536) maps every
@@ -226,7 +232,9 @@ def test_the_cluster_a_run_starts_reuses_its_workers_memory(
     with local_cluster(1) as ours, DaskClient(ours) as dask_client:
         tuned = dask_client.submit(_page_faults_of_large_arrays, pure=False).result()
         environ = dask_client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC})
+        profiling = dask_client.run(_profiler_enabled)
     assert list(environ.values()) == [{k: str(v) for k, v in WORKER_MALLOC.items()}]
+    assert list(profiling.values()) == [False]  # nor the profiler's sampling thread
     # Seen: 17,820 against 1,056 (the first array's pages, then none).
     assert default > 40 * 100  # each array's pages fault in again
     assert tuned < default / 5
