@@ -285,3 +285,26 @@ def test_a_scheduler_without_workers_is_refused_with_nothing_written(
               output_uri=str(tmp_path / "out"), rejects_uri=str(tmp_path / "bad"),
               scheduler=empty.scheduler_address)
     assert not (tmp_path / "out").exists() and not (tmp_path / "bad").exists()
+
+
+def test_an_object_store_that_does_not_answer_is_unavailable(
+        iris_client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An s3:// input whose endpoint does not answer: exit 5's error, naming the
+    failure (not the endpoint), before any cluster is asked for."""
+    from modelhost.errors import StoreUnavailableError
+    from tests.artifacts.conftest import _aws_env
+
+    _aws_env(monkeypatch, tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    options: dict[str, Any] = s3_storage_options(f"http://127.0.0.1:{port}")
+    options["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 1}
+    with pytest.raises(StoreUnavailableError) as caught:
+        score(pkg_for(iris_client, tmp_path), input_uri="s3://bucket/in.parquet",
+              output_uri=str(tmp_path / "out"), rejects_uri=str(tmp_path / "bad"),
+              storage_options=options, scheduler="tcp://127.0.0.1:9")
+    assert caught.value.message == ("the storage of the input or the output is "
+                                    "unavailable: EndpointConnectionError; try again "
+                                    "shortly")
+    assert not (tmp_path / "out").exists()

@@ -31,7 +31,7 @@ _EXTRAS = {"s3": "s3", "s3a": "s3"}
 
 
 @functools.cache
-def _backend_errors() -> tuple[type[BaseException], ...]:
+def backend_errors() -> tuple[type[BaseException], ...]:
     """The foreign exceptions that mean "the store failed" (not "no such object").
 
     s3fs turns most S3 error responses into OSError, but connection, credential and
@@ -125,7 +125,7 @@ class FsspecArtifactStore(ArtifactStore):
             data = fs.cat_file(path)
         except FileNotFoundError:
             raise ArtifactMissingError(key.rsplit("/", 1)[-1]) from None
-        except _backend_errors() as exc:
+        except backend_errors() as exc:
             raise store_unavailable(exc) from exc
         return bytes(data)
 
@@ -135,7 +135,7 @@ class FsspecArtifactStore(ArtifactStore):
             fs.pipe_file(path, data)
         except FileNotFoundError as exc:
             raise _no_root() from exc
-        except _backend_errors() as exc:
+        except backend_errors() as exc:
             raise store_unavailable(exc) from exc
 
     def _create(self, key: str, data: bytes) -> bool:
@@ -148,7 +148,7 @@ class FsspecArtifactStore(ArtifactStore):
             return False
         except FileNotFoundError as exc:
             raise _no_root() from exc
-        except _backend_errors() as exc:
+        except backend_errors() as exc:
             raise store_unavailable(exc) from exc
         return True
 
@@ -174,7 +174,7 @@ class FsspecArtifactStore(ArtifactStore):
             info: dict[str, Any] = fs.info(path)
         except FileNotFoundError:
             return None
-        except _backend_errors() as exc:
+        except backend_errors() as exc:
             raise store_unavailable(exc) from exc
         return info
 
@@ -201,7 +201,7 @@ class FsspecArtifactStore(ArtifactStore):
             fs.rm_file(path)
         except FileNotFoundError:
             return
-        except _backend_errors() as exc:
+        except backend_errors() as exc:
             raise store_unavailable(exc) from exc
 
     def _list(self, prefix: str) -> Iterator[str]:
@@ -215,7 +215,7 @@ class FsspecArtifactStore(ArtifactStore):
             found = fs.find(base)
         except FileNotFoundError:
             return
-        except _backend_errors() as exc:
+        except backend_errors() as exc:
             raise store_unavailable(exc) from exc
         for path in sorted(found):
             if path.startswith(root):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from modelhost._paths import confined_path
+from modelhost.artifacts.fsspec_store import backend_errors
 from modelhost.batch.pieces import (
     Piece,
     csv_pieces,
@@ -117,7 +118,8 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
         InvalidInputError: no data at ``input_uri``, not CSV or Parquet, or
             ``partition_rows`` below 1.
         ConflictError: ``output_uri`` (or ``rejects_uri``) exists and not ``overwrite``.
-        StoreUnavailableError: the scheduler did not answer.
+        StoreUnavailableError: the scheduler did not answer or has no workers, or the
+            object store of the input or the output did not answer.
         MissingDependencyError: Dask is not installed.
     """
     if partition_rows < 1:
@@ -130,16 +132,16 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
         raise MissingDependencyError("batch scoring", "batch") from exc
     given = dict(storage_options or {})
     options = _options_for(input_uri, given)
-    places = [_check_output(target, overwrite=overwrite,
-                            options=_options_for(target, given))
-              for target in (output_uri, rejects_uri)]
-    if places[0] == places[1]:
-        raise InvalidInputError("the rejects must go elsewhere than the output "
-                                f"({output_uri[:120]!r})")
     fmt = input_format(input_uri)
     cluster = None
     started = time.perf_counter()
     try:
+        places = [_check_output(target, overwrite=overwrite,
+                                options=_options_for(target, given))
+                  for target in (output_uri, rejects_uri)]
+        if places[0] == places[1]:
+            raise InvalidInputError("the rejects must go elsewhere than the output "
+                                    f"({output_uri[:120]!r})")
         fs, files = list_files(input_uri, fmt, options)
         if scheduler is not None:
             try:
@@ -190,6 +192,9 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
         raise
     except (ValueError, OSError) as exc:
         raise InvalidInputError(_problem(exc)) from exc
+    except backend_errors() as exc:  # an object store that does not answer (botocore...)
+        raise StoreUnavailableError("the storage of the input or the output",
+                                    type(exc).__name__) from exc
     finally:
         if cluster is not None:
             cluster.close()
