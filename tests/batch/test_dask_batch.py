@@ -308,3 +308,22 @@ def test_an_object_store_that_does_not_answer_is_unavailable(
                                     "unavailable: EndpointConnectionError; try again "
                                     "shortly")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("target", ["in", ".", "in/a.parquet"])
+def test_an_output_that_holds_the_input_is_refused_and_the_input_kept(
+        iris_client: Client, tmp_path: Path, target: str) -> None:
+    """--overwrite empties the output before the pieces are read: an output that
+    holds the input would lose it."""
+    source = tmp_path / "in"
+    source.mkdir()
+    data(100).to_parquet(source / "a.parquet")
+    pkg = pkg_for(iris_client, tmp_path / "pkg")
+    for output, rejects in ((tmp_path / target, tmp_path / "bad"),
+                            (tmp_path / "out", tmp_path / target)):
+        with pytest.raises(InvalidInputError, match="must not hold the input"):
+            score(pkg, input_uri=str(source),
+                  output_uri=str(output), rejects_uri=str(rejects), overwrite=True,
+                  scheduler="tcp://127.0.0.1:9")
+    assert len(pd.read_parquet(source / "a.parquet")) == 100
+    assert not (tmp_path / "out").exists() and not (tmp_path / "bad").exists()

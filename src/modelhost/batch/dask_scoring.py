@@ -143,6 +143,7 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
             raise InvalidInputError("the rejects must go elsewhere than the output "
                                     f"({output_uri[:120]!r})")
         fs, files = list_files(input_uri, fmt, options)
+        _refuse_replacing_input(fs, files, places)
         if scheduler is not None:
             try:
                 client = distributed.Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
@@ -405,6 +406,21 @@ def _check_output(uri: str, *, overwrite: bool, options: dict[str, Any]
         raise ConflictError(f"{uri} exists; pass --overwrite to replace it")
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol, posixpath.normpath(path)
+
+
+def _refuse_replacing_input(fs: Any, files: list[str],
+                            places: list[tuple[str, str]]) -> None:
+    """An output (or rejects) replaced with ``--overwrite`` is emptied before the
+    pieces are read: it must not hold the input."""
+    import fsspec
+
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    paths = [posixpath.normpath(fsspec.core.strip_protocol(f)) for f in files]
+    for place_protocol, place in places:
+        if place_protocol == protocol and any(
+                p == place or p.startswith(place.rstrip("/") + "/") for p in paths):
+            raise InvalidInputError("the output and the rejects must not hold the input; "
+                                    "write them elsewhere")
 
 
 def _problem(exc: Exception) -> str:
