@@ -6,6 +6,7 @@ no data) with its exit code."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -327,3 +328,49 @@ def test_an_output_that_holds_the_input_is_refused_and_the_input_kept(
                   scheduler="tcp://127.0.0.1:9")
     assert len(pd.read_parquet(source / "a.parquet")) == 100
     assert not (tmp_path / "out").exists() and not (tmp_path / "bad").exists()
+
+
+def test_two_registries_with_the_same_name_and_version_on_one_cluster(
+        tmp_path: Path, cluster: str) -> None:
+    """A running cluster keeps the models it loaded for the runs after: a model of
+    another registry with the same name and version is another model."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris()
+    frame = data(300)
+    frame.to_parquet(tmp_path / "in.parquet", row_group_size=100)  # a piece per worker
+    models = {"a": iris_model(), "b": LogisticRegression(max_iter=500).fit(X, 2 - y)}
+    for home, model in models.items():
+        with Client(Settings(home=tmp_path / home)) as client:
+            client.registry.register(model, name="iris", input_example=X.head(5))
+            assert client.registry.get_version("iris", "latest").version == "1.0.0"
+            score(pkg_for(client, tmp_path / home), input_uri=str(tmp_path / "in.parquet"),
+                  output_uri=str(tmp_path / home / "out"),
+                  rejects_uri=str(tmp_path / home / "bad"), scheduler=cluster)
+            out = pd.read_parquet(tmp_path / home / "out")
+            assert out["prediction"].tolist() == client.predict(
+                "iris", frame, version="1.0.0").predictions
+    assert (pd.read_parquet(tmp_path / "a" / "out")["prediction"]
+            != pd.read_parquet(tmp_path / "b" / "out")["prediction"]).mean() > 0.5
+
+
+def test_a_worker_keeps_only_the_latest_models(iris_client: Client, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelhost.batch import dask_scoring
+
+    monkeypatch.setattr(dask_scoring, "_LOADED", {})
+    monkeypatch.setattr(dask_scoring, "KEEP_LOADED", 2)
+    first, second, third = (pkg_for(iris_client, tmp_path / ref, ref)
+                            for ref in ("1.0.0", "1.0.1", "@production"))
+    scorer = dask_scoring._scorer(first)
+    assert dask_scoring._scorer(first) is scorer  # loaded once
+    dask_scoring._scorer(second)
+    assert dask_scoring._scorer(third) is scorer  # production is 1.0.0: the same files
+    monkeypatch.setattr(dask_scoring, "KEEP_LOADED", 1)
+    dask_scoring._scorer(second)  # kept: loads nothing
+    assert [key[1] for key in dask_scoring._LOADED] == ["1.0.0", "1.0.1"]
+    dask_scoring._scorer(dask_scoring.ModelPackage(  # another artifact: loads
+        version=dataclasses.replace(first.version, artifact_digest="0" * 64),
+        files=first.files))
+    assert len(dask_scoring._LOADED) == 1
+    assert dask_scoring._scorer(first) is not scorer  # the first went: it loads again

@@ -223,11 +223,16 @@ def local_cluster(workers: int) -> Any:
 
 # --- on the workers ---------------------------------------------------------------------
 
-_LOADED: dict[tuple[str, str], Any] = {}  # per worker process: each version loads once
+# Per worker process: the scorers of the last versions it scored, by name, version and
+# the artifact's digest. Not by name and version alone: a long-running cluster serves
+# the registries of many users and projects, each with its own "churn 1.0.0". Bounded,
+# so that a cluster that scores version after version keeps only the latest few.
+_LOADED: dict[tuple[str, str, str], Any] = {}
+KEEP_LOADED = 2
 
 
 def _scorer(pkg: ModelPackage) -> Any:
-    key = (pkg.version.model, pkg.version.version)
+    key = (pkg.version.model, pkg.version.version, pkg.version.artifact_digest)
     scorer = _LOADED.get(key)
     if scorer is None:
         from modelhost.flavors import get_flavor
@@ -247,6 +252,8 @@ def _scorer(pkg: ModelPackage) -> Any:
                      if signature is not None and signature.inputs else None)
         scorer = Scorer(pkg.version, model, validator=validator)
         scorer.warm_up()  # the flavor's fast paths, as a server's
+        while len(_LOADED) >= KEEP_LOADED:
+            _LOADED.pop(next(iter(_LOADED)))  # the one loaded first
         _LOADED[key] = scorer
     return scorer
 
