@@ -124,6 +124,12 @@ def test_a_parquet_folder_and_another_version(iris_client: Client, tmp_path: Pat
         "probability_1": False, "probability_2": False, "model_version": True}
 
 
+def pq_row_groups(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_row_groups)
+
+
 def encodings(folder: Path) -> dict[str, bool]:
     """Per column of the Parquet files in ``folder``: whether it is dictionary-encoded
     (in every file and row group)."""
@@ -374,3 +380,40 @@ def test_a_worker_keeps_only_the_latest_models(iris_client: Client, tmp_path: Pa
         files=first.files))
     assert len(dask_scoring._LOADED) == 1
     assert dask_scoring._scorer(first) is not scorer  # the first went: it loads again
+
+
+def test_a_piece_that_fails_part_way_leaves_no_part(
+        iris_client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A piece is written a model call at a time: when a later call fails, what was
+    written of it goes, in the output and in the rejects."""
+    from modelhost.batch import dask_scoring
+    from modelhost.batch.pieces import Piece
+
+    frame = data(1000).astype(object)
+    frame.iloc[5, 0] = "abc"  # a refused row in the first call: the rejects' part exists
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    piece = Piece(str(tmp_path / "in.csv"), "csv", offset=0, length=1 << 20)
+    pkg = pkg_for(iris_client, tmp_path)
+    schemas = dask_scoring._schemas(piece, pkg, {}, 300)
+    real, calls = dask_scoring._score_partition, []
+
+    def failing(part: Any, *args: Any) -> Any:
+        calls.append(len(part))
+        if len(calls) == 3:
+            raise InvalidInputError("the third call fails")
+        return real(part, *args)
+
+    monkeypatch.setattr(dask_scoring, "_score_partition", failing)
+    targets = {name: (str(tmp_path / name), {}) for name in ("out", "bad")}
+    with pytest.raises(InvalidInputError, match="third call"):
+        dask_scoring._score_piece(piece, 0, pkg=pkg, schemas=schemas,
+                                  output=targets["out"], rejects=targets["bad"],
+                                  options={}, chunk_rows=300)
+    assert calls == [300, 300, 300]
+    assert list((tmp_path / "out").iterdir()) == [] and list((tmp_path / "bad").iterdir()) == []
+    monkeypatch.setattr(dask_scoring, "_score_partition", real)
+    assert dask_scoring._score_piece(piece, 0, pkg=pkg, schemas=schemas,
+                                     output=targets["out"], rejects=targets["bad"],
+                                     options={}, chunk_rows=300) == (999, 1)
+    assert len(pd.read_parquet(tmp_path / "out" / "part.000000.parquet")) == 999
+    assert pq_row_groups(tmp_path / "out" / "part.000000.parquet") == 4  # one per call

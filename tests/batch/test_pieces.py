@@ -13,6 +13,7 @@ from modelhost.batch.pieces import (
     Piece,
     csv_pieces,
     input_format,
+    iter_piece,
     list_files,
     parquet_pieces,
     read_piece,
@@ -94,3 +95,35 @@ def test_parquet_row_groups_are_pieces(tmp_path: Path) -> None:
     got = pd.concat([read_piece(p, {}) for p in pieces], ignore_index=True)
     pd.testing.assert_frame_equal(got, pd.concat([frame, frame.head(10)],
                                                  ignore_index=True))
+
+
+def test_the_first_rows_of_a_piece(tmp_path: Path) -> None:
+    """The output's types come from a piece's first rows: only those are read."""
+    frame = pd.DataFrame({"x": np.arange(1000.0), "y": np.arange(1000) % 7})
+    frame.to_parquet(tmp_path / "a.parquet", row_group_size=300)
+    frame.head(0).to_parquet(tmp_path / "empty.parquet")
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    second = Piece(str(tmp_path / "a.parquet"), "parquet", row_group=1)
+    pd.testing.assert_frame_equal(read_piece(second, {}, head=5),
+                                  frame.iloc[300:305].reset_index(drop=True))
+    last = Piece(str(tmp_path / "a.parquet"), "parquet", row_group=3)
+    assert len(read_piece(last, {}, head=500)) == 100
+    empty = read_piece(Piece(str(tmp_path / "empty.parquet"), "parquet"), {}, head=5)
+    assert len(empty) == 0 and list(empty.columns) == ["x", "y"]
+    text = read_piece(Piece(str(tmp_path / "a.csv"), "csv", offset=0, length=1 << 20),
+                      {}, head=3)
+    assert text.to_dict("list") == {"x": ["0.0", "1.0", "2.0"], "y": ["0", "1", "2"]}
+
+
+def test_a_piece_is_read_in_chunks_of_the_model_calls(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"x": np.arange(1000.0), "y": np.arange(1000) % 7})
+    frame.to_parquet(tmp_path / "a.parquet", row_group_size=700)
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    group = Piece(str(tmp_path / "a.parquet"), "parquet", row_group=0)
+    chunks = list(iter_piece(group, {}, 300))
+    assert [len(c) for c in chunks] == [300, 300, 100]
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), frame.head(700))
+    whole = Piece(str(tmp_path / "a.csv"), "csv", offset=0, length=1 << 20)
+    chunks = list(iter_piece(whole, {}, 300))
+    assert [len(c) for c in chunks] == [300, 300, 300, 100]
+    assert pd.concat(chunks, ignore_index=True).astype({"x": float, "y": int}).equals(frame)

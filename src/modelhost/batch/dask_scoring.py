@@ -16,6 +16,7 @@ Dask loads only here (``pip install 'modelhost[batch]'``).
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import tempfile
 import time
@@ -30,6 +31,7 @@ from modelhost.batch.pieces import (
     Piece,
     csv_pieces,
     input_format,
+    iter_piece,
     list_files,
     parquet_pieces,
     read_piece,
@@ -309,10 +311,10 @@ def _schemas(piece: Piece, pkg: ModelPackage, options: Mapping[str, Any],
     what the model answers sets the output's types."""
     import pyarrow as pa  # type: ignore[import-untyped]
 
-    part = read_piece(piece, options)
+    part = read_piece(piece, options, head=20)  # not the whole piece: it waits for this
     if not len(part):
         raise InvalidInputError("the input's first part has no rows")
-    good, _ = _score_partition(part.head(20), pkg, chunk_rows)
+    good, _ = _score_partition(part, pkg, chunk_rows)
     if not len(good):
         raise InvalidInputError("the signature refuses every one of the first rows of the "
                                 "input: is it the data of this model?")
@@ -325,34 +327,74 @@ def _schemas(piece: Piece, pkg: ModelPackage, options: Mapping[str, Any],
 def _score_piece(piece: Piece, index: int, *, pkg: ModelPackage,
                  schemas: tuple[bytes, bytes], output: Target, rejects: Target,
                  options: Mapping[str, Any], chunk_rows: int) -> tuple[int, int]:
-    """Read, score and write one piece: its scored rows as ``part.<index>.parquet`` of
-    the output (an empty file when it has none, so that every part has the schema), its
-    refused rows under the same name in the rejects (only when there are some)."""
+    """Read, score and write one piece, ``chunk_rows`` rows at a time (a worker holds
+    one model call's rows, not a whole row group): its scored rows as
+    ``part.<index>.parquet`` of the output (an empty file when it has none, so that
+    every part has the schema), its refused rows under the same name in the rejects
+    (only when there are some). A piece that fails leaves no part behind."""
     import pyarrow as pa
 
     scored, text = (pa.ipc.read_schema(pa.py_buffer(b)) for b in schemas)
-    part = read_piece(piece, options)
-    if [str(c) for c in part.columns] != text.names[:-1]:
-        raise InvalidInputError(f"{piece.path[-120:]} does not have the columns of the "
-                                "input's first file")
-    good, bad = _score_partition(part, pkg, chunk_rows)
     name = f"part.{index:06d}.parquet"
-    _write(pa.Table.from_pandas(good, schema=scored, preserve_index=False) if len(good)
-           else scored.empty_table(), output, name)
-    if len(bad):
-        _write(pa.Table.from_pandas(bad, schema=text, preserve_index=False), rejects, name)
-    return len(good), len(bad)
+    rows = rejected = 0
+    with _Part(output, name, scored) as good_part, _Part(rejects, name, text) as bad_part:
+        for part in iter_piece(piece, options, chunk_rows):
+            if [str(c) for c in part.columns] != text.names[:-1]:
+                raise InvalidInputError(f"{piece.path[-120:]} does not have the columns "
+                                        "of the input's first file")
+            good, bad = _score_partition(part, pkg, chunk_rows)
+            if len(good):
+                good_part.write(pa.Table.from_pandas(good, schema=scored,
+                                                     preserve_index=False))
+            if len(bad):
+                bad_part.write(pa.Table.from_pandas(bad, schema=text, preserve_index=False))
+            rows, rejected = rows + len(good), rejected + len(bad)
+        if not rows:
+            good_part.write(scored.empty_table())  # the part exists, with the schema
+    return rows, rejected
 
 
-def _write(table: Any, target: Target, name: str) -> None:
-    import fsspec
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+class _Part:
+    """A part file of an output, written a table (a row group) at a time and created
+    at the first. Removed when the piece fails: a run that fails part-way leaves
+    whole parts only."""
 
-    folder, options = target
-    fs, path = fsspec.core.url_to_fs(folder, **options)
-    fs.makedirs(path, exist_ok=True)
-    with fs.open(posixpath.join(path, name), "wb") as f:
-        pq.write_table(table, f, use_dictionary=_dictionary(table.schema))
+    def __init__(self, target: Target, name: str, schema: Any) -> None:
+        self._target, self._name, self._schema = target, name, schema
+        self._fs: Any = None
+        self._path = ""
+        self._file: Any = None
+        self._writer: Any = None
+
+    def write(self, table: Any) -> None:
+        if self._writer is None:
+            import fsspec
+            import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+            folder, options = self._target
+            self._fs, path = fsspec.core.url_to_fs(folder, **options)
+            self._fs.makedirs(path, exist_ok=True)
+            self._path = posixpath.join(path, self._name)
+            self._file = self._fs.open(self._path, "wb")
+            self._writer = pq.ParquetWriter(self._file, self._schema,
+                                            use_dictionary=_dictionary(self._schema))
+        self._writer.write_table(table)
+
+    def __enter__(self) -> _Part:
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        if self._writer is None:
+            return
+        if kind is None:
+            self._writer.close()
+            self._file.close()
+            return
+        with contextlib.suppress(Exception):  # the piece's own error is the one to see
+            self._writer.close()
+            self._file.close()
+        with contextlib.suppress(Exception):
+            self._fs.rm(self._path)
 
 
 def _class_names(scorer: Any, n: int) -> list[str]:

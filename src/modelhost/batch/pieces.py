@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,10 +107,10 @@ def row_group_count(path: str, options: Mapping[str, Any]) -> int:
         return int(pq.ParquetFile(f).metadata.num_row_groups)
 
 
-def read_piece(piece: Piece, options: Mapping[str, Any]) -> Any:
-    """The piece's rows as a DataFrame: Parquet with its own types, CSV as text (the
-    signature's numbers are turned back into numbers per row, so that a bad value
-    refuses its row, not its column)."""
+def iter_piece(piece: Piece, options: Mapping[str, Any], rows: int) -> Iterator[Any]:
+    """The piece's rows in DataFrames of at most ``rows`` rows, read as they are
+    scored: a worker holds one model call's rows at a time, not a whole row group
+    (Parquet files hold row groups of a million rows and more)."""
     import fsspec
     import pandas as pd
 
@@ -119,10 +119,40 @@ def read_piece(piece: Piece, options: Mapping[str, Any]) -> Any:
         if piece.fmt == "parquet":
             import pyarrow.parquet as pq
 
-            return pq.ParquetFile(f).read_row_group(piece.row_group).to_pandas()
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=rows,
+                                                        row_groups=[piece.row_group]):
+                yield batch.to_pandas()
+            return
         header = f.readline()
         data = _csv_range(f, piece.offset, piece.length, len(header))
-    return pd.read_csv(io.BytesIO(header + data), dtype=str, keep_default_na=True)
+    with pd.read_csv(io.BytesIO(header + data), dtype=str, keep_default_na=True,
+                     chunksize=rows) as chunks:
+        yield from chunks
+
+
+def read_piece(piece: Piece, options: Mapping[str, Any], head: int | None = None) -> Any:
+    """The piece's rows as a DataFrame, or its first ``head`` rows: Parquet with its
+    own types, CSV as text (the signature's numbers are turned back into numbers per
+    row, so that a bad value refuses its row, not its column)."""
+    import fsspec
+    import pandas as pd
+
+    fs, _ = fsspec.core.url_to_fs(piece.path, **options)
+    with fs.open(piece.path, "rb") as f:
+        if piece.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            parquet = pq.ParquetFile(f)
+            if head is None:
+                return parquet.read_row_group(piece.row_group).to_pandas()
+            first = next(parquet.iter_batches(batch_size=head,
+                                              row_groups=[piece.row_group]), None)
+            return (first.to_pandas() if first is not None
+                    else parquet.schema_arrow.empty_table().to_pandas())
+        header = f.readline()
+        data = _csv_range(f, piece.offset, piece.length, len(header))
+    return pd.read_csv(io.BytesIO(header + data), dtype=str, keep_default_na=True,
+                       nrows=head)
 
 
 def _csv_range(f: Any, offset: int, length: int, header_size: int) -> bytes:
