@@ -3,7 +3,7 @@ against a bare in-process `predict` over the same Parquet file, in one run, alte
 (ABBA).
 
     .venv/bin/python benchmarks/batch/throughput.py [--rows 2000000] [--rounds 2]
-        [--models lr-pipeline,rf]
+        [--models lr-pipeline,rf] [--calls] [--running-only]
 
 The models are the serving benchmark's (20 float features): the LR pipeline
 (StandardScaler + LogisticRegression) and the RandomForest (100 trees, n_jobs=1). The
@@ -15,6 +15,9 @@ cluster (`--scheduler`), both with two single-threaded workers; rows/s per core 
 by 2. Per CPU second counts the CPU time of every process of a run instead (the command,
 its workers and the scheduler; for in-process, this process): on a shared machine whose
 neighbours take CPU time away ("steal"), wall time moves with them, CPU time much less.
+``--calls`` adds in-process `predict` in calls of 250,000 rows (the batch's own model
+calls): a RandomForest's `predict` on a whole frame of tens of millions of rows makes a
+large array per tree and slows down per row.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
 from common import COLUMNS, make_data, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+PARTITION_ROWS = 250_000
+CALLS = f"in-process, calls of {PARTITION_ROWS:,} rows"
 MODELHOST = ROOT / ".venv" / "bin" / "modelhost"
 
 
@@ -51,13 +56,17 @@ def write_data(path: Path, rows: int) -> None:
     pd.DataFrame(picked, columns=COLUMNS).to_parquet(path, row_group_size=rows // 8)
 
 
-def in_process(model: object, path: Path) -> tuple[float, float]:
-    """Seconds and CPU seconds of reading ``path`` and predicting on it here."""
+def in_process(model: object, path: Path, call_rows: int | None = None
+               ) -> tuple[float, float]:
+    """Seconds and CPU seconds of reading ``path`` and predicting on it here: on the
+    whole frame, or in calls of ``call_rows`` rows."""
     import pandas as pd
 
     started, cpu = time.perf_counter(), time.process_time()
     frame = pd.read_parquet(path)
-    model.predict(frame)  # type: ignore[attr-defined]
+    step = call_rows or len(frame)
+    for start in range(0, len(frame), step):
+        model.predict(frame.iloc[start:start + step])  # type: ignore[attr-defined]
     return time.perf_counter() - started, time.process_time() - cpu
 
 
@@ -80,7 +89,7 @@ def batch(env: dict[str, str], name: str, path: Path, out: Path,
     and scheduler during the command."""
     args = [str(MODELHOST), "batch", name, "--version", "latest", "--input", str(path),
             "--output", str(out),
-            "--overwrite", "--json", "--workers", "2", "--partition-rows", "250000"]
+            "--overwrite", "--json", "--workers", "2", "--partition-rows", str(PARTITION_ROWS)]
     if scheduler:
         args += ["--scheduler", scheduler]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -104,6 +113,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--models", default="lr-pipeline,rf")
+    parser.add_argument("--calls", action="store_true",
+                        help="also predict in process in calls of 250,000 rows (the "
+                             "batch's model calls): against the whole frame at once, "
+                             "which slows down per row on large inputs")
+    parser.add_argument("--running-only", action="store_true",
+                        help="only `modelhost batch` on the running cluster (to compare "
+                             "two trees side by side)")
     parser.add_argument("--dask-malloc", action="store_true",
                         help="the running cluster's workers keep Dask's default "
                              "MALLOC_TRIM_THRESHOLD_ instead of the settings docs/scaling.md "
@@ -141,13 +157,17 @@ def main() -> None:
                if not k.startswith(("MODELHOST_", "MALLOC_"))}  # the run's own choice
         env["MODELHOST_HOME"] = str(home)
         for kind, model in models.items():
-            times: dict[str, list[tuple[float, float]]] = {
-                "in-process": [], "batch": [], "batch on a running cluster": []}
+            order = ["in-process", "batch", "batch on a running cluster"]
+            if args.calls:
+                order.insert(1, CALLS)
+            if args.running_only:
+                order = ["batch on a running cluster"]
+            times: dict[str, list[tuple[float, float]]] = {which: [] for which in order}
             for r in range(args.rounds):
-                order = ["in-process", "batch", "batch on a running cluster"]
                 for which in (order if r % 2 == 0 else order[::-1]):
-                    if which == "in-process":
-                        times[which].append(in_process(model, data))
+                    if which.startswith("in-process"):
+                        times[which].append(in_process(
+                            model, data, PARTITION_ROWS if which == CALLS else None))
                     else:
                         scheduler = cluster.scheduler_address if "running" in which \
                             else None
@@ -156,6 +176,8 @@ def main() -> None:
                     seconds, cpu = times[which][-1]
                     print(kind, which, f"{seconds:.2f} s, {cpu:.2f} CPU s", flush=True)
             results[kind] = times
+    if args.running_only:
+        return
     print()
     print(f"{args.rows:,} rows, {args.rounds} rounds (ABBA), medians; per core: rows/s "
           "over 2 against in-process; per CPU second: rows per CPU second (all processes "
@@ -175,6 +197,12 @@ def main() -> None:
                       f"{base / median(which, 0) / 2:.2f}",
                       f"{base_cpu / median(which, 1):.2f}"]
         print(f"| {kind} | " + " | ".join(cells) + " |")
+    for kind, times in results.items():
+        if CALLS in times:
+            calls = statistics.median(t[0] for t in times[CALLS])
+            best = statistics.median(t[0] for t in times["batch on a running cluster"])
+            print(f"{kind}: {CALLS}: {args.rows / calls:,.0f} rows/s; on a running "
+                  f"cluster per core against it: {calls / best / 2:.2f}")
 
 
 if __name__ == "__main__":
