@@ -80,7 +80,10 @@ def test_a_serve_with_streams_scores_them_in_every_worker_and_drains(
         scored = [line for line in metrics.splitlines()
                   if line.startswith("modelhost_stream_events_total{")
                   and 'outcome="scored"' in line]
-        assert scored and sum(float(line.rsplit(" ", 1)[1]) for line in scored) == 600
+        # At least once (docs/streams.md): a batch that a worker still holds after
+        # claim_idle_s (5 s here; a slow machine's start) is taken over by the other
+        # and scored again (seen once: 632). Every event reached the sink (above).
+        assert scored and sum(float(line.rsplit(" ", 1)[1]) for line in scored) >= 600
         assert f'stream="{broker.uri("in")}"' in scored[0]
         assert any(line.startswith("modelhost_requests_total{") and 'protocol="stream"'
                    in line for line in metrics.splitlines())
