@@ -394,8 +394,8 @@ def test_a_piece_that_fails_part_way_leaves_no_part(
     frame.to_csv(tmp_path / "in.csv", index=False)
     piece = Piece(str(tmp_path / "in.csv"), "csv", offset=0, length=1 << 20)
     pkg = pkg_for(iris_client, tmp_path)
-    schemas = dask_scoring._schemas(piece, pkg, {}, 300)
-    real, calls = dask_scoring._score_partition, []
+    schemas = dask_scoring._schemas(piece, pkg, {})
+    real, calls = dask_scoring._score_chunk, []
 
     def failing(part: Any, *args: Any) -> Any:
         calls.append(len(part))
@@ -403,7 +403,7 @@ def test_a_piece_that_fails_part_way_leaves_no_part(
             raise InvalidInputError("the third call fails")
         return real(part, *args)
 
-    monkeypatch.setattr(dask_scoring, "_score_partition", failing)
+    monkeypatch.setattr(dask_scoring, "_score_chunk", failing)
     targets = {name: (str(tmp_path / name), {}) for name in ("out", "bad")}
     with pytest.raises(InvalidInputError, match="third call"):
         dask_scoring._score_piece(piece, 0, pkg=pkg, schemas=schemas,
@@ -411,7 +411,7 @@ def test_a_piece_that_fails_part_way_leaves_no_part(
                                   options={}, chunk_rows=300)
     assert calls == [300, 300, 300]
     assert list((tmp_path / "out").iterdir()) == [] and list((tmp_path / "bad").iterdir()) == []
-    monkeypatch.setattr(dask_scoring, "_score_partition", real)
+    monkeypatch.setattr(dask_scoring, "_score_chunk", real)
     assert dask_scoring._score_piece(piece, 0, pkg=pkg, schemas=schemas,
                                      output=targets["out"], rejects=targets["bad"],
                                      options={}, chunk_rows=300) == (999, 1)

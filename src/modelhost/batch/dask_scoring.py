@@ -177,7 +177,7 @@ def score(pkg: ModelPackage, *, input_uri: str, output_uri: str, rejects_uri: st
             first, *others = addresses[:len(pieces)]
             loading = [client.submit(_load, shipped, workers=[w], allow_other_workers=True,
                                      pure=False) for w in others]
-            schemas = client.submit(_schemas, pieces[0], shipped, options, partition_rows,
+            schemas = client.submit(_schemas, pieces[0], shipped, options,
                                     workers=[first], allow_other_workers=True,
                                     pure=False).result()
             targets = [_prepare_output(place, _options_for(place, given))
@@ -260,8 +260,8 @@ def _scorer(pkg: ModelPackage) -> Any:
     return scorer
 
 
-def _score_partition(part: Any, pkg: ModelPackage, chunk_rows: int) -> tuple[Any, Any]:
-    """(the scored rows, the refused rows with their reason) of one partition."""
+def _score_chunk(part: Any, pkg: ModelPackage) -> tuple[Any, Any]:
+    """(the scored rows, the refused rows with their reason) of one model call's rows."""
     import numpy as np
     import pandas as pd
 
@@ -271,28 +271,19 @@ def _score_partition(part: Any, pkg: ModelPackage, chunk_rows: int) -> tuple[Any
     part = part.reset_index(drop=True)
     if pkg.version.signature is not None:
         part = numbers_from_text(part, pkg.version.signature)
-    predictions: list[Any] = []
-    probabilities: list[Any] = []
-    kept_rows: list[int] = []
-    reasons: dict[int, str] = {}
-    for start in range(0, len(part), chunk_rows):
-        inputs, kept, refused = prepare_rows(scorer, part.iloc[start:start + chunk_rows],
-                                             start)
-        reasons.update(refused)
-        if kept:
-            predicted, proba, nonfinite = scorer.run(inputs)
-            check_finite(nonfinite)
-            predictions.append(np.asarray(predicted))
-            if proba is not None:
-                probabilities.append(np.asarray(proba))
-            kept_rows.extend(kept)
-    good = part if not reasons else part.iloc[kept_rows].reset_index(drop=True)
-    good["prediction"] = (np.concatenate(predictions) if predictions
-                          else np.array([], dtype=object))
-    if probabilities:
-        proba = np.concatenate(probabilities)
-        for i, name in enumerate(_class_names(scorer, proba.shape[1])):
-            good[name] = proba[:, i]
+    inputs, kept, refused = prepare_rows(scorer, part, 0)
+    reasons = dict(refused)
+    good = part if not reasons else part.iloc[kept].reset_index(drop=True)
+    if not kept:
+        good["prediction"] = np.array([], dtype=object)
+    else:
+        predicted, proba, nonfinite = scorer.run(inputs)
+        check_finite(nonfinite)
+        good["prediction"] = np.asarray(predicted)
+        if proba is not None:
+            proba = np.asarray(proba)
+            for i, name in enumerate(_class_names(scorer, proba.shape[1])):
+                good[name] = proba[:, i]
     good["model_version"] = pkg.version.version
     bad = part.iloc[sorted(reasons)].reset_index(drop=True)
     bad = bad.astype(object).where(bad.notna(), None).astype("string")
@@ -304,8 +295,8 @@ def _load(pkg: ModelPackage) -> None:
     _scorer(pkg)
 
 
-def _schemas(piece: Piece, pkg: ModelPackage, options: Mapping[str, Any],
-             chunk_rows: int) -> tuple[bytes, bytes]:
+def _schemas(piece: Piece, pkg: ModelPackage, options: Mapping[str, Any]
+             ) -> tuple[bytes, bytes]:
     """The Parquet schemas of the output and of the rejects (serialized: the driver
     passes them on without reading them), from the first rows of ``piece`` as scored:
     what the model answers sets the output's types."""
@@ -314,7 +305,7 @@ def _schemas(piece: Piece, pkg: ModelPackage, options: Mapping[str, Any],
     part = read_piece(piece, options, head=20)  # not the whole piece: it waits for this
     if not len(part):
         raise InvalidInputError("the input's first part has no rows")
-    good, _ = _score_partition(part, pkg, chunk_rows)
+    good, _ = _score_chunk(part, pkg)
     if not len(good):
         raise InvalidInputError("the signature refuses every one of the first rows of the "
                                 "input: is it the data of this model?")
@@ -342,7 +333,7 @@ def _score_piece(piece: Piece, index: int, *, pkg: ModelPackage,
             if [str(c) for c in part.columns] != text.names[:-1]:
                 raise InvalidInputError(f"{piece.path[-120:]} does not have the columns "
                                         "of the input's first file")
-            good, bad = _score_partition(part, pkg, chunk_rows)
+            good, bad = _score_chunk(part, pkg)
             if len(good):
                 good_part.write(pa.Table.from_pandas(good, schema=scored,
                                                      preserve_index=False))
